@@ -1,0 +1,1 @@
+//! B.A.T.M.A.N. TQ in the log domain.

@@ -1,0 +1,22 @@
+//! Wire types of x0tta6bl4: node identifiers and the versioned binary TLV packet format.
+//!
+//! # Layout
+//! - [`id`]: `NodeId`, the 128-bit identifier derived from a node's public key.
+//! - [`message`]: the control messages (hello, probe, OGM, sequence-number request).
+//! - [`codec`]: packet header, TLV framing, `encode`/`decode`, and the decode errors.
+//!
+//! The crate does no I/O, reads no clock and never panics on input: every decoder returns
+//! a [`DecodeError`] for malformed, truncated, oversized or wrong-version bytes. The format
+//! is specified field by field in `docs/PROTOCOL.md`.
+
+pub mod codec;
+pub mod id;
+pub mod message;
+
+pub use codec::{
+    encoded_len,
+    DecodeError, HEADER_BYTES, MAGIC, MAX_PACKET_BYTES, OGM_ENTRY_BYTES, Packet, PacketWriter,
+    TLV_HEADER_BYTES, VERSION,
+};
+pub use id::{NodeId, ParseNodeIdError};
+pub use message::{COST_INFINITE, Hello, Message, Ogm, Probe, SeqnoRequest, TTL_UNLIMITED};

@@ -1,0 +1,79 @@
+//! Control messages carried inside a packet, one TLV each (OGMs are batched in one TLV).
+
+use crate::NodeId;
+
+/// Cost that means "no route": a retraction when advertised in an OGM.
+pub const COST_INFINITE: u32 = u32::MAX;
+
+/// TTL value meaning "flood to the whole mesh"; it is never decremented.
+pub const TTL_UNLIMITED: u8 = u8::MAX;
+
+/// One control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Presence announcement for discovery (multicast or to a static bootstrap peer).
+    Hello(Hello),
+    /// Link probe: liveness, loss and round-trip time of the link to the receiver.
+    Probe(Probe),
+    /// A batch of originator messages (route advertisements).
+    Ogms(Vec<Ogm>),
+    /// A request that the target originate a fresh sequence number.
+    SeqnoRequest(SeqnoRequest),
+}
+
+/// Presence announcement. The sender is in the packet header; the body only says how often
+/// the sender will probe, so the receiver can size its liveness timer from the first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's probe interval in milliseconds.
+    pub probe_interval_ms: u16,
+}
+
+/// A BFD-style link probe, sent to each neighbour every probe interval. It doubles as the
+/// echo of the last probe received from that neighbour (as TCP timestamps do), so one
+/// packet per interval and direction gives liveness, loss in both directions and RTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Per-link probe sequence number of the sender; gaps count as losses.
+    pub seq: u32,
+    /// Sender's clock when sending, in microseconds (truncated; only differences matter).
+    pub tx_time_us: u32,
+    /// `tx_time_us` of the last probe the sender received from the receiver (0 if none).
+    pub echo_time_us: u32,
+    /// Microseconds between receiving that probe and sending this one.
+    pub echo_delay_us: u32,
+    /// How many of the receiver's last `window` probes the sender received.
+    pub rx_count: u8,
+    /// Size of the window `rx_count` refers to.
+    pub window: u8,
+    /// The sender's probe interval in milliseconds (the receiver times liveness with it).
+    pub interval_ms: u16,
+}
+
+/// Originator message: "I can reach `originator` at `cost`", B.A.T.M.A.N.-style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ogm {
+    /// The node the route leads to.
+    pub originator: NodeId,
+    /// The originator's sequence number this route is based on (serial arithmetic).
+    pub seq: u32,
+    /// Path cost from the sender to the originator, or [`COST_INFINITE`] for a retraction.
+    pub cost: u32,
+    /// Hops from the sender to the originator.
+    pub hops: u8,
+    /// How many more hops this OGM may be flooded; [`TTL_UNLIMITED`] floods everywhere.
+    pub ttl: u8,
+}
+
+/// Asks `target` to originate a sequence number at least `seq` (Babel's seqno request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqnoRequest {
+    /// The node whose routes are wanted.
+    pub target: NodeId,
+    /// The node that lost its route and asked first.
+    pub requester: NodeId,
+    /// The smallest sequence number that would help the requester.
+    pub seq: u32,
+    /// Remaining forwarding hops.
+    pub hop_limit: u8,
+}
