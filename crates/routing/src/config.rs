@@ -61,7 +61,12 @@ pub struct ConfigError {
 impl RouterConfig {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| Err(ConfigError { field, reason: reason.to_string() });
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_string(),
+            })
+        };
         let ms = |d: Duration| d.as_millis();
         if !(10..=10_000).contains(&ms(self.probe_interval)) {
             return err("probe_interval_ms", "must be between 10 and 10000");
@@ -76,7 +81,10 @@ impl RouterConfig {
             return err("hello_interval_ms", "must be between 100 and 60000");
         }
         if self.hop_penalty == u8::MAX {
-            return err("hop_penalty", "must be below 255 (255 would make every route unusable)");
+            return err(
+                "hop_penalty",
+                "must be below 255 (255 would make every route unusable)",
+            );
         }
         if !(8..=64).contains(&self.window) {
             return err("window", "must be between 8 and 64");
@@ -113,11 +121,41 @@ mod tests {
     #[test]
     fn invalid_values_name_their_field() {
         let cases: Vec<(RouterConfig, &str)> = vec![
-            (RouterConfig { probe_interval: Duration::from_millis(1), ..Default::default() }, "probe_interval_ms"),
-            (RouterConfig { probe_miss_limit: 0, ..Default::default() }, "probe_miss_limit"),
-            (RouterConfig { hop_penalty: 255, ..Default::default() }, "hop_penalty"),
-            (RouterConfig { window: 65, ..Default::default() }, "window"),
-            (RouterConfig { max_neighbours: 0, ..Default::default() }, "max_neighbours"),
+            (
+                RouterConfig {
+                    probe_interval: Duration::from_millis(1),
+                    ..Default::default()
+                },
+                "probe_interval_ms",
+            ),
+            (
+                RouterConfig {
+                    probe_miss_limit: 0,
+                    ..Default::default()
+                },
+                "probe_miss_limit",
+            ),
+            (
+                RouterConfig {
+                    hop_penalty: 255,
+                    ..Default::default()
+                },
+                "hop_penalty",
+            ),
+            (
+                RouterConfig {
+                    window: 65,
+                    ..Default::default()
+                },
+                "window",
+            ),
+            (
+                RouterConfig {
+                    max_neighbours: 0,
+                    ..Default::default()
+                },
+                "max_neighbours",
+            ),
         ];
         for (config, field) in cases {
             assert_eq!(config.validate().map_err(|e| e.field), Err(field));

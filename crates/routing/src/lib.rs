@@ -24,5 +24,7 @@ pub mod time;
 
 pub use config::{ConfigError, RouterConfig};
 pub use link::NeighbourInfo;
-pub use router::{Destination, DropReason, Event, InvariantViolation, RouteInfo, Router, Stats, Transmit};
+pub use router::{
+    Destination, DropReason, Event, InvariantViolation, RouteInfo, Router, Stats, Transmit,
+};
 pub use time::Timestamp;

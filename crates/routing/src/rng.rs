@@ -27,7 +27,11 @@ impl Rng {
     /// A value in `0..bound` (0 when `bound` is 0). The modulo bias is negligible for the
     /// small bounds jitter uses.
     pub fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.next_u64() % bound }
+        if bound == 0 {
+            0
+        } else {
+            self.next_u64() % bound
+        }
     }
 
     /// A float in `[0, 1)`.

@@ -1,8 +1,73 @@
-//! `Router`: the sans-IO routing state machine (API skeleton; being implemented).
+//! `Router`: the sans-IO routing state machine of one node.
+//!
+//! # Calling contract
+//! - **Inputs**: `handle_datagram(now, bytes)` for every packet received on any link,
+//!   `handle_timeout(now)` whenever `poll_timeout()` is reached.
+//! - **Outputs**: after every input, drain `poll_transmit()` (packets to send) and
+//!   `poll_event()` (for logs), then re-arm the timer from `poll_timeout()`.
+//! - **Getters**: `routes`, `neighbours`, `next_hop`, `newest_seq`, `stats`, `validate`.
+//! - `now` must never go backwards. The router never reads a clock or global randomness.
+//!
+//! # Protocol in brief
+//! - *Neighbour sensing*: hellos to the discovery targets every `hello_interval`; probes to
+//!   every known neighbour every `probe_interval`. A neighbour is usable once both sides hear
+//!   each other, and dead after `probe_miss_limit` silent intervals (BFD-style).
+//! - *Route propagation*: every `ogm_interval` a node originates an OGM with a new sequence
+//!   number. Receivers add their link cost and relay the first copy of each sequence number
+//!   (B.A.T.M.A.N. flooding) within its TTL. With fisheye scoping the TTL of sequence number
+//!   `k` is `1 + trailing_zeros(k)`, so an OGM reaching distance `h` goes out every `2^(h-1)`
+//!   intervals and full-mesh floods every 64: per-node traffic grows sub-linearly with mesh size.
+//! - *Changes* do not wait for floods: a lost, gained or much changed route is advertised to
+//!   the neighbours within `flush_delay` (triggered update, TTL 0).
+//! - *Fast reroute*: every destination keeps up to three loop-free alternates (feasible
+//!   candidates via other neighbours). When a neighbour dies, traffic moves to an alternate
+//!   at once. With no feasible alternate the node retracts the route and sends a
+//!   sequence-number request towards the destination, which answers with a fresh full flood.
 
-use wire::NodeId;
+use std::collections::VecDeque;
+use std::time::Duration;
 
+use wire::{
+    COST_INFINITE, Hello, Message, NodeId, Ogm, Packet, PacketWriter, SeqnoRequest, TTL_UNLIMITED,
+};
+
+use crate::link::Link;
+use crate::metric::{LinkCosts, add_costs, cost_to_tq};
+use crate::rng::Rng;
+use crate::table::{Candidate, NO_SLOT, NodeMap, RouteEntry, seq_newer};
 use crate::{NeighbourInfo, RouterConfig, Timestamp};
+
+/// Undrained events kept at most; older ones are dropped and counted.
+const MAX_EVENTS: usize = 4096;
+/// Undrained packets kept at most; a caller that drains after every input never gets near.
+const MAX_TRANSMITS: usize = 65_536;
+/// Sequence-number requests of our own awaiting an answer, at most.
+const MAX_PENDING_REQUESTS: usize = 4096;
+/// Recently forwarded requests remembered for duplicate suppression, at most.
+const MAX_RECENT_REQUESTS: usize = 4096;
+/// How often an unanswered request of ours is repeated, and how many times.
+const REQUEST_RETRY: Duration = Duration::from_millis(250);
+const REQUEST_ATTEMPTS: u8 = 3;
+/// Hop limit of a new sequence-number request; larger than any sane mesh diameter.
+const REQUEST_HOP_LIMIT: u8 = 64;
+/// A forwarded request is not forwarded again for the same (target, seq) within this time.
+const REQUEST_DEDUP: Duration = Duration::from_secs(1);
+/// Minimum gap between two request-driven full floods of our own OGM.
+const FORCED_ORIGINATION_GAP: Duration = Duration::from_millis(100);
+/// Link TQ changes smaller than this do not re-rank routes (hysteresis against flapping).
+const TQ_HYSTERESIS: u8 = 16;
+/// A route's cost change is advertised at once only beyond this fraction (1/4) of its cost.
+const COST_CHANGE_DIVISOR: u32 = 4;
+/// Fisheye: sequence numbers divisible by 2^FULL_SCOPE_SHIFT flood the whole mesh.
+const FULL_SCOPE_SHIFT: u32 = 6;
+/// Dead neighbours are forgotten after this long (their slot is reused).
+const NEIGHBOUR_PURGE: Duration = Duration::from_secs(60);
+/// How often expired candidates are swept out.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// A retraction is sent this many extra times, because a lost retraction would leave
+/// neighbours forwarding into a dead end until their candidate expires.
+const RETRACTION_REPEATS: u8 = 2;
+const RETRACTION_REPEAT_GAP: Duration = Duration::from_millis(50);
 
 /// Where a packet produced by the router must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +160,12 @@ pub struct Stats {
     pub fast_reroutes: u64,
     /// Sequence-number requests sent or forwarded.
     pub seqno_requests_tx: u64,
+    /// Sequence-number requests dropped because too many were in flight.
+    pub dropped_request_limit: u64,
+    /// Events dropped because the caller did not drain `poll_event`.
+    pub dropped_events: u64,
+    /// Packets dropped because the caller did not drain `poll_transmit`.
+    pub dropped_transmits: u64,
 }
 
 /// Why `handle_datagram` dropped a packet.
@@ -121,19 +192,106 @@ pub struct InvariantViolation {
     pub what: String,
 }
 
+/// A pending sequence-number request of ours.
+#[derive(Debug, Clone, Copy)]
+struct PendingRequest {
+    attempts_left: u8,
+    next_at: Timestamp,
+}
+
+/// One advertisement prepared at flush time.
+#[derive(Debug, Clone, Copy)]
+struct Advert {
+    ogm: Ogm,
+    /// The neighbour our route goes through: it gets a retraction (poisoned reverse) for a
+    /// triggered update, and nothing for a flood relay (it already has the newer sequence).
+    via_slot: u16,
+    is_relay: bool,
+}
+
 /// The routing state machine of one node.
 #[derive(Debug)]
 pub struct Router {
     local: NodeId,
     config: RouterConfig,
+    link_costs: LinkCosts,
+    rng: Rng,
+    /// Neighbour slots; a slot index is stable while the neighbour is known, so candidates
+    /// refer to neighbours by slot (2 bytes) instead of by id (16 bytes).
+    links: Vec<Option<Link>>,
+    slot_of: NodeMap<u16>,
+    /// TQ each link's routes were last ranked with (see `TQ_HYSTERESIS`).
+    tq_used: Vec<u8>,
+    table: NodeMap<RouteEntry>,
+    own_seq: u32,
+    originated_once: bool,
+    /// Destinations with an advertisement to send at the next flush.
+    pending: Vec<NodeId>,
+    /// Relays waiting for the best neighbour's copy of a new sequence number, until the deadline.
+    relay_deadline: NodeMap<Timestamp>,
+    /// Neighbours that get our whole table at the next flush (they just came up).
+    dumps: Vec<u16>,
+    /// Answers to sequence-number requests: (neighbour, destination).
+    answers: Vec<(u16, NodeId)>,
+    retraction_repeats: Vec<(NodeId, Timestamp, u8)>,
+    requests: NodeMap<PendingRequest>,
+    /// Requests we forwarded: target -> (seq, when, neighbour that asked), so the answer can
+    /// be passed back to that neighbour (RFC 8966 §3.8.1.2) and duplicates suppressed.
+    recent_requests: NodeMap<(u32, Timestamp, u16)>,
+    forced_origination_at: Option<Timestamp>,
+    last_forced_origination: Option<Timestamp>,
+    next_probe: Timestamp,
+    next_ogm: Timestamp,
+    next_hello: Timestamp,
+    next_sweep: Timestamp,
+    flush_at: Option<Timestamp>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
     stats: Stats,
 }
 
 impl Router {
-    /// A router for `local`, whose own OGMs start after `initial_seq`.
-    pub fn new(local: NodeId, config: RouterConfig, initial_seq: u32, rng_seed: u64, now: Timestamp) -> Router {
-        let _ = (initial_seq, rng_seed, now);
-        Router { local, config, stats: Stats::default() }
+    /// A router for `local`, whose own OGMs start after `initial_seq` (persist it across
+    /// restarts, or neighbours will take the new OGMs for old ones). `rng_seed` drives jitter.
+    pub fn new(
+        local: NodeId,
+        config: RouterConfig,
+        initial_seq: u32,
+        rng_seed: u64,
+        now: Timestamp,
+    ) -> Router {
+        let mut rng = Rng::new(rng_seed);
+        let first_ogm = now + config.ogm_interval.mul_f64(rng.unit() * 0.1);
+        let first_probe = now + config.probe_interval.mul_f64(rng.unit());
+        Router {
+            local,
+            link_costs: LinkCosts::new(config.hop_penalty),
+            rng,
+            links: Vec::new(),
+            slot_of: NodeMap::default(),
+            tq_used: Vec::new(),
+            table: NodeMap::default(),
+            own_seq: initial_seq,
+            originated_once: false,
+            pending: Vec::new(),
+            relay_deadline: NodeMap::default(),
+            dumps: Vec::new(),
+            answers: Vec::new(),
+            retraction_repeats: Vec::new(),
+            requests: NodeMap::default(),
+            recent_requests: NodeMap::default(),
+            forced_origination_at: None,
+            last_forced_origination: None,
+            next_probe: first_probe,
+            next_ogm: first_ogm,
+            next_hello: now,
+            next_sweep: now + SWEEP_INTERVAL,
+            flush_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
     }
 
     /// This node's identifier.
@@ -146,54 +304,170 @@ impl Router {
         &self.config
     }
 
+    // ----- inputs ------------------------------------------------------------------------
+
     /// Feeds one received datagram. Returns the sender's id (so the caller can remember its
     /// address) or why the packet was dropped; drops are also counted in [`Stats`].
     pub fn handle_datagram(&mut self, now: Timestamp, bytes: &[u8]) -> Result<NodeId, DropReason> {
-        let _ = now;
-        let packet = wire::Packet::decode(bytes)?;
+        self.stats.packets_rx += 1;
+        self.stats.bytes_rx += bytes.len() as u64;
+        let packet = match Packet::decode(bytes) {
+            Ok(packet) => packet,
+            Err(error) => {
+                match error {
+                    wire::DecodeError::UnsupportedVersion(_) => self.stats.dropped_version += 1,
+                    wire::DecodeError::Oversized(_) => self.stats.dropped_oversized += 1,
+                    _ => self.stats.dropped_malformed += 1,
+                }
+                return Err(DropReason::Decode(error));
+            }
+        };
+        if packet.sender == self.local {
+            self.stats.dropped_own += 1;
+            return Err(DropReason::Own);
+        }
+        self.stats.unknown_tlvs += u64::from(packet.unknown_tlvs);
+        let Some(slot) = self.touch_link(now, packet.sender) else {
+            self.stats.dropped_neighbour_limit += 1;
+            return Err(DropReason::NeighbourLimit);
+        };
+        for message in &packet.messages {
+            match message {
+                Message::Hello(hello) => self.on_hello(slot, hello),
+                Message::Probe(probe) => self.on_probe(now, slot, probe),
+                Message::Ogms(ogms) => {
+                    for ogm in ogms {
+                        self.on_ogm(now, slot, ogm);
+                    }
+                }
+                Message::SeqnoRequest(request) => self.on_seqno_request(now, slot, request),
+            }
+        }
         Ok(packet.sender)
     }
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let _ = now;
+        self.check_liveness(now);
+        if now >= self.next_hello {
+            self.send_hello();
+            self.next_hello = now + self.jittered(self.config.hello_interval, 0.1);
+        }
+        if now >= self.next_probe {
+            self.send_probes(now);
+            self.next_probe = now + self.jittered(self.config.probe_interval, 0.1);
+        }
+        if now >= self.next_ogm {
+            self.originate(now, false);
+            self.next_ogm = now + self.jittered(self.config.ogm_interval, 0.05);
+        }
+        if self.forced_origination_at.is_some_and(|at| now >= at) {
+            self.forced_origination_at = None;
+            self.originate(now, true);
+        }
+        self.retry_requests(now);
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now + SWEEP_INTERVAL;
+        }
+        if self.flush_at.is_some_and(|at| now >= at) {
+            self.flush(now);
+        }
     }
+
+    // ----- outputs -----------------------------------------------------------------------
 
     /// The next packet to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        None
+        self.transmits.pop_front()
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        None
+        self.events.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        let mut next = self
+            .next_probe
+            .min(self.next_ogm)
+            .min(self.next_hello)
+            .min(self.next_sweep);
+        let dead_after =
+            |link: &Link| link.deadline(self.config.probe_interval, self.config.probe_miss_limit);
+        for link in self.links.iter().flatten() {
+            if link.alive {
+                next = next.min(dead_after(link));
+            }
+        }
+        for at in [self.flush_at, self.forced_origination_at]
+            .into_iter()
+            .flatten()
+        {
+            next = next.min(at);
+        }
+        if let Some(at) = self.requests.values().map(|r| r.next_at).min() {
+            next = next.min(at);
+        }
+        Some(next)
     }
+
+    // ----- getters -----------------------------------------------------------------------
 
     /// The neighbour to forward a packet for `destination` to, if any.
     pub fn next_hop(&self, destination: &NodeId) -> Option<NodeId> {
-        let _ = destination;
-        None
+        let entry = self.table.get(destination)?;
+        self.link(entry.selected).map(|link| link.id)
     }
 
     /// The routing table, sorted by destination.
     pub fn routes(&self) -> Vec<RouteInfo> {
-        Vec::new()
+        let mut routes: Vec<RouteInfo> = self
+            .table
+            .iter()
+            .filter_map(|(destination, entry)| {
+                let candidate = entry.selected_candidate()?;
+                let next_hop = self.link(entry.selected)?.id;
+                let alternates = entry
+                    .alternates(|slot| self.usable_link_cost(slot))
+                    .into_iter()
+                    .filter_map(|(slot, _)| self.link(slot).map(|link| link.id))
+                    .collect();
+                Some(RouteInfo {
+                    destination: *destination,
+                    next_hop,
+                    cost: entry.selected_total,
+                    tq: cost_to_tq(entry.selected_total),
+                    hops: candidate.hops,
+                    seq: candidate.seq,
+                    alternates,
+                    changed_at: entry.changed_at,
+                })
+            })
+            .collect();
+        routes.sort_by_key(|route| route.destination);
+        routes
     }
 
     /// The neighbour table, sorted by id.
     pub fn neighbours(&self) -> Vec<NeighbourInfo> {
-        Vec::new()
+        let mut neighbours: Vec<NeighbourInfo> = self
+            .links
+            .iter()
+            .flatten()
+            .map(|link| link.info(self.config.window))
+            .collect();
+        neighbours.sort_by_key(|n| n.id);
+        neighbours
     }
 
     /// The newest sequence number known for `destination` (own sequence for `local_id`).
     pub fn newest_seq(&self, destination: &NodeId) -> Option<u32> {
-        let _ = destination;
-        None
+        if *destination == self.local {
+            return Some(self.own_seq);
+        }
+        self.table.get(destination).map(|entry| entry.newest_seq)
     }
 
     /// Counters.
@@ -203,6 +477,905 @@ impl Router {
 
     /// Checks internal invariants; the simulator calls it after every step.
     pub fn validate(&self) -> Result<(), InvariantViolation> {
+        let fail = |what: String| {
+            Err(InvariantViolation {
+                node: self.local,
+                what,
+            })
+        };
+        if self.slot_of.len() > self.config.max_neighbours {
+            return fail(format!(
+                "{} neighbours exceed the limit",
+                self.slot_of.len()
+            ));
+        }
+        if self.table.len() > self.config.max_destinations {
+            return fail(format!(
+                "{} destinations exceed the limit",
+                self.table.len()
+            ));
+        }
+        for (slot, link) in self.links.iter().enumerate() {
+            if let Some(link) = link
+                && self.slot_of.get(&link.id) != Some(&(slot as u16))
+            {
+                return fail(format!("slot {slot} of {} is not indexed", link.id.short()));
+            }
+        }
+        for (destination, entry) in &self.table {
+            if *destination == self.local {
+                return fail("own id in the routing table".into());
+            }
+            for candidate in entry.candidates.iter().filter(|c| !c.is_empty()) {
+                if seq_newer(candidate.seq, entry.newest_seq) {
+                    return fail(format!(
+                        "candidate seq {} newer than newest {}",
+                        candidate.seq, entry.newest_seq
+                    ));
+                }
+                if self.link(candidate.slot).is_none() {
+                    return fail(format!(
+                        "candidate for {} via a forgotten slot",
+                        destination.short()
+                    ));
+                }
+            }
+            if entry.selected != NO_SLOT {
+                let Some(candidate) = entry.selected_candidate() else {
+                    return fail(format!(
+                        "route to {} selects a missing candidate",
+                        destination.short()
+                    ));
+                };
+                if self.usable_link_cost(entry.selected).is_none() {
+                    return fail(format!(
+                        "next hop to {} is not a live neighbour",
+                        destination.short()
+                    ));
+                }
+                if candidate.cost == COST_INFINITE {
+                    return fail(format!(
+                        "route to {} uses a retraction",
+                        destination.short()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+
+    // ----- neighbours --------------------------------------------------------------------
+
+    fn link(&self, slot: u16) -> Option<&Link> {
+        self.links.get(usize::from(slot)).and_then(Option::as_ref)
+    }
+
+    /// Cost of the hop to `slot` if routes may use that neighbour now.
+    fn usable_link_cost(&self, slot: u16) -> Option<u32> {
+        usable_cost(&self.links, &self.tq_used, &self.link_costs, slot)
+    }
+
+    /// Finds or creates the link to `id`, refreshing its liveness. `None` if the table is full.
+    fn touch_link(&mut self, now: Timestamp, id: NodeId) -> Option<u16> {
+        let slot = match self.slot_of.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                if self.slot_of.len() >= self.config.max_neighbours {
+                    return None;
+                }
+                let link = Link::new(id, now, self.config.probe_interval);
+                let slot = match self.links.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.links[free] = Some(link);
+                        self.tq_used[free] = 0;
+                        free
+                    }
+                    None => {
+                        self.links.push(Some(link));
+                        self.tq_used.push(0);
+                        self.links.len() - 1
+                    }
+                };
+                // max_neighbours is validated to be at most 1024, so slots fit in u16.
+                let slot = slot as u16;
+                self.slot_of.insert(id, slot);
+                slot
+            }
+        };
+        if let Some(link) = self.links[usize::from(slot)].as_mut() {
+            link.last_heard = now;
+        }
+        Some(slot)
+    }
+
+    fn on_hello(&mut self, slot: u16, hello: &Hello) {
+        if let Some(link) = self.links[usize::from(slot)].as_mut() {
+            link.peer_interval = Duration::from_millis(u64::from(hello.probe_interval_ms.max(1)));
+        }
+    }
+
+    fn on_probe(&mut self, now: Timestamp, slot: u16, probe: &wire::Probe) {
+        let window = self.config.window;
+        let Some(link) = self.links[usize::from(slot)].as_mut() else {
+            return;
+        };
+        link.on_probe(now, probe, window);
+        let tq = link.update_tq(window);
+        let usable = link.hears_us() && tq > 0;
+        let was_alive = link.alive;
+        if usable && !was_alive {
+            link.alive = true;
+            let id = link.id;
+            self.tq_used[usize::from(slot)] = tq;
+            self.push_event(Event::NeighbourUp(id));
+            self.dumps.push(slot);
+            self.schedule_flush(now);
+            self.reselect_all(now);
+        } else if was_alive && tq.abs_diff(self.tq_used[usize::from(slot)]) >= TQ_HYSTERESIS {
+            self.tq_used[usize::from(slot)] = tq;
+            if tq == 0 {
+                self.declare_dead(now, slot);
+            } else {
+                self.reselect_all(now);
+            }
+        }
+    }
+
+    fn check_liveness(&mut self, now: Timestamp) {
+        for slot in 0..self.links.len() {
+            let Some(link) = self.links[slot].as_ref() else {
+                continue;
+            };
+            let deadline = link.deadline(self.config.probe_interval, self.config.probe_miss_limit);
+            if link.alive && now >= deadline {
+                self.declare_dead(now, slot as u16);
+            } else if !link.alive && now >= link.last_heard + NEIGHBOUR_PURGE {
+                self.slot_of.remove(&link.id);
+                self.links[slot] = None;
+            }
+        }
+    }
+
+    /// The neighbour is gone: drop its advertisements and move its routes to alternates.
+    fn declare_dead(&mut self, now: Timestamp, slot: u16) {
+        let Some(link) = self.links[usize::from(slot)].as_mut() else {
+            return;
+        };
+        link.alive = false;
+        let id = link.id;
+        self.tq_used[usize::from(slot)] = 0;
+        self.push_event(Event::NeighbourDown(id));
+        let affected: Vec<NodeId> = self
+            .table
+            .iter_mut()
+            .filter_map(|(destination, entry)| entry.remove_slot(slot).then_some(*destination))
+            .collect();
+        for destination in affected {
+            let had_route = self
+                .table
+                .get(&destination)
+                .is_some_and(|e| e.selected == slot);
+            self.reselect(now, destination);
+            if had_route
+                && self
+                    .table
+                    .get(&destination)
+                    .is_some_and(|e| e.selected != NO_SLOT)
+            {
+                self.stats.fast_reroutes += 1;
+            }
+        }
+    }
+
+    // ----- routes ------------------------------------------------------------------------
+
+    fn on_ogm(&mut self, now: Timestamp, slot: u16, ogm: &Ogm) {
+        self.stats.ogms_rx += 1;
+        if ogm.originator == self.local {
+            return;
+        }
+        let mut fresh = false;
+        if !self.table.contains_key(&ogm.originator) {
+            if ogm.cost == COST_INFINITE {
+                return;
+            }
+            if self.table.len() >= self.config.max_destinations {
+                self.stats.dropped_destination_limit += 1;
+                return;
+            }
+            let mut entry = RouteEntry::new(now);
+            entry.newest_seq = ogm.seq;
+            self.table.insert(ogm.originator, entry);
+            fresh = true;
+        }
+        let Router {
+            table,
+            links,
+            tq_used,
+            link_costs,
+            config,
+            ..
+        } = self;
+        let Some(entry) = table.get_mut(&ogm.originator) else {
+            return;
+        };
+        let is_new_seq = fresh || seq_newer(ogm.seq, entry.newest_seq);
+        if is_new_seq {
+            entry.newest_seq = ogm.seq;
+        }
+        if ogm.cost == COST_INFINITE {
+            entry.remove_slot(slot);
+        } else {
+            let candidate = Candidate {
+                slot,
+                hops: ogm.hops.saturating_add(1),
+                seq: ogm.seq,
+                cost: ogm.cost,
+                updated_ms: coarse_ms(now),
+            };
+            entry.upsert(candidate, |c| {
+                add_costs(
+                    c.cost,
+                    usable_cost(links, tq_used, link_costs, c.slot).unwrap_or(COST_INFINITE),
+                )
+            });
+        }
+        let relay_ttl = match ogm.ttl {
+            _ if ogm.cost == COST_INFINITE => 0,
+            TTL_UNLIMITED => TTL_UNLIMITED,
+            ttl => ttl.saturating_sub(1),
+        };
+        let flush_delay = config.flush_delay;
+        if relay_ttl > 0 && ogm.seq == entry.newest_seq && (is_new_seq || entry.relay_ttl != 0) {
+            let first = entry.relay_ttl == 0;
+            entry.relay_ttl = entry.relay_ttl.max(relay_ttl);
+            if first {
+                // Wait briefly for the best neighbour's copy, so the relay carries the best
+                // route instead of whichever copy arrived first.
+                self.relay_deadline
+                    .insert(ogm.originator, now + flush_delay * 2);
+                self.mark_pending(now, ogm.originator);
+            }
+        }
+        self.reselect(now, ogm.originator);
+        self.pass_back_answer(now, ogm.originator);
+    }
+
+    /// If a request we forwarded for `destination` is now satisfied, send our fresh route to
+    /// the neighbour that asked, so the answer travels back along the request's path.
+    fn pass_back_answer(&mut self, now: Timestamp, destination: NodeId) {
+        let Some(&(seq, _, asker)) = self.recent_requests.get(&destination) else {
+            return;
+        };
+        let Some(entry) = self.table.get(&destination) else {
+            return;
+        };
+        let satisfied = entry
+            .selected_candidate()
+            .is_some_and(|c| !seq_newer(seq, c.seq));
+        if satisfied && entry.selected != asker {
+            self.recent_requests.remove(&destination);
+            self.answers.push((asker, destination));
+            self.schedule_flush(now);
+        }
+    }
+
+    /// Re-runs route selection for `destination` and reacts to the outcome: events, triggered
+    /// updates for big changes, a sequence-number request when the route is lost.
+    fn reselect(&mut self, now: Timestamp, destination: NodeId) {
+        let Router {
+            table,
+            links,
+            tq_used,
+            link_costs,
+            ..
+        } = self;
+        let Some(entry) = table.get_mut(&destination) else {
+            return;
+        };
+        let choice = entry.select(|slot| usable_cost(links, tq_used, link_costs, slot));
+        let (new_slot, new_total) = match choice {
+            Some(choice) => (entry.candidates[choice.index].slot, choice.total),
+            None => (NO_SLOT, COST_INFINITE),
+        };
+        let old_slot = entry.selected;
+        entry.selected = new_slot;
+        entry.selected_total = new_total;
+        if new_slot != old_slot {
+            entry.changed_at = now;
+        }
+        let advertised = entry.adv_cost;
+        // A new next hop is advertised too: the old one was poisoned and must learn our route,
+        // the new one must be poisoned.
+        let trigger = match (advertised == COST_INFINITE, new_total == COST_INFINITE) {
+            (true, true) => false,
+            (true, false) | (false, true) => true,
+            (false, false) => {
+                new_slot != old_slot
+                    || new_total.abs_diff(advertised) > advertised / COST_CHANGE_DIVISOR
+            }
+        };
+        if new_slot != old_slot {
+            self.note_route_change(destination, new_slot);
+        }
+        if trigger {
+            self.mark_pending(now, destination);
+            if new_total == COST_INFINITE {
+                self.retraction_repeats.push((
+                    destination,
+                    now + RETRACTION_REPEAT_GAP,
+                    RETRACTION_REPEATS,
+                ));
+            }
+        }
+        if new_slot == NO_SLOT {
+            if old_slot != NO_SLOT {
+                self.start_request(now, destination);
+            }
+        } else {
+            self.requests.remove(&destination);
+        }
+    }
+
+    fn reselect_all(&mut self, now: Timestamp) {
+        let destinations: Vec<NodeId> = self.table.keys().copied().collect();
+        for destination in destinations {
+            self.reselect(now, destination);
+        }
+    }
+
+    fn note_route_change(&mut self, destination: NodeId, slot: u16) {
+        self.stats.route_changes += 1;
+        let next_hop = self.link(slot).map(|link| link.id);
+        self.push_event(Event::RouteChanged {
+            destination,
+            next_hop,
+        });
+    }
+
+    fn mark_pending(&mut self, now: Timestamp, destination: NodeId) {
+        if let Some(entry) = self.table.get_mut(&destination)
+            && !entry.pending
+        {
+            entry.pending = true;
+            self.pending.push(destination);
+        }
+        self.schedule_flush(now);
+    }
+
+    fn schedule_flush(&mut self, now: Timestamp) {
+        let at = now + self.config.flush_delay;
+        self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
+    }
+
+    /// Sends every pending advertisement, answer and table dump, one packet batch per neighbour.
+    fn flush(&mut self, now: Timestamp) {
+        self.flush_at = None;
+        let mut adverts = Vec::with_capacity(self.pending.len());
+        let mut waiting = Vec::new();
+        for destination in std::mem::take(&mut self.pending) {
+            match self.prepare_advert(now, destination) {
+                PreparedAdvert::Send(advert) => adverts.push(advert),
+                PreparedAdvert::Wait => waiting.push(destination),
+                PreparedAdvert::Nothing => {}
+            }
+        }
+        self.pending = waiting;
+        let mut repeats = std::mem::take(&mut self.retraction_repeats);
+        repeats.retain_mut(|(destination, at, left)| {
+            if now < *at {
+                return true;
+            }
+            let Some(entry) = self.table.get(destination) else {
+                return false;
+            };
+            if entry.selected != NO_SLOT {
+                return false;
+            }
+            adverts.push(Advert {
+                ogm: Ogm {
+                    originator: *destination,
+                    seq: entry.adv_seq,
+                    cost: COST_INFINITE,
+                    hops: 0,
+                    ttl: 0,
+                },
+                via_slot: NO_SLOT,
+                is_relay: false,
+            });
+            *left -= 1;
+            *at = now + RETRACTION_REPEAT_GAP;
+            *left > 0
+        });
+        self.retraction_repeats = repeats;
+        self.emit(&adverts);
+        let next_wait = self
+            .pending
+            .iter()
+            .filter_map(|d| self.relay_deadline.get(d))
+            .min()
+            .copied();
+        let next_repeat = self.retraction_repeats.iter().map(|(_, at, _)| *at).min();
+        for at in [next_wait, next_repeat].into_iter().flatten() {
+            self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
+        }
+        if !self.pending.is_empty() && self.flush_at.is_none() {
+            self.schedule_flush(now);
+        }
+    }
+
+    /// Decides what to advertise for a pending destination and records it as advertised.
+    fn prepare_advert(&mut self, now: Timestamp, destination: NodeId) -> PreparedAdvert {
+        let deadline = self.relay_deadline.get(&destination).copied();
+        let Router {
+            table,
+            links,
+            tq_used,
+            link_costs,
+            ..
+        } = self;
+        let Some(entry) = table.get_mut(&destination) else {
+            return PreparedAdvert::Nothing;
+        };
+        let mut switched_to = None;
+        if entry.relay_ttl != 0
+            && entry
+                .selected_candidate()
+                .is_none_or(|c| c.seq != entry.newest_seq)
+        {
+            if deadline.is_some_and(|deadline| now < deadline) {
+                return PreparedAdvert::Wait;
+            }
+            // The best neighbour did not bring the new sequence number in time: the relay
+            // must carry the route we forward on, so switch to the best route that has it.
+            if let Some(choice) =
+                entry.select_newest(|slot| usable_cost(links, tq_used, link_costs, slot))
+            {
+                let slot = entry.candidates[choice.index].slot;
+                if slot != entry.selected {
+                    entry.changed_at = now;
+                    switched_to = Some(slot);
+                }
+                entry.selected = slot;
+                entry.selected_total = choice.total;
+            }
+        }
+        entry.pending = false;
+        let relay_ttl = std::mem::take(&mut entry.relay_ttl);
+        let ogm = match entry.selected_candidate() {
+            Some(candidate) => Ogm {
+                originator: destination,
+                seq: candidate.seq,
+                cost: entry.selected_total,
+                hops: candidate.hops,
+                ttl: if candidate.seq == entry.newest_seq {
+                    relay_ttl
+                } else {
+                    0
+                },
+            },
+            None if entry.adv_cost == COST_INFINITE => {
+                self.relay_deadline.remove(&destination);
+                return PreparedAdvert::Nothing;
+            }
+            None => Ogm {
+                originator: destination,
+                seq: entry.adv_seq,
+                cost: COST_INFINITE,
+                hops: 0,
+                ttl: 0,
+            },
+        };
+        entry.note_advertised(ogm.seq, ogm.cost);
+        let via_slot = entry.selected;
+        self.relay_deadline.remove(&destination);
+        if let Some(slot) = switched_to {
+            self.note_route_change(destination, slot);
+        }
+        PreparedAdvert::Send(Advert {
+            ogm,
+            via_slot,
+            is_relay: ogm.ttl != 0,
+        })
+    }
+
+    /// Writes adverts, request answers and table dumps into packets for each usable neighbour.
+    fn emit(&mut self, adverts: &[Advert]) {
+        let dumps = std::mem::take(&mut self.dumps);
+        let answers = std::mem::take(&mut self.answers);
+        for slot in 0..self.links.len() as u16 {
+            if self.usable_link_cost(slot).is_none() {
+                continue;
+            }
+            let mut writer = PacketWriter::new(self.local);
+            let mut count = 0u64;
+            for advert in adverts {
+                if advert.via_slot == slot {
+                    // Poisoned reverse: the neighbour we route through must not count on us.
+                    if !advert.is_relay && advert.ogm.cost != COST_INFINITE {
+                        writer.push_ogm(&Ogm {
+                            cost: COST_INFINITE,
+                            ttl: 0,
+                            ..advert.ogm
+                        });
+                        count += 1;
+                    }
+                    continue;
+                }
+                writer.push_ogm(&advert.ogm);
+                count += 1;
+            }
+            for (_, destination) in answers.iter().filter(|(to, _)| *to == slot) {
+                if let Some(ogm) = self.current_advert(destination, slot) {
+                    writer.push_ogm(&ogm);
+                    count += 1;
+                }
+            }
+            if dumps.contains(&slot) {
+                writer.push_ogm(&Ogm {
+                    originator: self.local,
+                    seq: self.own_seq,
+                    cost: 0,
+                    hops: 0,
+                    ttl: 0,
+                });
+                count += 1;
+                for destination in self.table.keys() {
+                    if let Some(ogm) = self.current_advert(destination, slot) {
+                        writer.push_ogm(&ogm);
+                        count += 1;
+                    }
+                }
+            }
+            self.stats.ogms_tx += count;
+            self.send_packets(slot, writer);
+        }
+    }
+
+    /// Our current route to `destination` as an OGM for neighbour `to`, unless it goes via `to`.
+    fn current_advert(&self, destination: &NodeId, to: u16) -> Option<Ogm> {
+        let entry = self.table.get(destination)?;
+        let candidate = entry.selected_candidate()?;
+        (entry.selected != to).then_some(Ogm {
+            originator: *destination,
+            seq: candidate.seq,
+            cost: entry.selected_total,
+            hops: candidate.hops,
+            ttl: 0,
+        })
+    }
+
+    fn send_packets(&mut self, slot: u16, writer: PacketWriter) {
+        let Some(id) = self.link(slot).map(|link| link.id) else {
+            return;
+        };
+        for payload in writer.finish() {
+            self.push_transmit(Transmit {
+                to: Destination::Neighbour(id),
+                payload,
+            });
+        }
+    }
+
+    /// Originates our own OGM. Fisheye scoping picks the TTL from the sequence number; the
+    /// first OGM and request-driven ones flood the whole mesh.
+    fn originate(&mut self, now: Timestamp, forced: bool) {
+        self.own_seq = self.own_seq.wrapping_add(1);
+        let ttl = if forced || !self.originated_once || !self.config.fisheye {
+            TTL_UNLIMITED
+        } else {
+            fisheye_ttl(self.own_seq)
+        };
+        if forced {
+            self.last_forced_origination = Some(now);
+        }
+        self.originated_once = true;
+        let ogm = Ogm {
+            originator: self.local,
+            seq: self.own_seq,
+            cost: 0,
+            hops: 0,
+            ttl,
+        };
+        for slot in 0..self.links.len() as u16 {
+            if self.usable_link_cost(slot).is_some() {
+                let mut writer = PacketWriter::new(self.local);
+                writer.push_ogm(&ogm);
+                self.stats.ogms_tx += 1;
+                self.send_packets(slot, writer);
+            }
+        }
+    }
+
+    // ----- sequence-number requests ------------------------------------------------------
+
+    fn start_request(&mut self, now: Timestamp, destination: NodeId) {
+        if self.requests.contains_key(&destination) {
+            return;
+        }
+        if self.requests.len() >= MAX_PENDING_REQUESTS {
+            self.stats.dropped_request_limit += 1;
+            return;
+        }
+        self.requests.insert(
+            destination,
+            PendingRequest {
+                attempts_left: REQUEST_ATTEMPTS - 1,
+                next_at: now + REQUEST_RETRY,
+            },
+        );
+        self.send_request(destination);
+    }
+
+    fn send_request(&mut self, destination: NodeId) {
+        let Some(entry) = self.table.get(&destination) else {
+            return;
+        };
+        let base = if entry.fd_cost == COST_INFINITE {
+            entry.newest_seq
+        } else {
+            entry.fd_seq
+        };
+        let request = SeqnoRequest {
+            target: destination,
+            requester: self.local,
+            seq: base.wrapping_add(1),
+            hop_limit: REQUEST_HOP_LIMIT,
+        };
+        for slot in 0..self.links.len() as u16 {
+            if self.usable_link_cost(slot).is_some() {
+                self.send_message(slot, Message::SeqnoRequest(request));
+                self.stats.seqno_requests_tx += 1;
+            }
+        }
+    }
+
+    fn send_message(&mut self, slot: u16, message: Message) {
+        let mut writer = PacketWriter::new(self.local);
+        writer.push(&message);
+        self.send_packets(slot, writer);
+    }
+
+    fn retry_requests(&mut self, now: Timestamp) {
+        if self.requests.values().all(|r| r.next_at > now) {
+            return;
+        }
+        let due: Vec<NodeId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.next_at <= now)
+            .map(|(d, _)| *d)
+            .collect();
+        for destination in due {
+            let routed = self
+                .table
+                .get(&destination)
+                .is_some_and(|e| e.selected != NO_SLOT);
+            let Some(request) = self.requests.get_mut(&destination) else {
+                continue;
+            };
+            if routed || request.attempts_left == 0 {
+                self.requests.remove(&destination);
+                continue;
+            }
+            request.attempts_left -= 1;
+            request.next_at = now + REQUEST_RETRY;
+            self.send_request(destination);
+        }
+    }
+
+    fn on_seqno_request(&mut self, now: Timestamp, slot: u16, request: &SeqnoRequest) {
+        if request.target == self.local {
+            self.answer_own_request(now, request.seq);
+            return;
+        }
+        if let Some(&(seq, at, _)) = self.recent_requests.get(&request.target)
+            && seq == request.seq
+            && now < at + REQUEST_DEDUP
+        {
+            return;
+        }
+        // Only a node without a route asks, so whatever the requester advertised before is
+        // gone: drop it now rather than wait for its retraction, which may still be in flight.
+        if let Some(entry) = self.table.get_mut(&request.target)
+            && entry.remove_slot(slot)
+        {
+            self.reselect(now, request.target);
+        }
+        let Some(entry) = self.table.get(&request.target) else {
+            return;
+        };
+        let Some(candidate) = entry.selected_candidate().copied() else {
+            return;
+        };
+        if !seq_newer(request.seq, candidate.seq) {
+            // Our route is already as fresh as asked: answer directly (RFC 8966 §3.8.1.2).
+            self.answers.push((slot, request.target));
+            self.schedule_flush(now);
+            return;
+        }
+        if request.hop_limit <= 1 {
+            return;
+        }
+        if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
+            self.recent_requests
+                .retain(|_, (_, at, _)| now < *at + REQUEST_DEDUP);
+            if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
+                self.stats.dropped_request_limit += 1;
+                return;
+            }
+        }
+        self.recent_requests
+            .insert(request.target, (request.seq, now, slot));
+        let forwarded = SeqnoRequest {
+            hop_limit: request.hop_limit - 1,
+            ..*request
+        };
+        let next = entry.selected;
+        self.send_message(next, Message::SeqnoRequest(forwarded));
+        self.stats.seqno_requests_tx += 1;
+    }
+
+    fn answer_own_request(&mut self, now: Timestamp, requested: u32) {
+        let recently_flooded = self
+            .last_forced_origination
+            .is_some_and(|at| now < at + FORCED_ORIGINATION_GAP);
+        if recently_flooded && !seq_newer(requested, self.own_seq) {
+            return;
+        }
+        if seq_newer(requested, self.own_seq.wrapping_add(1)) {
+            // Our sequence number fell behind what others remember (a restart without the
+            // persisted counter): jump ahead so our OGMs are believed again.
+            self.own_seq = requested.wrapping_sub(1);
+        }
+        match self.last_forced_origination {
+            Some(at) if now < at + FORCED_ORIGINATION_GAP => {
+                self.forced_origination_at
+                    .get_or_insert(at + FORCED_ORIGINATION_GAP);
+            }
+            _ => self.originate(now, true),
+        }
+    }
+
+    // ----- housekeeping ------------------------------------------------------------------
+
+    /// Removes candidates nobody refreshed in time and forgets long-unreachable destinations.
+    fn sweep(&mut self, now: Timestamp) {
+        let now_ms = coarse_ms(now);
+        let ogm_ms = u32::try_from(self.config.ogm_interval.as_millis()).unwrap_or(u32::MAX);
+        let fisheye = self.config.fisheye;
+        let mut affected = Vec::new();
+        for (destination, entry) in &mut self.table {
+            let mut removed = false;
+            for candidate in entry.candidates.iter_mut().filter(|c| !c.is_empty()) {
+                let age = now_ms.wrapping_sub(candidate.updated_ms);
+                if age > candidate_timeout_ms(candidate.hops, ogm_ms, fisheye) {
+                    *candidate = Candidate {
+                        slot: NO_SLOT,
+                        ..*candidate
+                    };
+                    removed = true;
+                }
+            }
+            if removed {
+                affected.push(*destination);
+            }
+        }
+        for destination in affected {
+            self.reselect(now, destination);
+        }
+        let requests = &self.requests;
+        self.table.retain(|destination, entry| {
+            let forgotten = entry.candidates.iter().all(Candidate::is_empty)
+                && entry.selected == NO_SLOT
+                && !entry.pending
+                && !requests.contains_key(destination)
+                && now.saturating_since(entry.changed_at) > DESTINATION_GC;
+            !forgotten
+        });
+        self.recent_requests
+            .retain(|_, (_, at, _)| now < *at + REQUEST_DEDUP);
+    }
+
+    fn send_hello(&mut self) {
+        let interval_ms = u16::try_from(self.config.probe_interval.as_millis()).unwrap_or(u16::MAX);
+        let mut writer = PacketWriter::new(self.local);
+        writer.push(&Message::Hello(Hello {
+            probe_interval_ms: interval_ms,
+        }));
+        for payload in writer.finish() {
+            self.push_transmit(Transmit {
+                to: Destination::Discovery,
+                payload,
+            });
+        }
+    }
+
+    fn send_probes(&mut self, now: Timestamp) {
+        let dead_after = self.config.dead_after();
+        for slot in 0..self.links.len() {
+            let Some(link) = self.links[slot].as_mut() else {
+                continue;
+            };
+            if !link.alive && now.saturating_since(link.last_heard) > dead_after {
+                continue;
+            }
+            let probe = link.make_probe(now, self.config.window, self.config.probe_interval);
+            self.send_message(slot as u16, Message::Probe(probe));
+        }
+    }
+
+    fn jittered(&mut self, interval: Duration, fraction: f64) -> Duration {
+        interval.mul_f64(1.0 - fraction + 2.0 * fraction * self.rng.unit())
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.stats.dropped_events += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn push_transmit(&mut self, transmit: Transmit) {
+        if self.transmits.len() >= MAX_TRANSMITS {
+            self.stats.dropped_transmits += 1;
+            return;
+        }
+        self.stats.packets_tx += 1;
+        self.stats.bytes_tx += transmit.payload.len() as u64;
+        self.transmits.push_back(transmit);
+    }
+}
+
+/// Unreachable destinations with no candidates are forgotten after this long. Until then
+/// their feasibility distance protects against stale advertisements (Babel keeps sources
+/// for a few minutes for the same reason).
+const DESTINATION_GC: Duration = Duration::from_secs(180);
+
+enum PreparedAdvert {
+    Send(Advert),
+    Wait,
+    Nothing,
+}
+
+fn usable_cost(
+    links: &[Option<Link>],
+    tq_used: &[u8],
+    link_costs: &LinkCosts,
+    slot: u16,
+) -> Option<u32> {
+    let link = links.get(usize::from(slot))?.as_ref()?;
+    if !link.alive {
+        return None;
+    }
+    let cost = link_costs.hop(*tq_used.get(usize::from(slot))?);
+    (cost != COST_INFINITE).then_some(cost)
+}
+
+/// Milliseconds on the caller's clock, wrapping every 49 days; only short ages are taken.
+fn coarse_ms(now: Timestamp) -> u32 {
+    (now.as_micros() / 1000) as u32
+}
+
+/// Fisheye TTL of our sequence number `seq`: 1 + its trailing zero bits, so TTL h goes out
+/// every 2^(h-1) OGM intervals, and every 2^FULL_SCOPE_SHIFT-th OGM floods everywhere.
+fn fisheye_ttl(seq: u32) -> u8 {
+    let zeros = seq.trailing_zeros();
+    if zeros >= FULL_SCOPE_SHIFT {
+        TTL_UNLIMITED
+    } else {
+        (zeros + 1) as u8
+    }
+}
+
+/// How long a candidate `hops` away survives without refresh: three refresh periods of the
+/// fisheye scope that reaches it, plus two OGM intervals of slack.
+fn candidate_timeout_ms(hops: u8, ogm_ms: u32, fisheye: bool) -> u32 {
+    let period_ogms = if fisheye {
+        1u32 << u32::from(hops.max(1) - 1).min(FULL_SCOPE_SHIFT)
+    } else {
+        1
+    };
+    ogm_ms.saturating_mul(period_ogms * 3 + 2)
 }

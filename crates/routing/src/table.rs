@@ -1,1 +1,362 @@
-//! Per-destination route table.
+//! Per-destination routing state: candidate routes via neighbours, Babel's feasibility
+//! distance, and route selection.
+//!
+//! A candidate is what one neighbour last advertised for the destination: the originator's
+//! sequence number, the neighbour's cost, its hop count. A candidate is *feasible* when it
+//! is based on a newer sequence number than our feasibility distance, or on the same one
+//! with a strictly smaller cost (RFC 8966 §3.5.1). Selecting only feasible candidates keeps
+//! the forwarding graph loop-free at every instant, including while several nodes switch to
+//! alternates at once; the currently selected candidate may be kept when its cost rises,
+//! because the feasibility distances along the path still decrease strictly.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use wire::{COST_INFINITE, NodeId};
+
+use crate::Timestamp;
+use crate::metric::add_costs;
+
+/// How many neighbours' advertisements are kept per destination: the best route plus three
+/// loop-free alternates. More would cost memory on every node for every destination
+/// (10,000 destinations x 16 bytes per candidate) for alternates that are rarely needed.
+pub(crate) const MAX_CANDIDATES: usize = 4;
+
+/// Marks an empty candidate or "no selection".
+pub(crate) const NO_SLOT: u16 = u16::MAX;
+
+/// `a` is newer than `b` in RFC 1982 serial-number arithmetic over u32.
+pub(crate) fn seq_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
+/// One neighbour's advertisement for a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub slot: u16,
+    /// Our hop count through this neighbour.
+    pub hops: u8,
+    pub seq: u32,
+    /// The neighbour's own cost to the destination (without our link).
+    pub cost: u32,
+    /// When it was last advertised, in coarse milliseconds (wrapping; ages are short).
+    pub updated_ms: u32,
+}
+
+impl Candidate {
+    const EMPTY: Candidate = Candidate {
+        slot: NO_SLOT,
+        hops: 0,
+        seq: 0,
+        cost: COST_INFINITE,
+        updated_ms: 0,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.slot == NO_SLOT
+    }
+}
+
+/// A route choice: which candidate and its total cost (neighbour cost plus our link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Choice {
+    pub index: usize,
+    pub total: u32,
+}
+
+/// Everything a node knows about one destination.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteEntry {
+    pub candidates: [Candidate; MAX_CANDIDATES],
+    /// Neighbour slot of the selected candidate, or `NO_SLOT`.
+    pub selected: u16,
+    /// Total cost of the selected route when it was last (re)selected.
+    pub selected_total: u32,
+    /// Feasibility distance: the best (seq, cost) we advertised; `fd_cost` infinite = none.
+    pub fd_seq: u32,
+    pub fd_cost: u32,
+    /// Newest originator sequence number heard for this destination.
+    pub newest_seq: u32,
+    /// Last advertisement sent: cost (infinite for none or a retraction) and sequence number.
+    pub adv_seq: u32,
+    pub adv_cost: u32,
+    /// Flood TTL to relay at the next flush (0: no relay pending).
+    pub relay_ttl: u8,
+    /// Already in the pending-advertisement list.
+    pub pending: bool,
+    pub changed_at: Timestamp,
+}
+
+impl RouteEntry {
+    pub fn new(now: Timestamp) -> RouteEntry {
+        RouteEntry {
+            candidates: [Candidate::EMPTY; MAX_CANDIDATES],
+            selected: NO_SLOT,
+            selected_total: COST_INFINITE,
+            fd_seq: 0,
+            fd_cost: COST_INFINITE,
+            newest_seq: 0,
+            adv_seq: 0,
+            adv_cost: COST_INFINITE,
+            relay_ttl: 0,
+            pending: false,
+            changed_at: now,
+        }
+    }
+
+    /// Whether an advertisement `(seq, cost)` satisfies the feasibility condition.
+    pub fn is_feasible(&self, seq: u32, cost: u32) -> bool {
+        cost != COST_INFINITE
+            && (self.fd_cost == COST_INFINITE
+                || seq_newer(seq, self.fd_seq)
+                || (seq == self.fd_seq && cost < self.fd_cost))
+    }
+
+    /// Records that we advertised `(seq, cost)`; only finite advertisements move the
+    /// feasibility distance, and for one sequence number it only ever decreases.
+    pub fn note_advertised(&mut self, seq: u32, cost: u32) {
+        self.adv_seq = seq;
+        self.adv_cost = cost;
+        if cost == COST_INFINITE {
+            return;
+        }
+        if self.fd_cost == COST_INFINITE || seq_newer(seq, self.fd_seq) {
+            self.fd_seq = seq;
+            self.fd_cost = cost;
+        } else if seq == self.fd_seq {
+            self.fd_cost = self.fd_cost.min(cost);
+        }
+    }
+
+    pub fn candidate_index(&self, slot: u16) -> Option<usize> {
+        self.candidates.iter().position(|c| c.slot == slot)
+    }
+
+    pub fn selected_candidate(&self) -> Option<&Candidate> {
+        self.candidate_index(self.selected)
+            .map(|i| &self.candidates[i])
+    }
+
+    /// Stores or replaces `slot`'s advertisement. When the table is full, the new one evicts
+    /// the worst non-selected candidate if it is better; returns false if it was not kept.
+    pub fn upsert(&mut self, candidate: Candidate, total_of: impl Fn(&Candidate) -> u32) -> bool {
+        if let Some(i) = self.candidate_index(candidate.slot) {
+            self.candidates[i] = candidate;
+            return true;
+        }
+        if let Some(free) = self.candidates.iter().position(Candidate::is_empty) {
+            self.candidates[free] = candidate;
+            return true;
+        }
+        let rank = |c: &Candidate| {
+            (
+                self.is_feasible(c.seq, c.cost),
+                std::cmp::Reverse(total_of(c)),
+            )
+        };
+        let worst = (0..MAX_CANDIDATES)
+            .filter(|&i| self.candidates[i].slot != self.selected)
+            .min_by_key(|&i| rank(&self.candidates[i]));
+        match worst {
+            Some(i) if rank(&candidate) > rank(&self.candidates[i]) => {
+                self.candidates[i] = candidate;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn remove_slot(&mut self, slot: u16) -> bool {
+        match self.candidate_index(slot) {
+            Some(i) => {
+                self.candidates[i] = Candidate::EMPTY;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The best route among feasible candidates and the currently selected one.
+    /// `link_cost(slot)` is `None` when the neighbour is not usable.
+    pub fn select(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Option<Choice> {
+        let mut best: Option<(Choice, bool, u16)> = None;
+        for (index, c) in self.candidates.iter().enumerate() {
+            if c.is_empty() || c.cost == COST_INFINITE {
+                continue;
+            }
+            let is_current = c.slot == self.selected;
+            if !is_current && !self.is_feasible(c.seq, c.cost) {
+                continue;
+            }
+            let Some(link) = link_cost(c.slot) else {
+                continue;
+            };
+            let total = add_costs(c.cost, link);
+            if total == COST_INFINITE {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((b, b_current, b_slot)) => {
+                    (total, !is_current, c.slot) < (b.total, !b_current, b_slot)
+                }
+            };
+            if better {
+                best = Some((Choice { index, total }, is_current, c.slot));
+            }
+        }
+        best.map(|(choice, _, _)| choice)
+    }
+
+    /// The best usable candidate carrying the newest sequence number (for flood relays).
+    pub fn select_newest(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Option<Choice> {
+        self.candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.is_empty() && c.cost != COST_INFINITE && c.seq == self.newest_seq)
+            .filter_map(|(index, c)| {
+                let total = add_costs(c.cost, link_cost(c.slot)?);
+                (total != COST_INFINITE).then_some((Choice { index, total }, c.slot))
+            })
+            .min_by_key(|(choice, slot)| (choice.total, *slot))
+            .map(|(choice, _)| choice)
+    }
+
+    /// Loop-free alternates: feasible usable candidates other than the selected one, best first.
+    pub fn alternates(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Vec<(u16, u32)> {
+        let mut alternates: Vec<(u16, u32)> = self
+            .candidates
+            .iter()
+            .filter(|c| !c.is_empty() && c.slot != self.selected && self.is_feasible(c.seq, c.cost))
+            .filter_map(|c| Some((c.slot, add_costs(c.cost, link_cost(c.slot)?))))
+            .filter(|(_, total)| *total != COST_INFINITE)
+            .collect();
+        alternates.sort_by_key(|&(slot, total)| (total, slot));
+        alternates
+    }
+}
+
+/// A fast hasher for `NodeId` keys. Real identifiers are SHA-256 output and simulated ones
+/// are small integers, so folding the two halves with a multiplication spreads both well.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NodeIdHasher(u64);
+
+impl Hasher for NodeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+/// Map keyed by node identifier with the fast hasher. Iteration order depends only on the
+/// insertion history, which keeps simulations reproducible.
+pub(crate) type NodeMap<V> = HashMap<NodeId, V, BuildHasherDefault<NodeIdHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(slot: u16, seq: u32, cost: u32) -> Candidate {
+        Candidate {
+            slot,
+            hops: 1,
+            seq,
+            cost,
+            updated_ms: 0,
+        }
+    }
+
+    fn link(_slot: u16) -> Option<u32> {
+        Some(100)
+    }
+
+    #[test]
+    fn serial_arithmetic_wraps() {
+        assert!(seq_newer(1, 0));
+        assert!(seq_newer(0, u32::MAX));
+        assert!(!seq_newer(5, 5));
+        assert!(!seq_newer(4, 5));
+    }
+
+    #[test]
+    fn feasibility_follows_rfc8966() {
+        let mut entry = RouteEntry::new(Timestamp::ZERO);
+        assert!(entry.is_feasible(1, 500), "no feasibility distance yet");
+        entry.note_advertised(10, 500);
+        assert!(entry.is_feasible(10, 499));
+        assert!(
+            !entry.is_feasible(10, 500),
+            "equal cost is not strictly better"
+        );
+        assert!(!entry.is_feasible(9, 1));
+        assert!(
+            entry.is_feasible(11, 9000),
+            "a newer sequence number resets the distance"
+        );
+        entry.note_advertised(10, COST_INFINITE);
+        assert_eq!(
+            (entry.fd_seq, entry.fd_cost),
+            (10, 500),
+            "retractions keep the distance"
+        );
+    }
+
+    #[test]
+    fn selection_prefers_cheapest_feasible_and_keeps_current() {
+        let mut entry = RouteEntry::new(Timestamp::ZERO);
+        entry.upsert(cand(0, 10, 300), |_| 0);
+        entry.upsert(cand(1, 10, 200), |_| 0);
+        let choice = entry.select(link).expect("a route");
+        assert_eq!(entry.candidates[choice.index].slot, 1);
+        assert_eq!(choice.total, 300);
+        entry.selected = 1;
+        entry.note_advertised(10, 300);
+        // The selected neighbour's cost rises above the feasibility distance: it is kept,
+        // because no other candidate is feasible (300 is not below 300).
+        entry.upsert(cand(1, 10, 900), |_| 0);
+        let choice = entry.select(link).expect("current route kept");
+        assert_eq!(entry.candidates[choice.index].slot, 1);
+        // A feasible alternate appears and wins.
+        entry.upsert(cand(2, 10, 150), |_| 0);
+        let choice = entry.select(link).expect("a route");
+        assert_eq!(entry.candidates[choice.index].slot, 2);
+        entry.selected = 2;
+        assert_eq!(
+            entry.alternates(link),
+            vec![],
+            "neither 300 nor 900 is below the distance 300"
+        );
+        entry.upsert(cand(0, 10, 299), |_| 0);
+        assert_eq!(entry.alternates(link), vec![(0, 399)]);
+    }
+
+    #[test]
+    fn unusable_neighbours_are_skipped() {
+        let mut entry = RouteEntry::new(Timestamp::ZERO);
+        entry.upsert(cand(0, 1, 100), |_| 0);
+        assert_eq!(entry.select(|_| None), None);
+    }
+
+    #[test]
+    fn full_table_evicts_the_worst_candidate_only_for_a_better_one() {
+        let mut entry = RouteEntry::new(Timestamp::ZERO);
+        for slot in 0..MAX_CANDIDATES as u16 {
+            assert!(entry.upsert(cand(slot, 1, 1000 + u32::from(slot)), |c| c.cost));
+        }
+        assert!(!entry.upsert(cand(9, 1, 5000), |c| c.cost));
+        assert!(entry.upsert(cand(9, 1, 10), |c| c.cost));
+        assert_eq!(
+            entry.candidate_index(3),
+            None,
+            "the most expensive one went"
+        );
+    }
+}

@@ -7,8 +7,8 @@
 //! Unknown TLV types are skipped (so a newer minor revision can add messages) and counted.
 //! Everything else that does not parse is an error and the whole packet is dropped.
 
-use crate::message::{Hello, Message, Ogm, Probe, SeqnoRequest};
 use crate::NodeId;
+use crate::message::{Hello, Message, Ogm, Probe, SeqnoRequest};
 
 /// First two bytes of every packet.
 pub const MAGIC: [u8; 2] = *b"x6";
@@ -110,7 +110,11 @@ impl Packet {
             }
             offset += TLV_HEADER_BYTES + length;
         }
-        Ok(Packet { sender, messages, unknown_tlvs })
+        Ok(Packet {
+            sender,
+            messages,
+            unknown_tlvs,
+        })
     }
 
     /// Encodes the packet into a fresh buffer. Callers that must respect
@@ -142,13 +146,18 @@ fn be_u16(bytes: &[u8], at: usize) -> u16 {
 /// Decodes a TLV value of a known type; `Ok(None)` for an unknown type.
 /// Callers guarantee nothing about `value`, so every read is checked against its length first.
 fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeError> {
-    let bad_length = || DecodeError::BadLength { tlv_type, length: value.len() };
+    let bad_length = || DecodeError::BadLength {
+        tlv_type,
+        length: value.len(),
+    };
     let message = match tlv_type {
         TYPE_HELLO => {
             if value.len() != HELLO_BYTES {
                 return Err(bad_length());
             }
-            Message::Hello(Hello { probe_interval_ms: be_u16(value, 0) })
+            Message::Hello(Hello {
+                probe_interval_ms: be_u16(value, 0),
+            })
         }
         TYPE_PROBE => {
             if value.len() != PROBE_BYTES {
@@ -165,7 +174,7 @@ fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeErr
             })
         }
         TYPE_OGMS => {
-            if value.is_empty() || value.len() % OGM_ENTRY_BYTES != 0 {
+            if value.is_empty() || !value.len().is_multiple_of(OGM_ENTRY_BYTES) {
                 return Err(bad_length());
             }
             let ogms = value
@@ -229,7 +238,11 @@ pub fn encoded_len(message: &Message) -> usize {
 }
 
 fn encode_message(out: &mut Vec<u8>, message: &Message) {
-    write_tlv_header(out, tlv_type_of(message), encoded_len(message) - TLV_HEADER_BYTES);
+    write_tlv_header(
+        out,
+        tlv_type_of(message),
+        encoded_len(message) - TLV_HEADER_BYTES,
+    );
     match message {
         Message::Hello(hello) => out.extend_from_slice(&hello.probe_interval_ms.to_be_bytes()),
         Message::Probe(probe) => {
@@ -274,8 +287,12 @@ pub struct PacketWriter {
 impl PacketWriter {
     /// Starts writing packets from `sender`.
     pub fn new(sender: NodeId) -> PacketWriter {
-        let mut writer =
-            PacketWriter { sender, finished: Vec::new(), current: Vec::new(), open_ogm_batch: None };
+        let mut writer = PacketWriter {
+            sender,
+            finished: Vec::new(),
+            current: Vec::new(),
+            open_ogm_batch: None,
+        };
         writer.start_packet();
         writer
     }
@@ -350,12 +367,22 @@ mod tests {
     use super::*;
 
     fn sample_ogm(i: u64) -> Ogm {
-        Ogm { originator: NodeId::from_index(i), seq: 7, cost: 300, hops: 2, ttl: 5 }
+        Ogm {
+            originator: NodeId::from_index(i),
+            seq: 7,
+            cost: 300,
+            hops: 2,
+            ttl: 5,
+        }
     }
 
     #[test]
     fn header_errors_are_reported() {
-        let good = Packet { sender: NodeId::from_index(1), messages: vec![], unknown_tlvs: 0 };
+        let good = Packet {
+            sender: NodeId::from_index(1),
+            messages: vec![],
+            unknown_tlvs: 0,
+        };
         let bytes = good.encode();
         assert_eq!(Packet::decode(&bytes), Ok(good));
         assert_eq!(Packet::decode(&bytes[..5]), Err(DecodeError::TooShort(5)));
@@ -364,49 +391,80 @@ mod tests {
         assert_eq!(Packet::decode(&bad_magic), Err(DecodeError::BadMagic));
         let mut bad_version = bytes.clone();
         bad_version[2] = 9;
-        assert_eq!(Packet::decode(&bad_version), Err(DecodeError::UnsupportedVersion(9)));
+        assert_eq!(
+            Packet::decode(&bad_version),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
         let oversized = vec![0u8; MAX_PACKET_BYTES + 1];
-        assert_eq!(Packet::decode(&oversized), Err(DecodeError::Oversized(MAX_PACKET_BYTES + 1)));
+        assert_eq!(
+            Packet::decode(&oversized),
+            Err(DecodeError::Oversized(MAX_PACKET_BYTES + 1))
+        );
     }
 
     #[test]
     fn truncated_and_bad_length_tlvs_are_rejected() {
         let packet = Packet {
             sender: NodeId::from_index(1),
-            messages: vec![Message::Hello(Hello { probe_interval_ms: 100 })],
+            messages: vec![Message::Hello(Hello {
+                probe_interval_ms: 100,
+            })],
             unknown_tlvs: 0,
         };
         let bytes = packet.encode();
         let truncated = &bytes[..bytes.len() - 1];
-        assert_eq!(Packet::decode(truncated), Err(DecodeError::Truncated { offset: HEADER_BYTES }));
+        assert_eq!(
+            Packet::decode(truncated),
+            Err(DecodeError::Truncated {
+                offset: HEADER_BYTES
+            })
+        );
         let mut bad_length = bytes.clone();
         bad_length.push(0);
         bad_length[HEADER_BYTES + 2] = 3;
         assert_eq!(
             Packet::decode(&bad_length),
-            Err(DecodeError::BadLength { tlv_type: TYPE_HELLO, length: 3 })
+            Err(DecodeError::BadLength {
+                tlv_type: TYPE_HELLO,
+                length: 3
+            })
         );
     }
 
     #[test]
     fn unknown_tlvs_are_skipped_and_counted() {
-        let mut bytes = Packet { sender: NodeId::from_index(3), messages: vec![], unknown_tlvs: 0 }
-            .encode();
+        let mut bytes = Packet {
+            sender: NodeId::from_index(3),
+            messages: vec![],
+            unknown_tlvs: 0,
+        }
+        .encode();
         bytes.extend_from_slice(&[200, 0, 2, 9, 9]);
         bytes.extend_from_slice(&[TYPE_HELLO, 0, 2, 0, 100]);
         let packet = Packet::decode(&bytes).expect("valid packet");
         assert_eq!(packet.unknown_tlvs, 1);
-        assert_eq!(packet.messages, vec![Message::Hello(Hello { probe_interval_ms: 100 })]);
+        assert_eq!(
+            packet.messages,
+            vec![Message::Hello(Hello {
+                probe_interval_ms: 100
+            })]
+        );
     }
 
     #[test]
     fn writer_splits_large_batches_within_the_packet_limit() {
         let mut writer = PacketWriter::new(NodeId::from_index(9));
-        writer.push(&Message::Hello(Hello { probe_interval_ms: 100 }));
+        writer.push(&Message::Hello(Hello {
+            probe_interval_ms: 100,
+        }));
         let ogms: Vec<Ogm> = (0..200).map(sample_ogm).collect();
         ogms.iter().for_each(|ogm| writer.push_ogm(ogm));
         let packets = writer.finish();
-        assert!(packets.len() >= 4, "200 OGMs need several packets, got {}", packets.len());
+        assert!(
+            packets.len() >= 4,
+            "200 OGMs need several packets, got {}",
+            packets.len()
+        );
         let mut decoded = Vec::new();
         for bytes in &packets {
             assert!(bytes.len() <= MAX_PACKET_BYTES);

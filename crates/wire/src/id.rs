@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_strings() {
-        assert_eq!("abc".parse::<NodeId>(), Err(ParseNodeIdError::WrongLength(3)));
+        assert_eq!(
+            "abc".parse::<NodeId>(),
+            Err(ParseNodeIdError::WrongLength(3))
+        );
         let not_hex = "zz".repeat(16);
         assert_eq!(not_hex.parse::<NodeId>(), Err(ParseNodeIdError::NotHex));
     }

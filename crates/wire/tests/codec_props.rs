@@ -1,15 +1,29 @@
 //! Property tests of the codec: round trips, and no panic on arbitrary or mutated bytes.
 
 use proptest::prelude::*;
-use wire::{Hello, MAX_PACKET_BYTES, Message, NodeId, Ogm, Packet, PacketWriter, Probe, SeqnoRequest};
+use wire::{
+    Hello, MAX_PACKET_BYTES, Message, NodeId, Ogm, Packet, PacketWriter, Probe, SeqnoRequest,
+};
 
 fn node_id() -> impl Strategy<Value = NodeId> {
     any::<[u8; 16]>().prop_map(NodeId)
 }
 
 fn ogm() -> impl Strategy<Value = Ogm> {
-    (node_id(), any::<u32>(), any::<u32>(), any::<u8>(), any::<u8>())
-        .prop_map(|(originator, seq, cost, hops, ttl)| Ogm { originator, seq, cost, hops, ttl })
+    (
+        node_id(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_map(|(originator, seq, cost, hops, ttl)| Ogm {
+            originator,
+            seq,
+            cost,
+            hops,
+            ttl,
+        })
 }
 
 fn message() -> impl Strategy<Value = Message> {

@@ -1,0 +1,264 @@
+//! Behaviour of the routing core on small in-memory meshes: neighbour sensing, route
+//! propagation, fast reroute, sequence-number requests and rejection of bad packets.
+
+mod support;
+
+use std::time::Duration;
+
+use routing::{Destination, Event, Router, RouterConfig, Timestamp};
+use support::{Net, id};
+use wire::{Hello, Message, Packet};
+
+fn ring(n: usize) -> Vec<(usize, usize)> {
+    (0..n).map(|i| (i, (i + 1) % n)).collect()
+}
+
+#[test]
+fn first_timeout_sends_a_discovery_hello() {
+    let mut router = Router::new(id(1), RouterConfig::default(), 0, 1, Timestamp::ZERO);
+    let at = router.poll_timeout().expect("a timer is always armed");
+    router.handle_timeout(at);
+    let transmit = router.poll_transmit().expect("a hello");
+    assert_eq!(transmit.to, Destination::Discovery);
+    let packet = Packet::decode(&transmit.payload).expect("valid packet");
+    assert_eq!(packet.sender, id(1));
+    assert_eq!(
+        packet.messages,
+        vec![Message::Hello(Hello {
+            probe_interval_ms: 100
+        })]
+    );
+}
+
+#[test]
+fn two_nodes_become_neighbours_and_route_to_each_other() {
+    let mut net = Net::new(2, &[(0, 1)], RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_500));
+    for (a, b) in [(0, 1), (1, 0)] {
+        let neighbours = net.routers[a].neighbours();
+        assert_eq!(neighbours.len(), 1);
+        assert!(neighbours[0].alive);
+        assert_eq!(neighbours[0].tq, 255, "lossless link");
+        assert!(
+            neighbours[0].rtt_us >= 4_000,
+            "two 2 ms hops: {}",
+            neighbours[0].rtt_us
+        );
+        assert_eq!(net.next_hop(a, b), Some(b));
+    }
+    let route = &net.routers[0].routes()[0];
+    assert_eq!(
+        (route.hops, route.tq, route.cost),
+        (1, 225, 128),
+        "one hop costs the hop penalty"
+    );
+}
+
+#[test]
+fn line_routes_through_the_middle_with_batman_tq() {
+    let mut net = Net::new(4, &[(0, 1), (1, 2), (2, 3)], RouterConfig::default());
+    net.run_until(Timestamp::from_millis(2_000));
+    assert!(net.all_pairs_routed());
+    assert_eq!(net.path(0, 3), Some(vec![0, 1, 2, 3]));
+    let route = net.routers[0]
+        .routes()
+        .into_iter()
+        .find(|r| r.destination == id(3))
+        .expect("route");
+    assert_eq!(route.hops, 3);
+    assert_eq!(route.tq, 175, "255 * (225/255)^3, as batman-adv computes");
+    assert!(route.alternates.is_empty(), "a line has no alternates");
+}
+
+#[test]
+fn ring_keeps_an_alternate_and_reroutes_within_detection_time() {
+    let mut net = Net::new(6, &ring(6), RouterConfig::default());
+    net.run_until(Timestamp::from_millis(3_000));
+    assert!(net.all_pairs_routed());
+    // Node 0 reaches node 2 through node 1; node 5's side is farther, so it is no alternate
+    // (not strictly closer), but node 0 reaches node 1 with node 5 as no alternate either.
+    assert_eq!(net.path(0, 2), Some(vec![0, 1, 2]));
+    // Kill node 1 silently: node 0 must route to node 2 via 5-4-3 soon after detection.
+    let killed_at = net.now;
+    net.alive[1] = false;
+    let mut rerouted_at = None;
+    for step in 1..=200 {
+        net.run_until(killed_at + Duration::from_millis(5 * step));
+        if net.path(0, 2).is_some() {
+            rerouted_at = Some(net.now);
+            break;
+        }
+    }
+    let rerouted_at = rerouted_at.expect("node 0 reroutes to node 2");
+    let outage = rerouted_at.saturating_since(killed_at);
+    assert!(
+        outage <= Duration::from_millis(450),
+        "outage {outage:?} exceeds detection plus repair"
+    );
+    assert_eq!(net.path(0, 2), Some(vec![0, 5, 4, 3, 2]));
+    net.run_until(net.now + Duration::from_secs(3));
+    assert!(
+        net.all_pairs_routed(),
+        "every surviving pair routed after the heal phase"
+    );
+}
+
+#[test]
+fn grid_uses_precomputed_alternates_for_fast_reroute() {
+    // 3x3 grid: node 0 reaches node 8 by two equal-cost sides; an alternate must exist.
+    let edges = [
+        (0, 1),
+        (1, 2),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (0, 3),
+        (3, 6),
+        (1, 4),
+        (4, 7),
+        (2, 5),
+        (5, 8),
+    ];
+    let mut net = Net::new(9, &edges, RouterConfig::default());
+    net.run_until(Timestamp::from_millis(3_000));
+    assert!(net.all_pairs_routed());
+    let route = net.routers[0]
+        .routes()
+        .into_iter()
+        .find(|r| r.destination == id(4))
+        .expect("route");
+    assert_eq!(route.hops, 2);
+    assert_eq!(
+        route.alternates.len(),
+        1,
+        "the other side of the square is loop-free"
+    );
+    let first_hop = support::index(route.next_hop);
+    net.alive[first_hop] = false;
+    let killed_at = net.now;
+    net.run_until(killed_at + Duration::from_millis(350));
+    assert!(
+        net.path(0, 4).is_some(),
+        "alternate used right after detection"
+    );
+    assert!(net.routers[0].stats().fast_reroutes > 0);
+}
+
+#[test]
+fn dead_neighbour_is_reported_within_three_probe_intervals() {
+    let mut net = Net::new(2, &[(0, 1)], RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_000));
+    while net.routers[0].poll_event().is_some() {}
+    net.alive[1] = false;
+    let killed_at = net.now;
+    let mut down_at = None;
+    for step in 1..=100 {
+        net.run_until(killed_at + Duration::from_millis(10 * step));
+        if net.routers[0].neighbours()[0].alive {
+            continue;
+        }
+        down_at = Some(net.now);
+        break;
+    }
+    let detected = down_at
+        .expect("neighbour declared dead")
+        .saturating_since(killed_at);
+    assert!(
+        detected <= Duration::from_millis(340),
+        "detected after {detected:?}"
+    );
+    assert_eq!(net.next_hop(0, 1), None);
+}
+
+#[test]
+fn malformed_and_reflected_packets_are_dropped_and_counted() {
+    let mut router = Router::new(id(1), RouterConfig::default(), 0, 1, Timestamp::ZERO);
+    let now = Timestamp::from_millis(1);
+    assert!(router.handle_datagram(now, b"x6").is_err());
+    assert!(router.handle_datagram(now, &[0u8; 2000]).is_err());
+    let mut wrong_version = Packet {
+        sender: id(2),
+        messages: vec![],
+        unknown_tlvs: 0,
+    }
+    .encode();
+    wrong_version[2] = 7;
+    assert!(router.handle_datagram(now, &wrong_version).is_err());
+    let own = Packet {
+        sender: id(1),
+        messages: vec![],
+        unknown_tlvs: 0,
+    }
+    .encode();
+    assert!(router.handle_datagram(now, &own).is_err());
+    let stats = router.stats();
+    assert_eq!(
+        (
+            stats.dropped_malformed,
+            stats.dropped_oversized,
+            stats.dropped_version,
+            stats.dropped_own
+        ),
+        (1, 1, 1, 1)
+    );
+    assert!(
+        router.neighbours().is_empty(),
+        "no neighbour created by rejected packets"
+    );
+}
+
+#[test]
+fn neighbour_limit_is_enforced() {
+    let config = RouterConfig {
+        max_neighbours: 2,
+        ..RouterConfig::default()
+    };
+    let mut router = Router::new(id(0), config, 0, 1, Timestamp::ZERO);
+    for i in 1..=3 {
+        let hello = Packet {
+            sender: id(i),
+            messages: vec![Message::Hello(Hello {
+                probe_interval_ms: 100,
+            })],
+            unknown_tlvs: 0,
+        };
+        let result = router.handle_datagram(Timestamp::from_millis(1), &hello.encode());
+        assert_eq!(result.is_ok(), i <= 2);
+    }
+    assert_eq!(router.neighbours().len(), 2);
+    assert_eq!(router.stats().dropped_neighbour_limit, 1);
+}
+
+#[test]
+fn cut_link_is_routed_around_in_both_directions() {
+    let mut net = Net::new(4, &ring(4), RouterConfig::default());
+    net.run_until(Timestamp::from_millis(2_000));
+    assert_eq!(net.path(0, 1), Some(vec![0, 1]));
+    net.cut(0, 1);
+    net.run_until(net.now + Duration::from_millis(400));
+    assert_eq!(net.path(0, 1), Some(vec![0, 3, 2, 1]));
+    assert_eq!(net.path(1, 0), Some(vec![1, 2, 3, 0]));
+}
+
+#[test]
+fn a_one_way_neighbour_is_not_up() {
+    let mut router = Router::new(id(9), RouterConfig::default(), 0, 3, Timestamp::ZERO);
+    let hello = Packet {
+        sender: id(8),
+        messages: vec![Message::Hello(Hello {
+            probe_interval_ms: 100,
+        })],
+        unknown_tlvs: 0,
+    };
+    router
+        .handle_datagram(Timestamp::from_millis(1), &hello.encode())
+        .expect("accepted");
+    assert_eq!(
+        router.poll_event(),
+        None::<Event>,
+        "not up before the link is bidirectional"
+    );
+    assert!(!router.neighbours()[0].alive);
+    assert_eq!(router.next_hop(&id(8)), None);
+}
