@@ -235,6 +235,8 @@ pub struct Router {
     answers: Vec<(u16, NodeId)>,
     retraction_repeats: Vec<(NodeId, Timestamp, u8)>,
     requests: NodeMap<PendingRequest>,
+    /// Earliest `next_at` among `requests` (may be early after a removal; never late).
+    next_request_at: Option<Timestamp>,
     /// Requests we forwarded: target -> (seq, when, neighbour that asked), so the answer can
     /// be passed back to that neighbour (RFC 8966 §3.8.1.2) and duplicates suppressed.
     recent_requests: NodeMap<(u32, Timestamp, u16)>,
@@ -279,6 +281,7 @@ impl Router {
             answers: Vec::new(),
             retraction_repeats: Vec::new(),
             requests: NodeMap::default(),
+            next_request_at: None,
             recent_requests: NodeMap::default(),
             forced_origination_at: None,
             last_forced_origination: None,
@@ -407,7 +410,7 @@ impl Router {
         {
             next = next.min(at);
         }
-        if let Some(at) = self.requests.values().map(|r| r.next_at).min() {
+        if let Some(at) = self.next_request_at {
             next = next.min(at);
         }
         Some(next)
@@ -1097,13 +1100,13 @@ impl Router {
             self.stats.dropped_request_limit += 1;
             return;
         }
-        self.requests.insert(
-            destination,
-            PendingRequest {
-                attempts_left: REQUEST_ATTEMPTS - 1,
-                next_at: now + REQUEST_RETRY,
-            },
-        );
+        let next_at = now + REQUEST_RETRY;
+        let request = PendingRequest {
+            attempts_left: REQUEST_ATTEMPTS - 1,
+            next_at,
+        };
+        self.requests.insert(destination, request);
+        self.next_request_at = Some(self.next_request_at.map_or(next_at, |at| at.min(next_at)));
         self.send_request(destination);
     }
 
@@ -1137,7 +1140,7 @@ impl Router {
     }
 
     fn retry_requests(&mut self, now: Timestamp) {
-        if self.requests.values().all(|r| r.next_at > now) {
+        if self.next_request_at.is_none_or(|at| at > now) {
             return;
         }
         let due: Vec<NodeId> = self
@@ -1162,6 +1165,7 @@ impl Router {
             request.next_at = now + REQUEST_RETRY;
             self.send_request(destination);
         }
+        self.next_request_at = self.requests.values().map(|r| r.next_at).min();
     }
 
     fn on_seqno_request(&mut self, now: Timestamp, slot: u16, request: &SeqnoRequest) {
