@@ -1,0 +1,44 @@
+//! `ApiError` and the single mapping from errors to HTTP status codes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use node::HandleError;
+
+/// Why a request could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The node's loop refused or could not take the request.
+    #[error(transparent)]
+    Node(#[from] HandleError),
+    /// The node's loop did not answer within `REQUEST_TIMEOUT`.
+    #[error("the node did not answer in time")]
+    Timeout,
+    /// No such route.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl From<&ApiError> for StatusCode {
+    /// The one place that decides which status code an error gets.
+    fn from(error: &ApiError) -> StatusCode {
+        match error {
+            ApiError::Node(HandleError::Busy | HandleError::Stopped) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from(&self);
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,146 @@
+//! Integration tests of the HTTP API against a real node on loopback.
+
+use std::net::SocketAddr;
+
+use node::{Node, NodeConfig, StatusView};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A real node (initialised in a temp dir, UDP on 127.0.0.1:0) with its API on 127.0.0.1:0.
+struct Served {
+    api: SocketAddr,
+    stop_node: Option<oneshot::Sender<()>>,
+    node_task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_node() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("node.yaml");
+    std::fs::write(
+        &config_path,
+        "node_config:\n  network: { listen: '127.0.0.1:0' }\n  api: { listen: '127.0.0.1:0' }\n",
+    )
+    .unwrap();
+    let config = NodeConfig::load(&config_path).unwrap();
+    node::init(&config, None).unwrap();
+    let (node, handle) = Node::start(&config).unwrap();
+    let (stop_node, stopped) = oneshot::channel::<()>();
+    let node_task = tokio::spawn(async move {
+        node.run(async move { drop(stopped.await) }).await.unwrap();
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(api::run(listener, handle, std::future::pending()));
+    Served {
+        api,
+        stop_node: Some(stop_node),
+        node_task,
+        _dir: dir,
+    }
+}
+
+/// GETs `path` with a blocking client on a blocking thread; returns status and body.
+async fn get(api: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{api}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn health_status_peers_routes_answer_with_json() {
+    let served = serve_node().await;
+    let (code, health) = get(served.api, "/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(health["status"], "ok");
+
+    let (code, status) = get(served.api, "/api/v1/status").await;
+    assert_eq!(code, 200);
+    let status: StatusView = serde_json::from_value(status).unwrap();
+    assert_eq!(health["node_id"], status.node_id.to_string());
+    assert!(status.listen.ip().is_loopback() && status.listen.port() != 0);
+    for counter in [
+        "dropped_malformed",
+        "dropped_version",
+        "dropped_oversized",
+        "bytes_tx",
+        "packets_rx",
+    ] {
+        assert!(
+            status.router.contains_key(counter),
+            "status lacks router counter {counter}"
+        );
+    }
+
+    let (code, peers) = get(served.api, "/api/v1/peers").await;
+    assert_eq!(
+        (code, peers),
+        (200, serde_json::json!([])),
+        "a node without peers has none"
+    );
+    let (code, routes) = get(served.api, "/api/v1/routes").await;
+    assert_eq!((code, routes), (200, serde_json::json!([])));
+}
+
+#[tokio::test]
+async fn garbage_datagrams_are_counted_in_status() {
+    let served = serve_node().await;
+    let (_, before) = get(served.api, "/api/v1/status").await;
+    let before: StatusView = serde_json::from_value(before).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"certainly not a packet", before.listen)
+        .unwrap();
+    socket
+        .send_to(&vec![0u8; wire::MAX_PACKET_BYTES + 100], before.listen)
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, after) = get(served.api, "/api/v1/status").await;
+        let after: StatusView = serde_json::from_value(after).unwrap();
+        let dropped: u64 = ["dropped_malformed", "dropped_version", "dropped_oversized"]
+            .iter()
+            .map(|name| after.router[*name])
+            .sum();
+        if dropped >= 2 && after.transport.datagrams_rx >= 2 {
+            assert!(
+                after.router["dropped_oversized"] >= 1,
+                "oversized datagram counted as such: {:?}",
+                after.router
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drops never counted: {:?}",
+            after.router
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_path_is_a_json_404_and_a_stopped_node_a_503() {
+    let mut served = serve_node().await;
+    let (code, body) = get(served.api, "/api/v2/nothing").await;
+    assert_eq!(code, 404);
+    assert_eq!(body["error"], "not found: /api/v2/nothing");
+
+    served.stop_node.take().unwrap().send(()).unwrap();
+    (&mut served.node_task).await.unwrap();
+    let (code, body) = get(served.api, "/api/v1/status").await;
+    assert_eq!(code, 503);
+    assert_eq!(body["error"], "the node has stopped");
+    let (code, _) = get(served.api, "/health").await;
+    assert_eq!(code, 503);
+}

@@ -1,0 +1,562 @@
+//! `node.yaml`: the file format, its defaults, and parsing into a validated [`NodeConfig`].
+//!
+//! The file follows the seeds' "Minimal configuration" shape: one top-level `node_config`
+//! mapping with a section per concern. Every section and field may be left out and then takes
+//! the default documented on it (`docs/node.yaml` shows them all). Unknown fields are errors,
+//! and every error names the field's path, e.g. `node_config.network.listen`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use routing::RouterConfig;
+use serde::Deserialize;
+
+/// Most interfaces multicast discovery can be configured on (the transport's own limit).
+pub const MAX_INTERFACES: usize = transport::MAX_INTERFACES;
+
+/// Longest interface name Linux accepts (IFNAMSIZ is 16 including the terminating NUL).
+const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+/// Largest `node.yaml` read. A configuration file is a few kilobytes; refusing anything
+/// larger keeps a wrong path (a log file, a disk image) from being read into memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A configuration the node cannot run with. Every variant names the file, and the field
+/// where one is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("{path}: file is larger than {MAX_CONFIG_BYTES} bytes; is this really node.yaml?")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not YAML of the expected shape: a syntax error, an unknown field, or a value
+    /// of the wrong type. `field` is the path where it happened (empty for syntax errors before
+    /// any field).
+    #[error("{path}: {}{message}", field_prefix(field))]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The path of the field at fault, e.g. `node_config.network.bogus`.
+        field: String,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+    /// A field has a value of the right type that the node cannot use.
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The path of the field, e.g. `node_config.network.listen`.
+        field: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// The whole file: everything lives under `node_config`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    /// Required; `node_config: {}` (or an empty `node_config:`) means all defaults.
+    node_config: Option<NodeConfigFile>,
+}
+
+/// `node_config`: one section per concern. Sections for later features (security, mapk,
+/// storage, dao) are not accepted yet, so a file using them fails loudly instead of being
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct NodeConfigFile {
+    identity: IdentitySection,
+    network: NetworkSection,
+    routing: RoutingSection,
+    api: ApiSection,
+}
+
+/// `node_config.identity`: where the node keeps its key and state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IdentitySection {
+    /// Directory for the node key and persistent state, created by `init` with mode 0700.
+    /// Relative paths are relative to the directory holding `node.yaml`. Default: `data`.
+    data_dir: String,
+    /// The Ed25519 node key (PKCS#8 PEM, mode 0600). Relative paths are relative to
+    /// `data_dir`. Default: `node.key`.
+    key_file: String,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        IdentitySection {
+            data_dir: "data".to_string(),
+            key_file: "node.key".to_string(),
+        }
+    }
+}
+
+/// `node_config.network`: the UDP socket and how neighbours are found.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct NetworkSection {
+    /// UDP address to listen on. `[::]:7400` accepts IPv6 and IPv4. Default: `[::]:7400`.
+    listen: String,
+    /// Interfaces to discover neighbours on by IPv6 link-local multicast (needs an IPv6
+    /// `listen` address with a fixed port shared by the nodes on the link). Default: `[]`.
+    interfaces: Vec<String>,
+    /// `nodes.json` with static peers. Relative paths are relative to the directory holding
+    /// `node.yaml`. Default: none, which means `<data_dir>/nodes.json` if `init --bootstrap`
+    /// put one there.
+    bootstrap: Option<String>,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: "[::]:7400".to_string(),
+            interfaces: Vec::new(),
+            bootstrap: None,
+        }
+    }
+}
+
+/// `node_config.routing`: the routing core's tunables. Defaults are `RouterConfig::default()`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RoutingSection {
+    /// Link probe interval. Default: 100.
+    probe_interval_ms: u64,
+    /// Probe intervals of silence before a neighbour is dead. Default: 3.
+    probe_miss_limit: u32,
+    /// Originator message interval. Default: 1000.
+    ogm_interval_ms: u64,
+    /// Discovery hello interval. Default: 1000.
+    hello_interval_ms: u64,
+    /// Hop penalty on the 0..255 TQ scale. Default: 30.
+    hop_penalty: u8,
+    /// Probe window for loss and TQ, in probes. Default: 64.
+    window: u8,
+    /// Fisheye OGM scoping. Default: true.
+    fisheye: bool,
+    /// Batching delay for triggered updates. Default: 5.
+    flush_delay_ms: u64,
+    /// Most neighbours kept. Default: 64.
+    max_neighbours: usize,
+    /// Most destinations kept. Default: 65536.
+    max_destinations: usize,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        let defaults = RouterConfig::default();
+        RoutingSection {
+            probe_interval_ms: millis(defaults.probe_interval),
+            probe_miss_limit: defaults.probe_miss_limit,
+            ogm_interval_ms: millis(defaults.ogm_interval),
+            hello_interval_ms: millis(defaults.hello_interval),
+            hop_penalty: defaults.hop_penalty,
+            window: defaults.window,
+            fisheye: defaults.fisheye,
+            flush_delay_ms: millis(defaults.flush_delay),
+            max_neighbours: defaults.max_neighbours,
+            max_destinations: defaults.max_destinations,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `node_config.api`: the local HTTP API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ApiSection {
+    /// TCP address of the HTTP API. Default: `127.0.0.1:7401`.
+    listen: String,
+    /// The API has no authentication yet, so it must listen on a loopback address unless
+    /// this is set to true. Default: false.
+    allow_non_loopback: bool,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: "127.0.0.1:7401".to_string(),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+/// A validated node configuration, with every path resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// `identity.data_dir`, resolved.
+    pub data_dir: PathBuf,
+    /// `identity.key_file`, resolved.
+    pub key_path: PathBuf,
+    /// `network.listen`.
+    pub listen: SocketAddr,
+    /// `network.interfaces`.
+    pub interfaces: Vec<String>,
+    /// `network.bootstrap`, resolved; `None` if not configured.
+    pub bootstrap: Option<PathBuf>,
+    /// `routing`, converted and validated.
+    pub router: RouterConfig,
+    /// `api.listen`.
+    pub api_listen: SocketAddr,
+}
+
+impl NodeConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        NodeConfig::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `path` (used to resolve relative paths and
+    /// to name the file in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let file = parse_file(text, path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let section = file.node_config.unwrap_or_default();
+        Validator { path }.validate(section, &base)
+    }
+
+    /// Where `run` looks for static peers: `network.bootstrap`, or the copy `init --bootstrap`
+    /// left in the data directory.
+    pub fn bootstrap_path(&self) -> Option<PathBuf> {
+        match &self.bootstrap {
+            Some(path) => Some(path.clone()),
+            None => {
+                let copy = self.data_dir.join(crate::bootstrap::BOOTSTRAP_COPY_NAME);
+                copy.exists().then_some(copy)
+            }
+        }
+    }
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::Parse {
+            path: path.to_path_buf(),
+            field: "node_config".to_string(),
+            message: "missing (the file must contain a `node_config:` mapping)".to_string(),
+        });
+    }
+    // serde_path_to_error records the field path; the path is carried out of the YAML
+    // deserializer inside the error message and split off again below.
+    let mut field_path = String::new();
+    let parsed: Result<ConfigFile, serde_saphyr::Error> =
+        serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize::<_, ConfigFile>(de).map_err(|error| {
+                field_path = error.path().to_string();
+                error.into_inner()
+            })
+        });
+    parsed.map_err(|error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        field: field_path,
+        message: one_line(&error.without_snippet().to_string()),
+    })
+}
+
+/// The parser's messages may carry a source snippet over several lines; errors here are one
+/// line (the message keeps "at line L, column C").
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self, file: NodeConfigFile, base: &Path) -> Result<NodeConfig, ConfigError> {
+        let data_dir =
+            base.join(self.non_empty("node_config.identity.data_dir", &file.identity.data_dir)?);
+        let key_path = data_dir
+            .join(self.non_empty("node_config.identity.key_file", &file.identity.key_file)?);
+        let listen = self.socket_addr("node_config.network.listen", &file.network.listen)?;
+        let interfaces = self.interfaces(&file.network.interfaces, listen)?;
+        let bootstrap = match &file.network.bootstrap {
+            Some(text) => Some(base.join(self.non_empty("node_config.network.bootstrap", text)?)),
+            None => None,
+        };
+        let router = self.router(&file.routing)?;
+        let api_listen = self.socket_addr("node_config.api.listen", &file.api.listen)?;
+        if !api_listen.ip().is_loopback() && !file.api.allow_non_loopback {
+            return Err(self.invalid(
+                "node_config.api.listen",
+                format!("{api_listen} is not a loopback address; the API has no authentication yet, so set node_config.api.allow_non_loopback: true to expose it anyway"),
+            ));
+        }
+        Ok(NodeConfig {
+            source: self.path.to_path_buf(),
+            data_dir,
+            key_path,
+            listen,
+            interfaces,
+            bootstrap,
+            router,
+            api_listen,
+        })
+    }
+
+    fn non_empty<'t>(&self, field: &str, text: &'t str) -> Result<&'t str, ConfigError> {
+        if text.trim().is_empty() {
+            Err(self.invalid(field, "must not be empty"))
+        } else {
+            Ok(text)
+        }
+    }
+
+    fn socket_addr(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.trim().parse().map_err(|_| {
+            self.invalid(
+                field,
+                format!(
+                    "{text:?} is not an IP address with a port, such as 127.0.0.1:7400 or [::]:7400"
+                ),
+            )
+        })
+    }
+
+    fn interfaces(&self, names: &[String], listen: SocketAddr) -> Result<Vec<String>, ConfigError> {
+        let field = "node_config.network.interfaces";
+        if names.len() > MAX_INTERFACES {
+            return Err(self.invalid(
+                field,
+                format!(
+                    "{} interfaces listed, at most {MAX_INTERFACES} are supported",
+                    names.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (index, name) in names.iter().enumerate() {
+            let item = format!("{field}[{index}]");
+            if name.is_empty()
+                || name.len() > MAX_INTERFACE_NAME_BYTES
+                || name.contains(['/', ' ', '\0'])
+            {
+                return Err(self.invalid(
+                    &item,
+                    format!(
+                        "{name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"
+                    ),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(self.invalid(&item, format!("{name:?} is listed twice")));
+            }
+        }
+        if !names.is_empty() && !listen.is_ipv6() {
+            return Err(self.invalid(field, format!("multicast discovery is IPv6 link-local, so node_config.network.listen must be IPv6 (such as [::]:7400), not {listen}")));
+        }
+        if !names.is_empty() && listen.port() == 0 {
+            return Err(self.invalid(field, "multicast discovery sends to the group at the node's own port, so node_config.network.listen needs a fixed port, not 0"));
+        }
+        Ok(names.to_vec())
+    }
+
+    fn router(&self, section: &RoutingSection) -> Result<RouterConfig, ConfigError> {
+        let config = RouterConfig {
+            probe_interval: Duration::from_millis(section.probe_interval_ms),
+            probe_miss_limit: section.probe_miss_limit,
+            ogm_interval: Duration::from_millis(section.ogm_interval_ms),
+            hello_interval: Duration::from_millis(section.hello_interval_ms),
+            hop_penalty: section.hop_penalty,
+            window: section.window,
+            fisheye: section.fisheye,
+            flush_delay: Duration::from_millis(section.flush_delay_ms),
+            max_neighbours: section.max_neighbours,
+            max_destinations: section.max_destinations,
+        };
+        config.validate().map_err(|error| {
+            self.invalid(
+                &format!("node_config.routing.{}", error.field),
+                error.reason,
+            )
+        })?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("/etc/x0/node.yaml"))
+    }
+
+    #[test]
+    fn empty_sections_take_documented_defaults() {
+        let config = parse("node_config:\n").unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/etc/x0/data"));
+        assert_eq!(config.key_path, PathBuf::from("/etc/x0/data/node.key"));
+        assert_eq!(config.listen, "[::]:7400".parse().unwrap());
+        assert!(config.interfaces.is_empty());
+        assert_eq!(config.bootstrap, None);
+        assert_eq!(config.router, RouterConfig::default());
+        assert_eq!(config.api_listen, "127.0.0.1:7401".parse().unwrap());
+    }
+
+    #[test]
+    fn the_documented_example_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../../../docs/node.yaml");
+        let example = parse(text).unwrap();
+        let defaults = parse("node_config: {}\n").unwrap();
+        assert_eq!(
+            example,
+            NodeConfig {
+                bootstrap: Some(PathBuf::from("/etc/x0/nodes.json")),
+                ..defaults
+            }
+        );
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let text = "node_config:
+  identity: { data_dir: /var/lib/x0, key_file: keys/k.pem }
+  network: { listen: '127.0.0.1:9000', bootstrap: peers.json }
+  routing: { probe_interval_ms: 50, probe_miss_limit: 4, ogm_interval_ms: 2000, hello_interval_ms: 500,
+             hop_penalty: 20, window: 32, fisheye: false, flush_delay_ms: 0, max_neighbours: 8, max_destinations: 100 }
+  api: { listen: '0.0.0.0:8080', allow_non_loopback: true }
+";
+        let config = parse(text).unwrap();
+        assert_eq!(config.key_path, PathBuf::from("/var/lib/x0/keys/k.pem"));
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.bootstrap, Some(PathBuf::from("/etc/x0/peers.json")));
+        let expected = RouterConfig {
+            probe_interval: Duration::from_millis(50),
+            probe_miss_limit: 4,
+            ogm_interval: Duration::from_secs(2),
+            hello_interval: Duration::from_millis(500),
+            hop_penalty: 20,
+            window: 32,
+            fisheye: false,
+            flush_delay: Duration::ZERO,
+            max_neighbours: 8,
+            max_destinations: 100,
+        };
+        assert_eq!(config.router, expected);
+        assert_eq!(config.api_listen, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    /// Each bad file and the text its error must contain: the field path, and the reason.
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("", "node_config: missing"),
+            ("nodeconfig: {}\n", "nodeconfig: unknown field `nodeconfig`"),
+            (
+                "node_config:\n  network:\n    listne: x\n",
+                "node_config.network.listne: unknown field `listne`",
+            ),
+            (
+                "node_config:\n  security: {}\n",
+                "node_config.security: unknown field `security`",
+            ),
+            (
+                "node_config:\n  network: { listen: 'localhost' }\n",
+                "node_config.network.listen: \"localhost\" is not an IP address",
+            ),
+            (
+                "node_config:\n  routing: { hop_penalty: 300 }\n",
+                "node_config.routing.hop_penalty: invalid u8",
+            ),
+            (
+                "node_config:\n  routing: { probe_interval_ms: 1 }\n",
+                "node_config.routing.probe_interval_ms: must be between",
+            ),
+            (
+                "node_config:\n  routing: { window: 2 }\n",
+                "node_config.routing.window: must be between",
+            ),
+            (
+                "node_config:\n  routing: { fisheye: maybe }\n",
+                "node_config.routing.fisheye:",
+            ),
+            (
+                "node_config:\n  api: { listen: '0.0.0.0:7401' }\n",
+                "node_config.api.listen: 0.0.0.0:7401 is not a loopback address",
+            ),
+            (
+                "node_config:\n  identity: { data_dir: '' }\n",
+                "node_config.identity.data_dir: must not be empty",
+            ),
+            (
+                "node_config:\n  network: { listen: '127.0.0.1:7400', interfaces: [eth0] }\n",
+                "node_config.network.interfaces: multicast discovery is IPv6",
+            ),
+            (
+                "node_config:\n  network: { interfaces: [eth0, eth0] }\n",
+                "node_config.network.interfaces[1]: \"eth0\" is listed twice",
+            ),
+            (
+                "node_config:\n  network: { interfaces: [averyveryverylongname] }\n",
+                "node_config.network.interfaces[0]: \"averyveryverylongname\" is not an interface name",
+            ),
+            (
+                "node_config:\n  network: { interfaces: eth0 }\n",
+                "node_config.network.interfaces: expected sequence",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = parse(text).expect_err(text).to_string();
+            assert!(message.starts_with("/etc/x0/node.yaml: "), "{message}");
+            assert!(
+                message.contains(expected),
+                "for {text:?}\n  got: {message}\n want: {expected}"
+            );
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `NodeHandle`: the cheap, cloneable way for the API to ask the running node for snapshots.
+//!
+//! Requests go over a bounded channel to the node's loop, which answers between packets; the
+//! loop owns the router, so no lock is shared with it and answers are always consistent.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::view::{PeerView, RouteView, StatusView};
+
+/// Requests waiting for the node's loop. The API serves a handful of local operators and
+/// scripts; a queue this long means the loop is stuck, and callers then get
+/// [`HandleError::Busy`] at once instead of piling up.
+pub const REQUEST_QUEUE_CAPACITY: usize = 32;
+
+/// A question for the node's loop, with where to send the answer.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Status(oneshot::Sender<StatusView>),
+    Peers(oneshot::Sender<Vec<PeerView>>),
+    Routes(oneshot::Sender<Vec<RouteView>>),
+}
+
+/// Why a snapshot could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// [`REQUEST_QUEUE_CAPACITY`] requests are already waiting.
+    #[error("the node is busy: {REQUEST_QUEUE_CAPACITY} requests are already waiting")]
+    Busy,
+    /// The node's loop has ended.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Asks the running node for snapshots. Clone it freely.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    requests: mpsc::Sender<Request>,
+}
+
+impl NodeHandle {
+    pub(crate) fn channel() -> (NodeHandle, mpsc::Receiver<Request>) {
+        let (requests, receiver) = mpsc::channel(REQUEST_QUEUE_CAPACITY);
+        (NodeHandle { requests }, receiver)
+    }
+
+    /// Node identity, uptime, counts and counters.
+    pub async fn status(&self) -> Result<StatusView, HandleError> {
+        self.ask(Request::Status).await
+    }
+
+    /// The neighbour table.
+    pub async fn peers(&self) -> Result<Vec<PeerView>, HandleError> {
+        self.ask(Request::Peers).await
+    }
+
+    /// The routing table.
+    pub async fn routes(&self) -> Result<Vec<RouteView>, HandleError> {
+        self.ask(Request::Routes).await
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, HandleError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .try_send(make(reply))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => HandleError::Busy,
+                mpsc::error::TrySendError::Closed(_) => HandleError::Stopped,
+            })?;
+        answer.await.map_err(|_| HandleError::Stopped)
+    }
+}

@@ -1,0 +1,89 @@
+//! What the node shows operators: the JSON bodies of the API's status, peers and routes, also
+//! read back by `x0tta6bl4 ctl` and the demo.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use transport::TransportStats;
+use wire::NodeId;
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// This node.
+    pub node_id: NodeId,
+    /// The daemon's version.
+    pub version: String,
+    /// Time since the runtime started, in milliseconds.
+    pub uptime_ms: u64,
+    /// The UDP address the mesh socket is bound to.
+    pub listen: SocketAddr,
+    /// Interfaces with multicast discovery.
+    pub interfaces: Vec<String>,
+    /// Number of static peers from `nodes.json`.
+    pub static_peers: usize,
+    /// Neighbours currently alive.
+    pub neighbours_alive: usize,
+    /// Neighbours known, alive or not.
+    pub neighbours_known: usize,
+    /// Destinations with a route.
+    pub routes: usize,
+    /// Newest own OGM sequence number, if one was sent.
+    pub own_seq: Option<u32>,
+    /// Own sequence numbers are reserved on disk up to here.
+    pub seq_reserved_until: u32,
+    /// The routing core's counters (`routing::Stats`): traffic, and packets dropped as
+    /// malformed, wrong version, oversized, own, over a limit.
+    pub router: BTreeMap<String, u64>,
+    /// The UDP transport's counters.
+    pub transport: TransportStats,
+}
+
+/// One entry of `GET /api/v1/peers`: a neighbour and its link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The neighbour.
+    pub id: NodeId,
+    /// Where it was last heard from.
+    pub address: Option<SocketAddr>,
+    /// False once it was silent for the detection time.
+    pub alive: bool,
+    /// Link TQ, 0..255.
+    pub tq: u8,
+    /// Share of its probes we received, 0..255.
+    pub rx_quality: u8,
+    /// Share of our probes it received, 0..255.
+    pub tx_quality: u8,
+    /// Probe loss in percent.
+    pub loss_pct: f32,
+    /// Smoothed round-trip time in microseconds (0 until measured).
+    pub rtt_us: u32,
+    /// Milliseconds since anything was heard from it.
+    pub last_heard_ms_ago: u64,
+}
+
+/// One entry of `GET /api/v1/routes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// The destination.
+    pub destination: NodeId,
+    /// The neighbour packets for it go to.
+    pub next_hop: NodeId,
+    /// Where that neighbour was last heard from.
+    pub next_hop_address: Option<SocketAddr>,
+    /// Path cost (lower is better).
+    pub cost: u32,
+    /// Path TQ, 0..255.
+    pub tq: u8,
+    /// Hops to the destination.
+    pub hops: u8,
+    /// Originator sequence number the route is based on.
+    pub seq: u32,
+    /// Loop-free alternate next hops, best first.
+    pub alternates: Vec<NodeId>,
+    /// When the next hop last changed, in Unix milliseconds (the node's own clock).
+    pub changed_at_unix_ms: u64,
+    /// Milliseconds since the next hop last changed.
+    pub changed_ms_ago: u64,
+}
