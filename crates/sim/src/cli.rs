@@ -1,0 +1,133 @@
+//! `x0tta6bl4 sim`: the command-line flags and the rendered output.
+//!
+//! The `cli` crate flattens [`SimArgs`] into its `sim` subcommand and prints what [`run`]
+//! returns. This is the only file of the crate that reads a clock, to report `wall_ms`.
+
+use std::time::Instant;
+
+use crate::config::{MAX_DURATION_S, MAX_LATENCY_MS};
+use crate::{SimConfig, SimError, SimReport, TopologyKind};
+
+/// Flags of `x0tta6bl4 sim`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SimArgs {
+    /// Number of simulated nodes (2 to 20000).
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Link topology.
+    #[arg(long, value_enum, default_value_t = TopologyKind::Random)]
+    pub topology: TopologyKind,
+    /// Probability that any one packet copy is lost, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// One-way latency of every link in milliseconds (each packet adds up to 10 % jitter).
+    #[arg(long = "latency-ms", default_value_t = 5.0)]
+    pub latency_ms: f64,
+    /// Fraction of nodes crashed at once after convergence, in [0, 1).
+    #[arg(long, default_value_t = 0.4)]
+    pub fail: f64,
+    /// Run seed: same seed and flags, same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Virtual seconds to simulate.
+    #[arg(long = "duration-s", default_value_t = 60.0)]
+    pub duration_s: f64,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Run the routers without fisheye OGM scoping (plain B.A.T.M.A.N.-style flooding).
+    #[arg(long = "no-fisheye")]
+    pub no_fisheye: bool,
+}
+
+impl Default for SimArgs {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        SimArgs {
+            nodes: 100,
+            topology: TopologyKind::Random,
+            loss: 0.0,
+            latency_ms: 5.0,
+            fail: 0.4,
+            seed: 1,
+            duration_s: 60.0,
+            json: false,
+            no_fisheye: false,
+        }
+    }
+}
+
+impl SimArgs {
+    /// The validated run configuration; errors name the flag.
+    pub fn to_config(&self) -> Result<SimConfig, SimError> {
+        if !(self.latency_ms.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&self.latency_ms)) {
+            return Err(SimError::invalid(
+                "--latency-ms",
+                format!("must be between 0 and {MAX_LATENCY_MS}"),
+            ));
+        }
+        if !(self.duration_s.is_finite()
+            && self.duration_s > 0.0
+            && self.duration_s <= MAX_DURATION_S)
+        {
+            return Err(SimError::invalid(
+                "--duration-s",
+                format!("must be above 0 and at most {MAX_DURATION_S}"),
+            ));
+        }
+        let mut config = SimConfig {
+            nodes: self.nodes,
+            topology: self.topology,
+            loss: self.loss,
+            // Both were range-checked above, so the rounded products fit in u64.
+            latency_us: (self.latency_ms * 1000.0).round() as u64,
+            fail_fraction: self.fail,
+            seed: self.seed,
+            duration_us: (self.duration_s * 1e6).round() as u64,
+            ..SimConfig::default()
+        };
+        config.router.fisheye = !self.no_fisheye;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The JSON object `--json` prints: the report plus the wall-clock time.
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    #[serde(flatten)]
+    report: &'a SimReport,
+    /// Real milliseconds the run took; the only field that differs between identical runs.
+    wall_ms: u64,
+}
+
+/// Runs the simulation `args` describe and returns the text to print (ending in a newline,
+/// so print it with `print!`). A run that completes but fails its checks returns
+/// [`SimError::RunFailed`] carrying the same rendered text: print it, then exit non-zero.
+pub fn run(args: &SimArgs) -> Result<String, SimError> {
+    let config = args.to_config()?;
+    // The crate's only clock read. wall_ms is measured around the run and only reported, so
+    // the simulation itself stays a pure function of its arguments.
+    let started = Instant::now();
+    let outcome = crate::run(&config);
+    let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(report) => render(&report, args.json, wall_ms),
+        Err(SimError::Unhealthy { problems, report }) => Err(SimError::RunFailed {
+            problems,
+            output: render(&report, args.json, wall_ms)?,
+        }),
+        Err(other) => Err(other),
+    }
+}
+
+/// The report as one JSON object on one line, or the human summary.
+fn render(report: &SimReport, json: bool, wall_ms: u64) -> Result<String, SimError> {
+    if !json {
+        return Ok(report.render_text(wall_ms));
+    }
+    let mut line = serde_json::to_string(&JsonSummary { report, wall_ms })
+        .map_err(|e| SimError::Render(e.to_string()))?;
+    line.push('\n');
+    Ok(line)
+}

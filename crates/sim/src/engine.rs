@@ -1,0 +1,973 @@
+//! `Simulation`: the discrete-event engine that drives N real routers over the simulated network.
+//!
+//! One step is one router call: a timer wake-up (`handle_timeout`) or one delivered datagram
+//! (`handle_datagram`). After each step the engine drains the router's transmits (scheduling a
+//! delivery per link copy that survives loss) and events, checks the cheap per-step invariants
+//! and re-arms the node's single timer from `poll_timeout`. Between steps, at every check
+//! instant, the walker answers "does every pair have a working path?" (see `walk.rs`).
+
+use routing::{Destination, DropReason, Event, Router, Timestamp, Transmit};
+use wire::NodeId;
+
+use crate::config::IPV6_UDP_HEADER_BYTES;
+use crate::queue::{Action, EventQueue, PayloadSlab};
+use crate::rng::{SimRng, Stream};
+use crate::walk::{Finding, MeshView, NextHop, Walker};
+use crate::{SimConfig, SimError, SimReport, Topology};
+
+/// Nodes start at a uniformly random instant in `[0, START_JITTER_US)`, as real daemons never
+/// boot in lockstep; the jitter also keeps their probe timers apart.
+pub const START_JITTER_US: u64 = 100_000;
+
+/// Consecutive wake-ups of one node at one instant after which the run is declared livelocked
+/// (a router whose `poll_timeout` never moves past `now`). Legitimate cores need a handful.
+pub const MAX_SAME_INSTANT_WAKEUPS: u32 = 10_000;
+
+/// Most transmits or events one router step may produce. A full OGM table of 20,000
+/// destinations is about 500 packets per neighbour; a router producing a million outputs from
+/// one input is broken, and the cap turns an endless `poll_*` loop into an error.
+pub const MAX_OUTPUTS_PER_STEP: usize = 1 << 20;
+
+/// Destinations per node whose newest sequence number is checked after every step of that
+/// node (its own sequence number is always checked). Two keep the check O(1) per step while
+/// covering 2N (node, destination) pairs over the run.
+const SAMPLED_DESTINATIONS_PER_NODE: usize = 2;
+
+/// Violation messages kept for the report; further ones are only counted.
+const MAX_RECORDED_VIOLATIONS: usize = 8;
+
+/// After convergence the mesh settles for up to this long before the idle window starts.
+const SETTLE_MAX_US: u64 = 2_000_000;
+
+/// Longest idle window over which steady-state control traffic is measured.
+const IDLE_WINDOW_MAX_US: u64 = 10_000_000;
+
+/// `timer_armed_at_us` value of a node with no pending wake-up.
+const NOT_ARMED: u64 = u64::MAX;
+
+/// `component` value of a crashed node.
+const CRASHED: u32 = u32::MAX;
+
+/// Where the run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Started; waiting for every pair to have a working path.
+    Converging,
+    /// Converged; the idle window runs from `window_start_us` to `fail_at_us`, the crash.
+    Idle {
+        window_start_us: u64,
+        fail_at_us: u64,
+    },
+    /// Crashed; waiting for every connected surviving pair to have a working path.
+    Recovering,
+    /// Nothing left to happen but the fault-free heal phase, audited until the end.
+    Healed,
+}
+
+/// Invariant violations: all counted, the first few kept with their virtual time.
+#[derive(Debug, Default)]
+struct Violations {
+    count: u64,
+    first: Vec<String>,
+}
+
+impl Violations {
+    /// Counts one violation; formats its message only if it will be kept.
+    fn record(&mut self, now_us: u64, what: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.len() < MAX_RECORDED_VIOLATIONS {
+            self.first
+                .push(format!("{:.6} s: {}", seconds(now_us), what()));
+        }
+    }
+}
+
+/// Run-wide counters.
+#[derive(Debug, Default)]
+struct Counters {
+    events: u64,
+    packets_sent: u64,
+    bytes_sent: u64,
+    packets_delivered: u64,
+    packets_lost: u64,
+    packets_to_dead_nodes: u64,
+    dropped_neighbour_limit: u64,
+    loops_before_convergence: u64,
+    audits: u64,
+    unstable_audits: u64,
+    peak_queued_events: usize,
+}
+
+/// The simulation of one run. Build it with [`Simulation::new`], drive it with
+/// [`Simulation::run_to_end`], read the result with [`Simulation::report`].
+pub struct Simulation {
+    config: SimConfig,
+    topology: Topology,
+    /// `ids[i]` is node i's identifier, `NodeId::from_index(i)`.
+    ids: Vec<NodeId>,
+    routers: Vec<Router>,
+    /// Whether node i's start instant has passed; earlier deliveries to it are lost.
+    started: Vec<bool>,
+    /// Connected component of node i among the nodes that have not crashed ([`CRASHED`] if it
+    /// has). Nodes not yet started count as members: they are expected to become reachable.
+    component: Vec<u32>,
+    /// Per directed link `a -> b`: does a's router list b as alive? Kept from the
+    /// `NeighbourUp`/`NeighbourDown` events and compared with `Router::neighbours` at audits.
+    listed_alive: Vec<bool>,
+    /// Bumped whenever node i's pending wake-up is superseded; stale wake-ups are skipped.
+    timer_generation: Vec<u32>,
+    timer_armed_at_us: Vec<u64>,
+    /// Livelock detection: the instant of node i's last wake-up and how many in a row at it.
+    last_wake_us: Vec<u64>,
+    wake_streak: Vec<u32>,
+    queue: EventQueue,
+    payloads: PayloadSlab,
+    network_rng: SimRng,
+    /// Scratch: the receivers of the transmit being routed.
+    fanout: Vec<u32>,
+    /// Scratch: destinations of the `RouteChanged` events of the current step.
+    route_changes: Vec<NodeId>,
+    /// Per destination: its pairs all worked at the last check and no router has reported a
+    /// next-hop change towards it since. Lets fine-grained checks skip it (a full
+    /// confirmation walk still runs before any "converged" or "recovered" verdict).
+    clean: Vec<bool>,
+    /// The destination that failed the last check, tried first next time.
+    failing_hint: u32,
+    walker: Walker,
+    /// Own newest sequence number last seen per node.
+    own_seq: Vec<Option<u32>>,
+    /// Per node: sampled destinations and the newest sequence number last seen for each.
+    sampled_seq: Vec<[(u32, Option<u32>); SAMPLED_DESTINATIONS_PER_NODE]>,
+    violations: Violations,
+    counters: Counters,
+    phase: Phase,
+    now_us: u64,
+    converged_at_us: Option<u64>,
+    crash_at_us: Option<u64>,
+    recovered_at_us: Option<u64>,
+    failed_nodes: usize,
+    survivor_components: u32,
+    connected_pairs: u64,
+    /// Bytes and packets sent before the idle window opened.
+    window_opening_traffic: (u64, u64),
+    /// The idle window and the bytes and packets sent within it.
+    window: Option<(u64, u64, u64, u64)>,
+    unreachable_pairs_after: u64,
+}
+
+/// Virtual microseconds as seconds.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// The simulator node behind `id`, if it is one: ids are `NodeId::from_index(i)`, so the
+/// index is the last eight bytes, the first eight are zero, and it is below `node_count`.
+fn node_index(id: &NodeId, node_count: usize) -> Option<u32> {
+    let (high, low) = id.0.split_at(NodeId::LEN - 8);
+    if high.iter().any(|&byte| byte != 0) {
+        return None;
+    }
+    let index = u64::from_be_bytes(low.try_into().ok()?);
+    if index < node_count as u64 {
+        u32::try_from(index).ok()
+    } else {
+        None
+    }
+}
+
+/// Sequence-number order in serial arithmetic (RFC 1982): true when `a` is older than `b`.
+fn serial_older(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// The walker's view of the live mesh, borrowed from the simulation's fields.
+struct View<'a> {
+    routers: &'a [Router],
+    ids: &'a [NodeId],
+    component: &'a [u32],
+    topology: &'a Topology,
+    listed_alive: &'a [bool],
+}
+
+impl MeshView for View<'_> {
+    fn node_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn component(&self, node: u32) -> Option<u32> {
+        let component = self.component[node as usize];
+        (component != CRASHED).then_some(component)
+    }
+
+    fn next_hop(&self, node: u32, destination: u32) -> NextHop {
+        match self.routers[node as usize].next_hop(&self.ids[destination as usize]) {
+            None => NextHop::None,
+            Some(id) => node_index(&id, self.ids.len()).map_or(NextHop::Foreign(id), NextHop::Node),
+        }
+    }
+
+    fn link(&self, from: u32, to: u32) -> Option<usize> {
+        self.topology.link_index(from, to)
+    }
+
+    fn listed_alive(&self, link: usize) -> bool {
+        self.listed_alive[link]
+    }
+}
+
+/// Turns walker findings into violations according to the phase of the run.
+struct Judge<'a> {
+    now_us: u64,
+    converged: bool,
+    crash_at_us: Option<u64>,
+    grace_us: u64,
+    violations: &'a mut Violations,
+    loops_before_convergence: &'a mut u64,
+}
+
+impl Judge<'_> {
+    fn judge(&mut self, finding: Finding<'_>) {
+        let now_us = self.now_us;
+        match finding {
+            Finding::Loop { destination, cycle } if self.converged => {
+                self.violations.record(now_us, || {
+                    let shown: Vec<String> = cycle.iter().take(16).map(u32::to_string).collect();
+                    format!("forwarding loop towards node {destination}: {} -> {}", shown.join(" -> "), cycle[0])
+                });
+            }
+            Finding::Loop { .. } => *self.loops_before_convergence += 1,
+            Finding::ForeignNextHop { node, destination, next_hop } => self.violations.record(now_us, || {
+                format!("node {node} forwards to node {destination} via {next_hop}, which is no simulated node")
+            }),
+            Finding::NotLinked { node, destination, next_hop } => self.violations.record(now_us, || {
+                format!("node {node} forwards to node {destination} via node {next_hop}, which it has no link to")
+            }),
+            Finding::NotListedAlive { node, destination, next_hop } => self.violations.record(now_us, || {
+                format!(
+                    "node {node} forwards to node {destination} via node {next_hop}, which its own neighbour table does not list as alive"
+                )
+            }),
+            Finding::DeadNextHop { node, destination, next_hop } => {
+                let since_crash_us = self.crash_at_us.map_or(0, |at| now_us.saturating_sub(at));
+                if since_crash_us > self.grace_us {
+                    self.violations.record(now_us, || {
+                        format!(
+                            "node {node} still forwards to node {destination} via crashed node {next_hop} {} ms after the crash",
+                            since_crash_us / 1000
+                        )
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Simulation {
+    /// Builds the routers and schedules every node's start. `topology` must have
+    /// `config.nodes` nodes and be connected.
+    pub fn new(config: &SimConfig, topology: Topology) -> Result<Simulation, SimError> {
+        config.validate()?;
+        if topology.node_count() != config.nodes {
+            return Err(SimError::Topology(format!(
+                "topology has {} nodes, the run {}",
+                topology.node_count(),
+                config.nodes
+            )));
+        }
+        if !topology.is_connected() {
+            return Err(SimError::Topology(
+                "the topology is not connected".to_string(),
+            ));
+        }
+        let n = config.nodes;
+        let ids: Vec<NodeId> = (0..n as u64).map(NodeId::from_index).collect();
+        let mut nodes_rng = SimRng::for_stream(config.seed, Stream::Nodes);
+        let mut queue = EventQueue::default();
+        let mut routers = Vec::with_capacity(n);
+        let mut timer_armed_at_us = Vec::with_capacity(n);
+        for (index, id) in ids.iter().enumerate() {
+            let start_us = nodes_rng.below(START_JITTER_US);
+            let rng_seed = nodes_rng.next_u64();
+            // Random initial sequence numbers exercise serial-arithmetic wrap-around.
+            let initial_seq = nodes_rng.next_u64() as u32;
+            routers.push(Router::new(
+                *id,
+                config.router.clone(),
+                initial_seq,
+                rng_seed,
+                Timestamp(start_us),
+            ));
+            let node = index as u32;
+            queue
+                .push(
+                    start_us,
+                    Action::Wake {
+                        node,
+                        generation: 0,
+                    },
+                )
+                .map_err(|cap| SimError::QueueFull { cap, at_s: 0.0 })?;
+            timer_armed_at_us.push(start_us);
+        }
+        let sampled_seq = sample_destinations(n, config.seed);
+        Ok(Simulation {
+            config: config.clone(),
+            listed_alive: vec![false; topology.directed_link_count()],
+            topology,
+            routers,
+            started: vec![false; n],
+            component: vec![0; n],
+            timer_generation: vec![0; n],
+            timer_armed_at_us,
+            last_wake_us: vec![NOT_ARMED; n],
+            wake_streak: vec![0; n],
+            queue,
+            payloads: PayloadSlab::default(),
+            network_rng: SimRng::for_stream(config.seed, Stream::Network),
+            fanout: Vec::new(),
+            route_changes: Vec::new(),
+            clean: vec![false; n],
+            failing_hint: 0,
+            walker: Walker::new(n),
+            own_seq: vec![None; n],
+            sampled_seq,
+            violations: Violations::default(),
+            counters: Counters::default(),
+            phase: Phase::Converging,
+            now_us: 0,
+            converged_at_us: None,
+            crash_at_us: None,
+            recovered_at_us: None,
+            failed_nodes: 0,
+            survivor_components: 1,
+            connected_pairs: (n as u64) * (n as u64 - 1),
+            window_opening_traffic: (0, 0),
+            window: None,
+            unreachable_pairs_after: 0,
+            ids,
+        })
+    }
+
+    /// Runs until `config.duration_us`: events in time order, and at every check instant
+    /// (multiples of the check interval, plus the end) the phase's check. Events due at a
+    /// check instant run before the check.
+    pub fn run_to_end(&mut self) -> Result<(), SimError> {
+        let end_us = self.config.duration_us;
+        let interval_us = self.config.check_interval_us();
+        let mut next_check_us = interval_us.min(end_us);
+        loop {
+            match self.queue.peek_time() {
+                Some(at_us) if at_us <= next_check_us => self.dispatch_next()?,
+                _ => {
+                    self.now_us = next_check_us;
+                    self.check_instant()?;
+                    if next_check_us >= end_us {
+                        self.unreachable_pairs_after = self.audit();
+                        return Ok(());
+                    }
+                    next_check_us = (next_check_us + interval_us).min(end_us);
+                }
+            }
+        }
+    }
+
+    /// Pops and runs the earliest event.
+    fn dispatch_next(&mut self) -> Result<(), SimError> {
+        let Some(event) = self.queue.pop() else {
+            return Ok(());
+        };
+        debug_assert!(event.at_us >= self.now_us, "virtual time went backwards");
+        self.now_us = event.at_us;
+        match event.action {
+            Action::Wake { node, generation } => self.wake(node, generation)?,
+            Action::Deliver { from, to, payload } => self.deliver(from, to, payload)?,
+        }
+        self.counters.peak_queued_events = self.counters.peak_queued_events.max(self.queue.len());
+        Ok(())
+    }
+
+    /// A node's timer fires (or the node starts, on its first wake-up).
+    fn wake(&mut self, node: u32, generation: u32) -> Result<(), SimError> {
+        let i = node as usize;
+        if generation != self.timer_generation[i] || self.component[i] == CRASHED {
+            return Ok(());
+        }
+        self.timer_armed_at_us[i] = NOT_ARMED;
+        if self.last_wake_us[i] == self.now_us {
+            self.wake_streak[i] += 1;
+            if self.wake_streak[i] >= MAX_SAME_INSTANT_WAKEUPS {
+                let (count, at_s) = (self.wake_streak[i], seconds(self.now_us));
+                return Err(SimError::Livelock { node, count, at_s });
+            }
+        } else {
+            self.last_wake_us[i] = self.now_us;
+            self.wake_streak[i] = 0;
+        }
+        self.started[i] = true;
+        self.routers[i].handle_timeout(Timestamp(self.now_us));
+        self.counters.events += 1;
+        self.after_step(node)
+    }
+
+    /// A packet copy arrives at `to`.
+    fn deliver(&mut self, from: u32, to: u32, payload: u32) -> Result<(), SimError> {
+        let i = to as usize;
+        if self.component[i] == CRASHED || !self.started[i] {
+            self.counters.packets_to_dead_nodes += 1;
+            self.payloads.release(payload);
+            return Ok(());
+        }
+        let result =
+            self.routers[i].handle_datagram(Timestamp(self.now_us), self.payloads.bytes(payload));
+        self.payloads.release(payload);
+        self.counters.events += 1;
+        self.counters.packets_delivered += 1;
+        match result {
+            Ok(sender) if node_index(&sender, self.ids.len()) == Some(from) => {}
+            Ok(sender) => self.violations.record(self.now_us, || {
+                format!("node {to} got a packet from node {from} but reported sender {sender}")
+            }),
+            Err(DropReason::NeighbourLimit) => self.counters.dropped_neighbour_limit += 1,
+            Err(reason) => self.violations.record(self.now_us, || {
+                format!("node {to} rejected a packet node {from}'s router produced: {reason}")
+            }),
+        }
+        self.after_step(to)
+    }
+
+    /// The calling contract after every `handle_*`: drain transmits, drain events, then re-arm
+    /// the timer from `poll_timeout`. Per-step invariants are checked in between.
+    fn after_step(&mut self, node: u32) -> Result<(), SimError> {
+        let i = node as usize;
+        let mut outputs = 0usize;
+        while let Some(transmit) = self.routers[i].poll_transmit() {
+            self.send(node, transmit)?;
+            outputs += 1;
+            if outputs > MAX_OUTPUTS_PER_STEP {
+                return Err(SimError::Livelock {
+                    node,
+                    count: outputs as u32,
+                    at_s: seconds(self.now_us),
+                });
+            }
+        }
+        self.route_changes.clear();
+        while let Some(event) = self.routers[i].poll_event() {
+            self.note_event(node, event);
+            outputs += 1;
+            if outputs > MAX_OUTPUTS_PER_STEP {
+                return Err(SimError::Livelock {
+                    node,
+                    count: outputs as u32,
+                    at_s: seconds(self.now_us),
+                });
+            }
+        }
+        self.check_step_invariants(node);
+        self.rearm(node)
+    }
+
+    /// Puts one transmit on the links: one copy per receiver, each counted with its headers,
+    /// each independently lost with probability `loss`, the survivors delivered after the
+    /// link latency plus up to 10 % jitter.
+    fn send(&mut self, from: u32, transmit: Transmit) -> Result<(), SimError> {
+        self.fanout.clear();
+        match transmit.to {
+            Destination::Discovery => self
+                .fanout
+                .extend_from_slice(self.topology.neighbours(from)),
+            Destination::Neighbour(id) => {
+                match node_index(&id, self.ids.len())
+                    .filter(|&to| self.topology.link_index(from, to).is_some())
+                {
+                    Some(to) => self.fanout.push(to),
+                    None => self.violations.record(self.now_us, || {
+                        format!("node {from} sent a packet to {id}, which it has no link to")
+                    }),
+                }
+            }
+        }
+        let copy_bytes = transmit.payload.len() as u64 + IPV6_UDP_HEADER_BYTES;
+        self.counters.packets_sent += self.fanout.len() as u64;
+        self.counters.bytes_sent += copy_bytes * self.fanout.len() as u64;
+        let loss = self.config.loss;
+        if loss > 0.0 {
+            let rng = &mut self.network_rng;
+            let before = self.fanout.len();
+            self.fanout.retain(|_| rng.unit() >= loss);
+            self.counters.packets_lost += (before - self.fanout.len()) as u64;
+        }
+        if self.fanout.is_empty() {
+            return Ok(());
+        }
+        let payload = self
+            .payloads
+            .insert(transmit.payload, self.fanout.len() as u32);
+        let latency_us = self.config.latency_us;
+        for &to in &self.fanout {
+            let at_us = self.now_us + latency_us + self.network_rng.below(latency_us / 10 + 1);
+            self.queue
+                .push(at_us, Action::Deliver { from, to, payload })
+                .map_err(|cap| SimError::QueueFull {
+                    cap,
+                    at_s: seconds(self.now_us),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Records one router event: neighbour liveness into `listed_alive`, route changes into
+    /// the scratch list checked after the step.
+    fn note_event(&mut self, node: u32, event: Event) {
+        let (neighbour, alive) = match event {
+            Event::RouteChanged { destination, .. } => {
+                self.route_changes.push(destination);
+                return;
+            }
+            Event::NeighbourUp(id) => (id, true),
+            Event::NeighbourDown(id) => (id, false),
+        };
+        let link = node_index(&neighbour, self.ids.len())
+            .and_then(|to| self.topology.link_index(node, to));
+        match link {
+            Some(link) => self.listed_alive[link] = alive,
+            None => self.violations.record(self.now_us, || {
+                format!("node {node} reported neighbour {neighbour} (alive: {alive}), which it has no link to")
+            }),
+        }
+    }
+
+    /// The per-step invariants, O(1) router queries each: `Router::validate`; the node's own
+    /// sequence number and those of its sampled destinations never go backwards; every
+    /// destination whose route changed in this step now has no next hop, or a linked one that
+    /// the node's own neighbour table lists alive.
+    fn check_step_invariants(&mut self, node: u32) {
+        let i = node as usize;
+        let now_us = self.now_us;
+        let router = &self.routers[i];
+        if let Err(violation) = router.validate() {
+            self.violations
+                .record(now_us, || format!("node {node}: {violation}"));
+        }
+        let own = router.newest_seq(&self.ids[i]);
+        check_seq_monotonic(
+            &mut self.violations,
+            now_us,
+            node,
+            node,
+            &mut self.own_seq[i],
+            own,
+        );
+        for (destination, last) in self.sampled_seq[i].iter_mut() {
+            let newest = router.newest_seq(&self.ids[*destination as usize]);
+            check_seq_monotonic(
+                &mut self.violations,
+                now_us,
+                node,
+                *destination,
+                last,
+                newest,
+            );
+        }
+        for changed in &self.route_changes {
+            let Some(destination) = node_index(changed, self.ids.len()) else {
+                self.violations.record(now_us, || {
+                    format!("node {node} has a route to {changed}, which is no simulated node")
+                });
+                continue;
+            };
+            self.clean[destination as usize] = false;
+            let Some(next_hop) = router.next_hop(changed) else {
+                continue;
+            };
+            let link = node_index(&next_hop, self.ids.len())
+                .and_then(|hop| self.topology.link_index(node, hop));
+            if !link.is_some_and(|link| self.listed_alive[link]) {
+                self.violations.record(now_us, || {
+                    format!(
+                        "node {node} switched its route to node {destination} to next hop {next_hop}, which is not a linked neighbour listed alive"
+                    )
+                });
+            }
+        }
+    }
+
+    /// Re-arms the node's one timer from `poll_timeout`, superseding any pending wake-up.
+    fn rearm(&mut self, node: u32) -> Result<(), SimError> {
+        let i = node as usize;
+        let wanted_us = match self.routers[i].poll_timeout() {
+            // A deadline in the past means "as soon as possible": now.
+            Some(at) => at.as_micros().max(self.now_us),
+            None => NOT_ARMED,
+        };
+        if wanted_us == self.timer_armed_at_us[i] {
+            return Ok(());
+        }
+        self.timer_generation[i] = self.timer_generation[i].wrapping_add(1);
+        self.timer_armed_at_us[i] = wanted_us;
+        if wanted_us != NOT_ARMED {
+            let generation = self.timer_generation[i];
+            self.queue
+                .push(wanted_us, Action::Wake { node, generation })
+                .map_err(|cap| SimError::QueueFull {
+                    cap,
+                    at_s: seconds(self.now_us),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// What happens at a check instant, by phase.
+    fn check_instant(&mut self) -> Result<(), SimError> {
+        let now_us = self.now_us;
+        match self.phase {
+            Phase::Converging => {
+                if self.all_pairs_work() {
+                    self.converged_at_us = Some(now_us);
+                    self.phase = self.idle_phase(now_us);
+                }
+            }
+            Phase::Idle {
+                window_start_us,
+                fail_at_us,
+            } => {
+                if now_us == window_start_us {
+                    self.window_opening_traffic =
+                        (self.counters.bytes_sent, self.counters.packets_sent);
+                }
+                if now_us == fail_at_us {
+                    let (opening_bytes, opening_packets) = self.window_opening_traffic;
+                    let bytes = self.counters.bytes_sent - opening_bytes;
+                    let packets = self.counters.packets_sent - opening_packets;
+                    self.window = Some((window_start_us, fail_at_us, bytes, packets));
+                    self.crash();
+                    self.phase = if self.failed_nodes > 0 {
+                        Phase::Recovering
+                    } else {
+                        Phase::Healed
+                    };
+                } else {
+                    self.audit_if_due();
+                }
+            }
+            Phase::Recovering => {
+                if self.all_pairs_work() {
+                    self.recovered_at_us = Some(now_us);
+                    self.phase = Phase::Healed;
+                }
+            }
+            Phase::Healed => self.audit_if_due(),
+        }
+        Ok(())
+    }
+
+    /// The idle phase that follows convergence at `converged_us`: settle, then the idle window,
+    /// then the crash. With r the time left, settle = min(2 s, r/4) and window = min(10 s,
+    /// r/4), both rounded down to the check grid (at least one check interval), so at least
+    /// half of what is left remains for recovery and healing.
+    fn idle_phase(&self, converged_us: u64) -> Phase {
+        let grid_us = self.config.check_interval_us();
+        let left_us = self.config.duration_us.saturating_sub(converged_us);
+        let on_grid = |us: u64| (us / grid_us * grid_us).max(grid_us);
+        let window_start_us = converged_us + on_grid(SETTLE_MAX_US.min(left_us / 4));
+        let fail_at_us = window_start_us + on_grid(IDLE_WINDOW_MAX_US.min(left_us / 4));
+        if fail_at_us <= self.config.duration_us {
+            Phase::Idle {
+                window_start_us,
+                fail_at_us,
+            }
+        } else {
+            Phase::Healed
+        }
+    }
+
+    /// Crashes `floor(fail * N)` nodes chosen by the crash stream, all at once: they stop
+    /// receiving, sending and waking. Recomputes the survivors' components.
+    fn crash(&mut self) {
+        let n = self.ids.len();
+        let count = self.config.failed_node_count().min(n);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        SimRng::for_stream(self.config.seed, Stream::Crash).shuffle(&mut order);
+        let mut alive = vec![true; n];
+        for &node in &order[..count] {
+            let i = node as usize;
+            alive[i] = false;
+            self.timer_generation[i] = self.timer_generation[i].wrapping_add(1);
+            self.timer_armed_at_us[i] = NOT_ARMED;
+        }
+        let (component, components) = self.topology.components(&alive);
+        let mut sizes = vec![0u64; components as usize];
+        for &c in component.iter().filter(|&&c| c != CRASHED) {
+            sizes[c as usize] += 1;
+        }
+        self.connected_pairs = sizes.iter().map(|size| size * size.saturating_sub(1)).sum();
+        self.component = component;
+        self.survivor_components = components;
+        self.failed_nodes = count;
+        self.crash_at_us = Some(self.now_us);
+        self.clean.fill(false);
+    }
+
+    /// Splits the borrows a walk needs: the read-only view, the walker, and a judge.
+    fn walk_parts(&mut self) -> (View<'_>, &mut Walker, &mut Vec<bool>, &mut u32, Judge<'_>) {
+        let now_us = self.now_us;
+        let converged = self.converged_at_us.is_some();
+        let crash_at_us = self.crash_at_us;
+        let grace_us = self.config.dead_next_hop_grace_us();
+        let Simulation {
+            routers,
+            ids,
+            component,
+            topology,
+            listed_alive,
+            walker,
+            clean,
+            failing_hint,
+            violations,
+            counters,
+            ..
+        } = self;
+        let judge = Judge {
+            now_us,
+            converged,
+            crash_at_us,
+            grace_us,
+            violations,
+            loops_before_convergence: &mut counters.loops_before_convergence,
+        };
+        (
+            View {
+                routers,
+                ids,
+                component,
+                topology,
+                listed_alive,
+            },
+            walker,
+            clean,
+            failing_hint,
+            judge,
+        )
+    }
+
+    /// "Does every pair that should work, work?", stopping at the first broken pair. First
+    /// the destinations touched by route changes since they last passed, starting with the
+    /// one that failed last time; if all pass, a confirmation walk over every destination, so
+    /// the verdict never rests on the routers' change events.
+    fn all_pairs_work(&mut self) -> bool {
+        let (view, walker, clean, failing_hint, mut judge) = self.walk_parts();
+        let n = view.ids.len() as u32;
+        for k in 0..n {
+            let destination = (*failing_hint + k) % n;
+            if clean[destination as usize] {
+                continue;
+            }
+            if walker.walk(&view, destination, true, &mut |f| judge.judge(f)) > 0 {
+                *failing_hint = destination;
+                return false;
+            }
+            clean[destination as usize] = true;
+        }
+        for destination in 0..n {
+            if walker.walk(&view, destination, true, &mut |f| judge.judge(f)) > 0 {
+                clean[destination as usize] = false;
+                *failing_hint = destination;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs [`Self::audit`] at multiples of the audit interval.
+    fn audit_if_due(&mut self) {
+        if self.now_us.is_multiple_of(self.config.audit_interval_us()) {
+            let broken = self.audit();
+            self.counters.audits += 1;
+            if broken > 0 {
+                self.counters.unstable_audits += 1;
+            }
+        }
+    }
+
+    /// Full audit: walks every pair (no early exit) and returns how many connected pairs are
+    /// broken; also checks that the neighbour events agree with every live router's table.
+    fn audit(&mut self) -> u64 {
+        self.check_neighbour_tables();
+        let (view, walker, _, _, mut judge) = self.walk_parts();
+        let n = view.ids.len() as u32;
+        (0..n)
+            .map(|destination| {
+                u64::from(walker.walk(&view, destination, false, &mut |f| judge.judge(f)))
+            })
+            .sum()
+    }
+
+    /// Every live router's `neighbours()` must list alive exactly the neighbours its
+    /// `NeighbourUp`/`NeighbourDown` events said, and only linked nodes.
+    fn check_neighbour_tables(&mut self) {
+        let n = self.ids.len();
+        for node in 0..n as u32 {
+            if self.component[node as usize] == CRASHED {
+                continue;
+            }
+            let mut alive_in_table = 0usize;
+            for info in self.routers[node as usize]
+                .neighbours()
+                .iter()
+                .filter(|info| info.alive)
+            {
+                alive_in_table += 1;
+                let link =
+                    node_index(&info.id, n).and_then(|to| self.topology.link_index(node, to));
+                if !link.is_some_and(|link| self.listed_alive[link]) {
+                    self.violations.record(self.now_us, || {
+                        format!(
+                            "node {node} lists {} alive without a NeighbourUp event or a link",
+                            info.id
+                        )
+                    });
+                }
+            }
+            let alive_by_events = self.listed_alive[self.topology.links_of(node)]
+                .iter()
+                .filter(|&&alive| alive)
+                .count();
+            if alive_by_events != alive_in_table {
+                self.violations.record(self.now_us, || {
+                    format!("node {node}: events say {alive_by_events} neighbours alive, its table {alive_in_table}")
+                });
+            }
+        }
+    }
+
+    /// Everything measured so far.
+    pub fn report(&self) -> SimReport {
+        let config = &self.config;
+        let n = self.ids.len();
+        let links = self.topology.edge_count();
+        let directed_links = self.topology.directed_link_count() as f64;
+        let window = self.window.map(|(start_us, end_us, bytes, packets)| {
+            let span_s = seconds(end_us - start_us);
+            (
+                start_us,
+                end_us,
+                bytes as f64 / span_s,
+                packets as f64 / span_s,
+            )
+        });
+        let ogm_interval_s = config.router.ogm_interval.as_secs_f64();
+        let (route_changes, fast_reroutes) =
+            self.routers.iter().fold((0, 0), |(changes, reroutes), r| {
+                (
+                    changes + r.stats().route_changes,
+                    reroutes + r.stats().fast_reroutes,
+                )
+            });
+        SimReport {
+            nodes: n,
+            seed: config.seed,
+            topology: config.topology,
+            links,
+            average_degree: directed_links / n as f64,
+            loss: config.loss,
+            latency_ms: config.latency_us as f64 / 1000.0,
+            fail: config.fail_fraction,
+            fisheye: config.router.fisheye,
+            duration_s: seconds(config.duration_us),
+            check_interval_ms: config.check_interval_us() as f64 / 1000.0,
+            converged_s: self.converged_at_us.map(seconds),
+            failed_nodes: self.failed_nodes,
+            fail_at_s: self.crash_at_us.map(seconds),
+            recovered_s: self
+                .recovered_at_us
+                .zip(self.crash_at_us)
+                .map(|(r, c)| seconds(r - c)),
+            survivors: n - self.failed_nodes,
+            survivor_components: self.survivor_components,
+            connected_pairs_after: self.connected_pairs,
+            unreachable_pairs_after: self.unreachable_pairs_after,
+            idle_window_start_s: window.map(|w| seconds(w.0)),
+            idle_window_end_s: window.map(|w| seconds(w.1)),
+            control_bytes_per_node_s: window.map(|w| w.2 / n as f64),
+            control_bytes_per_node_neighbour_s: window.map(|w| w.2 / directed_links),
+            control_packets_per_node_s: window.map(|w| w.3 / n as f64),
+            batman_iv_ogm_bytes_per_node_neighbour_s: 24.0 * n as f64 / ogm_interval_s,
+            header_bytes_per_packet: IPV6_UDP_HEADER_BYTES,
+            events: self.counters.events,
+            packets_sent: self.counters.packets_sent,
+            bytes_sent: self.counters.bytes_sent,
+            packets_delivered: self.counters.packets_delivered,
+            packets_lost: self.counters.packets_lost,
+            packets_to_dead_nodes: self.counters.packets_to_dead_nodes,
+            dropped_neighbour_limit: self.counters.dropped_neighbour_limit,
+            route_changes,
+            fast_reroutes,
+            loops_before_convergence: self.counters.loops_before_convergence,
+            audits: self.counters.audits,
+            unstable_audits: self.counters.unstable_audits,
+            peak_queued_events: self.counters.peak_queued_events,
+            invariant_violations: self.violations.count,
+            violations: self.violations.first.clone(),
+        }
+    }
+}
+
+/// Records a violation if `newest` is older than the last value seen, then remembers it. A
+/// router that forgets a destination (None) is not going backwards.
+fn check_seq_monotonic(
+    violations: &mut Violations,
+    now_us: u64,
+    node: u32,
+    destination: u32,
+    last: &mut Option<u32>,
+    newest: Option<u32>,
+) {
+    let Some(newest) = newest else { return };
+    if let Some(previous) = *last
+        && serial_older(newest, previous)
+    {
+        violations.record(now_us, || {
+            format!("node {node}: newest sequence number of node {destination} went back from {previous} to {newest}")
+        });
+    }
+    *last = Some(newest);
+}
+
+/// Picks each node's sampled destinations: distinct from the node, drawn from the sampling
+/// stream (repeats allowed; with two samples they are rare and harmless).
+fn sample_destinations(
+    n: usize,
+    seed: u64,
+) -> Vec<[(u32, Option<u32>); SAMPLED_DESTINATIONS_PER_NODE]> {
+    let mut rng = SimRng::for_stream(seed, Stream::Sampling);
+    (0..n as u64)
+        .map(|node| {
+            std::array::from_fn(|_| {
+                let other = rng.below(n as u64 - 1);
+                let destination = if other >= node { other + 1 } else { other };
+                (destination as u32, None)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_index_recovers_sim_ids_only() {
+        assert_eq!(node_index(&NodeId::from_index(7), 10), Some(7));
+        assert_eq!(node_index(&NodeId::from_index(10), 10), None);
+        assert_eq!(node_index(&NodeId::from_public_key(b"k"), 10), None);
+    }
+
+    #[test]
+    fn serial_order_wraps() {
+        assert!(serial_older(1, 2));
+        assert!(!serial_older(2, 1));
+        assert!(!serial_older(5, 5));
+        assert!(serial_older(u32::MAX, 0), "0 follows u32::MAX");
+        assert!(!serial_older(0, u32::MAX));
+    }
+}

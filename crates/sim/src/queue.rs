@@ -1,0 +1,214 @@
+//! The event queue (a min-heap on virtual time) and the slab that holds packets in flight.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Most events that may be pending at once. In steady state the queue holds one timer per node
+/// plus the packets in flight, which is the packets sent during one link latency: about
+/// 10,000 nodes x 6 links x 10 probes/s x 5.5 ms = 3,300 probes plus OGM batches, far below
+/// this cap. Only a router flooding without bound reaches it, and then the run stops with
+/// `SimError::QueueFull` instead of eating the machine's memory (2^24 events are ~0.5 GiB).
+pub const MAX_QUEUED_EVENTS: usize = 1 << 24;
+
+/// What happens at a scheduled instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A node's timer fires; stale unless `generation` is the node's current one.
+    Wake {
+        /// The node.
+        node: u32,
+        /// The timer generation this wake-up was armed under.
+        generation: u32,
+    },
+    /// A packet arrives at `to` from `from`; the bytes are `payload` in the slab.
+    Deliver {
+        /// The sending node.
+        from: u32,
+        /// The receiving node.
+        to: u32,
+        /// Slab index of the bytes.
+        payload: u32,
+    },
+}
+
+/// An action with its instant and insertion number. Ties in time are broken by insertion
+/// order, which makes the run a pure function of the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Virtual time in microseconds.
+    pub at_us: u64,
+    /// Insertion counter: earlier insertions at the same instant run first.
+    pub order: u64,
+    /// What to do.
+    pub action: Action,
+}
+
+impl Ord for Scheduled {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_us, other.order).cmp(&(self.at_us, self.order))
+    }
+}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Deterministic, bounded event queue.
+#[derive(Debug, Default)]
+pub struct EventQueue {
+    heap: BinaryHeap<Scheduled>,
+    next_order: u64,
+}
+
+impl EventQueue {
+    /// Schedules `action` at `at_us`. Fails (returning the cap) when [`MAX_QUEUED_EVENTS`]
+    /// events are already pending.
+    pub fn push(&mut self, at_us: u64, action: Action) -> Result<(), usize> {
+        if self.heap.len() >= MAX_QUEUED_EVENTS {
+            return Err(MAX_QUEUED_EVENTS);
+        }
+        self.heap.push(Scheduled {
+            at_us,
+            order: self.next_order,
+            action,
+        });
+        self.next_order += 1;
+        Ok(())
+    }
+
+    /// The instant of the earliest pending event.
+    pub fn peek_time(&self) -> Option<u64> {
+        self.heap.peek().map(|event| event.at_us)
+    }
+
+    /// Removes and returns the earliest pending event.
+    pub fn pop(&mut self) -> Option<Scheduled> {
+        self.heap.pop()
+    }
+
+    /// Number of pending events.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// Packets in flight, shared by all the copies of one transmission (a discovery packet goes to
+/// every linked node), so the bytes a router produced are stored once and never copied.
+/// Slots are reused; the slab never holds more slots than there are pending deliveries.
+#[derive(Debug, Default)]
+pub struct PayloadSlab {
+    slots: Vec<PayloadSlot>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct PayloadSlot {
+    bytes: Vec<u8>,
+    /// Deliveries of these bytes still pending; the slot is free when it reaches 0.
+    pending: u32,
+}
+
+impl PayloadSlab {
+    /// Stores `bytes` for `pending` deliveries (at least one) and returns the slot index.
+    pub fn insert(&mut self, bytes: Vec<u8>, pending: u32) -> u32 {
+        debug_assert!(
+            pending > 0,
+            "a payload nobody will receive must not be stored"
+        );
+        let slot = PayloadSlot { bytes, pending };
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index as usize] = slot;
+                index
+            }
+            None => {
+                self.slots.push(slot);
+                // The slab holds at most one slot per pending delivery, and the queue caps
+                // those at MAX_QUEUED_EVENTS (2^24), so the index fits in u32.
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The bytes in slot `index`.
+    pub fn bytes(&self, index: u32) -> &[u8] {
+        self.slots
+            .get(index as usize)
+            .map_or(&[], |slot| slot.bytes.as_slice())
+    }
+
+    /// Marks one delivery of slot `index` done, freeing the slot after the last one.
+    pub fn release(&mut self, index: u32) {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            debug_assert!(false, "released a slot that was never handed out");
+            return;
+        };
+        debug_assert!(
+            slot.pending > 0,
+            "slot {index} released more often than inserted"
+        );
+        slot.pending = slot.pending.saturating_sub(1);
+        if slot.pending == 0 {
+            slot.bytes = Vec::new();
+            self.free.push(index);
+        }
+    }
+
+    /// Slots currently holding bytes.
+    pub fn live_slots(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_time_then_insertion_order() {
+        let mut queue = EventQueue::default();
+        let wake = |node| Action::Wake {
+            node,
+            generation: 0,
+        };
+        for (at, node) in [(30, 0), (10, 1), (30, 2), (10, 3), (20, 4)] {
+            queue.push(at, wake(node)).unwrap();
+        }
+        let order: Vec<(u64, Action)> = std::iter::from_fn(|| queue.pop())
+            .map(|e| (e.at_us, e.action))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (10, wake(1)),
+                (10, wake(3)),
+                (20, wake(4)),
+                (30, wake(0)),
+                (30, wake(2))
+            ]
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn slab_shares_bytes_between_copies_and_reuses_slots() {
+        let mut slab = PayloadSlab::default();
+        let first = slab.insert(vec![1, 2, 3], 2);
+        assert_eq!(slab.bytes(first), &[1, 2, 3]);
+        slab.release(first);
+        assert_eq!(slab.bytes(first), &[1, 2, 3], "one copy still in flight");
+        slab.release(first);
+        assert_eq!(slab.live_slots(), 0);
+        let second = slab.insert(vec![9], 1);
+        assert_eq!(second, first, "the freed slot is reused");
+        assert_eq!(slab.bytes(second), &[9]);
+    }
+}

@@ -1,0 +1,212 @@
+//! `SimReport`: what one run measured, the verdict, and the human summary.
+
+use std::fmt::Write as _;
+
+use crate::TopologyKind;
+
+/// Everything a run measured. All times are virtual seconds; `None` (JSON `null`) means the
+/// phase never happened (no convergence, nothing crashed, no recovery in time).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimReport {
+    /// Number of simulated nodes.
+    pub nodes: usize,
+    /// The run seed.
+    pub seed: u64,
+    /// Link topology.
+    pub topology: TopologyKind,
+    /// Undirected links in the topology.
+    pub links: usize,
+    /// Average number of links per node.
+    pub average_degree: f64,
+    /// Per-delivery loss probability.
+    pub loss: f64,
+    /// One-way link latency before jitter, in milliseconds.
+    pub latency_ms: f64,
+    /// Fraction of nodes asked to crash.
+    pub fail: f64,
+    /// Whether the routers ran with fisheye OGM scoping.
+    pub fisheye: bool,
+    /// Virtual length of the run.
+    pub duration_s: f64,
+    /// Resolution of `converged_s` and `recovered_s` (how often pairs are checked).
+    pub check_interval_ms: f64,
+    /// First check instant at which every ordered pair had a working path.
+    pub converged_s: Option<f64>,
+    /// Nodes crashed at `fail_at_s`.
+    pub failed_nodes: usize,
+    /// When the nodes crashed: `converged_s` + settle + idle window (see the crate docs).
+    pub fail_at_s: Option<f64>,
+    /// Time from the crash to the first check instant at which every pair of surviving nodes
+    /// that is still connected through surviving nodes had a working path.
+    pub recovered_s: Option<f64>,
+    /// Nodes alive at the end.
+    pub survivors: usize,
+    /// Connected components among the survivors.
+    pub survivor_components: u32,
+    /// Ordered pairs of survivors in the same component.
+    pub connected_pairs_after: u64,
+    /// Those pairs without a working path at the end of the run.
+    pub unreachable_pairs_after: u64,
+    /// Start of the idle window the control traffic is measured over.
+    pub idle_window_start_s: Option<f64>,
+    /// End of the idle window (the crash instant).
+    pub idle_window_end_s: Option<f64>,
+    /// Control bytes sent per node per second in the idle window, each packet counted once
+    /// per link copy and including [`Self::header_bytes_per_packet`].
+    pub control_bytes_per_node_s: Option<f64>,
+    /// The same per directed link: bytes a node sends to each neighbour per second.
+    pub control_bytes_per_node_neighbour_s: Option<f64>,
+    /// Packets (link copies) sent per node per second in the idle window.
+    pub control_packets_per_node_s: Option<f64>,
+    /// What B.A.T.M.A.N. IV would send per node per neighbour at the same OGM interval:
+    /// one 24-byte OGM per originator per interval, payload only (no framing), a lower bound.
+    pub batman_iv_ogm_bytes_per_node_neighbour_s: f64,
+    /// IPv6 + UDP header bytes added to every packet in the byte accounting.
+    pub header_bytes_per_packet: u64,
+    /// Router steps: datagrams handed to `handle_datagram` plus timer wake-ups.
+    pub events: u64,
+    /// Packet copies put on links over the whole run.
+    pub packets_sent: u64,
+    /// Bytes of those copies, headers included.
+    pub bytes_sent: u64,
+    /// Copies handed to a live receiver.
+    pub packets_delivered: u64,
+    /// Copies dropped by the simulated loss.
+    pub packets_lost: u64,
+    /// Copies that arrived at a crashed or not yet started node.
+    pub packets_to_dead_nodes: u64,
+    /// Copies a receiver refused because its neighbour table was full.
+    pub dropped_neighbour_limit: u64,
+    /// Sum over routers of their next-hop changes.
+    pub route_changes: u64,
+    /// Sum over routers of their switches to a precomputed alternate.
+    pub fast_reroutes: u64,
+    /// Forwarding loops seen before the first convergence (allowed, reported for insight).
+    pub loops_before_convergence: u64,
+    /// Full audits of the converged mesh (idle and heal phases).
+    pub audits: u64,
+    /// Audits that found some connected pair without a working path (route flapping).
+    pub unstable_audits: u64,
+    /// Most events pending at once.
+    pub peak_queued_events: usize,
+    /// Invariant violations found (each occurrence counts).
+    pub invariant_violations: u64,
+    /// The first few violations, with their virtual time.
+    pub violations: Vec<String>,
+}
+
+impl SimReport {
+    /// Why the run counts as failed; empty when it converged, recovered, healed completely
+    /// and broke no invariant.
+    pub fn problems(&self, requested_failures: usize) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.invariant_violations > 0 {
+            let first = self.violations.first().map_or("", String::as_str);
+            problems.push(format!(
+                "{} invariant violations (first: {first})",
+                self.invariant_violations
+            ));
+        }
+        if self.converged_s.is_none() {
+            problems.push(format!("did not converge within {} s", self.duration_s));
+        } else if requested_failures > 0 && self.fail_at_s.is_none() {
+            problems
+                .push("converged too late to crash nodes before the end of the run".to_string());
+        } else if self.failed_nodes > 0 && self.recovered_s.is_none() {
+            problems.push(format!(
+                "did not recover from the crash within {} s",
+                self.duration_s
+            ));
+        }
+        if self.unreachable_pairs_after > 0 {
+            problems.push(format!(
+                "{} of {} connected pairs unreachable at the end",
+                self.unreachable_pairs_after, self.connected_pairs_after
+            ));
+        }
+        problems
+    }
+
+    /// A short human-readable summary; `wall_ms` is the real time the run took.
+    pub fn render_text(&self, wall_ms: u64) -> String {
+        let mut out = String::new();
+        let seconds =
+            |value: Option<f64>| value.map_or_else(|| "never".to_string(), |s| format!("{s:.3} s"));
+        let rate =
+            |value: Option<f64>| value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"));
+        // Writing to a String cannot fail, so the fmt::Results below are safely ignored.
+        let _ = writeln!(
+            out,
+            "x0tta6bl4 sim: {} nodes, {} topology ({} links, average degree {:.2}), loss {}, latency {} ms, seed {}, fisheye {}",
+            self.nodes,
+            self.topology.name(),
+            self.links,
+            self.average_degree,
+            self.loss,
+            self.latency_ms,
+            self.seed,
+            if self.fisheye { "on" } else { "off" },
+        );
+        let _ = writeln!(
+            out,
+            "  converged      {} (checked every {} ms)",
+            seconds(self.converged_s),
+            self.check_interval_ms
+        );
+        match self.fail_at_s {
+            Some(at) => {
+                let _ = writeln!(
+                    out,
+                    "  crashed        {} nodes at {at:.3} s, {} survivors in {} component(s)",
+                    self.failed_nodes, self.survivors, self.survivor_components
+                );
+                let _ = writeln!(
+                    out,
+                    "  recovered      {} after the crash",
+                    seconds(self.recovered_s)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  crashed        nothing");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  unreachable    {} of {} connected pairs at {:.3} s",
+            self.unreachable_pairs_after, self.connected_pairs_after, self.duration_s
+        );
+        let _ = writeln!(
+            out,
+            "  control        {} B/s per node, {} B/s per node per neighbour (idle window {}..{}, {} B IPv6+UDP header per packet included); B.A.T.M.A.N. IV: >= {:.0} B/s per node per neighbour",
+            rate(self.control_bytes_per_node_s),
+            rate(self.control_bytes_per_node_neighbour_s),
+            seconds(self.idle_window_start_s),
+            seconds(self.idle_window_end_s),
+            self.header_bytes_per_packet,
+            self.batman_iv_ogm_bytes_per_node_neighbour_s,
+        );
+        let _ = writeln!(
+            out,
+            "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes; {} route changes, {} fast reroutes",
+            self.events,
+            self.packets_sent,
+            self.packets_lost,
+            self.packets_to_dead_nodes,
+            self.route_changes,
+            self.fast_reroutes
+        );
+        let _ = writeln!(
+            out,
+            "  invariants     {} violations; {} of {} audits found broken pairs; {} loops before convergence",
+            self.invariant_violations,
+            self.unstable_audits,
+            self.audits,
+            self.loops_before_convergence
+        );
+        for violation in &self.violations {
+            let _ = writeln!(out, "    {violation}");
+        }
+        let _ = writeln!(out, "  wall time      {wall_ms} ms");
+        out
+    }
+}
