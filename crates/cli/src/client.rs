@@ -1,0 +1,236 @@
+//! `ApiClient`: a small blocking client for a node's local HTTP API, used by `ctl`, the demo
+//! and the integration tests.
+
+use std::time::Duration;
+
+use node::{PeerView, RouteView, StatusView};
+use serde::de::DeserializeOwned;
+
+/// Default API address, the same as `node_config.api.listen`'s default.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7401";
+
+/// How long `ctl` waits for a node: it answers in milliseconds on loopback, so a node that
+/// takes longer is wedged or the address is wrong.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest response body read. A routing table of 65,536 destinations is about 25 MB of JSON;
+/// the cap keeps a wrong URL pointing at a huge file from filling memory.
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a call to the node API failed. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an `http://host:port` URL.
+    #[error("invalid API URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Nothing answered at the URL.
+    #[error("cannot reach the node API at {url}: {reason} (is `x0tta6bl4 run` running there?)")]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// The connection error.
+        reason: String,
+    },
+    /// The node answered with an error status.
+    #[error("the node API at {url} answered {status}: {message}")]
+    Status {
+        /// The request URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The error message from the body, if any.
+        message: String,
+    },
+    /// The answer was not the expected JSON (probably not an x0tta6bl4 node).
+    #[error("{url} did not answer like an x0tta6bl4 node API: {reason}")]
+    BadResponse {
+        /// The request URL.
+        url: String,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+/// A client for one node's API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl ApiClient {
+    /// A client for the API at `url` (e.g. `http://127.0.0.1:7401`), giving up on requests
+    /// after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<ApiClient, ClientError> {
+        let base = validate_url(url)?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            // The API is local: never route it through a proxy from the environment.
+            .proxy(None)
+            .build()
+            .into();
+        Ok(ApiClient { base, agent })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /api/v1/status`.
+    pub fn status(&self) -> Result<StatusView, ClientError> {
+        self.get("/api/v1/status")
+    }
+
+    /// `GET /api/v1/peers`.
+    pub fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
+        self.get("/api/v1/peers")
+    }
+
+    /// `GET /api/v1/routes`.
+    pub fn routes(&self) -> Result<Vec<RouteView>, ClientError> {
+        self.get("/api/v1/routes")
+    }
+
+    /// `GET /health`; true if the node answered that it is ok.
+    pub fn healthy(&self) -> bool {
+        self.get::<serde_json::Value>("/health")
+            .is_ok_and(|body| body["status"] == "ok")
+    }
+
+    /// GETs `path` and decodes the JSON body.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_string()
+            .map_err(|error| ClientError::BadResponse {
+                url: url.clone(),
+                reason: error.to_string(),
+            })?;
+        if status != 200 {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|json| json["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.chars().take(200).collect());
+            return Err(ClientError::Status {
+                url,
+                status,
+                message,
+            });
+        }
+        serde_json::from_str(&body).map_err(|error| ClientError::BadResponse {
+            url,
+            reason: error.to_string(),
+        })
+    }
+
+    fn call_error(&self, url: &str, error: ureq::Error) -> ClientError {
+        let reason = match error {
+            ureq::Error::Io(io) => io.to_string(),
+            ureq::Error::Timeout(_) => "timed out".to_string(),
+            ureq::Error::HostNotFound => "host not found".to_string(),
+            ureq::Error::ConnectionFailed => "connection failed".to_string(),
+            ureq::Error::BadUri(reason) => {
+                return ClientError::BadUrl {
+                    url: url.to_string(),
+                    reason,
+                };
+            }
+            other => other.to_string(),
+        };
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+}
+
+/// Accepts `http://host:port[/]` and returns it without the trailing slash.
+fn validate_url(url: &str) -> Result<String, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|_| bad("not a URL; expected e.g. http://127.0.0.1:7401"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(_) => {
+            return Err(bad(
+                "only http:// is supported (the API listens on loopback without TLS)",
+            ));
+        }
+        None => return Err(bad("missing http://; expected e.g. http://127.0.0.1:7401")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("missing host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad(
+            "give only the node's base URL, e.g. http://127.0.0.1:7401",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            validate_url("http://127.0.0.1:7401/").unwrap(),
+            "http://127.0.0.1:7401"
+        );
+        assert_eq!(
+            validate_url("http://[::1]:7401").unwrap(),
+            "http://[::1]:7401"
+        );
+        for (url, reason) in [
+            ("127.0.0.1:7401", "missing http://"),
+            ("https://127.0.0.1:7401", "only http://"),
+            ("http://127.0.0.1:7401/api/v1", "base URL"),
+            ("not a url at all", "not a URL"),
+        ] {
+            let error = validate_url(url).unwrap_err().to_string();
+            assert!(error.contains(reason), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn closed_port_is_unreachable_in_one_line() {
+        // Bind and drop to find a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client =
+            ApiClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+        let error = client.status().unwrap_err();
+        assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("cannot reach the node API") && !message.contains('\n'),
+            "{message}"
+        );
+        assert!(!client.healthy());
+    }
+}

@@ -1,0 +1,62 @@
+//! The `x0tta6bl4` command: `init`, `run`, `ctl`, `demo`.
+//!
+//! # Layout
+//! - [`Cli`], [`Command`]: the command line (clap); `main.rs` only parses and reports errors.
+//! - [`cmd_init`], [`cmd_run`], [`cmd_ctl`]: one module per command; `run` wires the node
+//!   runtime (`node`) and the HTTP API (`api`) together and waits for SIGINT/SIGTERM.
+//! - [`demo`]: `x0tta6bl4 demo`, a local mesh of real node processes that is broken on purpose
+//!   and measured while it heals.
+//! - [`localnet`]: starting, killing and restarting node processes on loopback, shared by the
+//!   demo and the integration tests.
+//! - [`client`]: `ApiClient`, a blocking client for a node's API.
+//! - [`render`]: the human tables `ctl` and the demo print.
+//! - [`error`]: `CliError`, every failure as one line.
+
+pub mod client;
+pub mod cmd_ctl;
+pub mod cmd_init;
+pub mod cmd_run;
+pub mod demo;
+pub mod error;
+pub mod localnet;
+pub mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+/// x0tta6bl4: a self-healing mesh node.
+#[derive(Debug, Parser)]
+#[command(name = "x0tta6bl4", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory and node key (and record a bootstrap peer list).
+    Init(cmd_init::InitArgs),
+    /// Run a node until SIGINT or SIGTERM.
+    Run(cmd_run::RunArgs),
+    /// Ask a running node for its status, peers or routes.
+    Ctl(cmd_ctl::CtlArgs),
+    /// Start a local mesh of node processes, kill a relay and measure how fast it heals.
+    Demo(demo::DemoArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command; the exit code says whether it succeeded.
+    pub fn run(self) -> Result<ExitCode, CliError> {
+        match self.command {
+            Command::Init(args) => cmd_init::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Run(args) => cmd_run::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Ctl(args) => cmd_ctl::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(&args),
+        }
+    }
+}

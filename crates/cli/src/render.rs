@@ -1,0 +1,186 @@
+//! Human-readable tables of a node's status, peers and routes (what `ctl` prints without
+//! `--json`, and what the demo shows).
+
+use comfy_table::{Table, presets};
+use node::{PeerView, RouteView, StatusView};
+use wire::NodeId;
+
+/// How a table names nodes: `ctl` shows short ids, the demo its node numbers.
+pub type Labeller<'a> = &'a dyn Fn(&NodeId) -> String;
+
+/// Names a node by the first eight hex digits of its id.
+pub fn short_id(id: &NodeId) -> String {
+    id.short()
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(presets::UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    table
+}
+
+/// The status as a two-column table, counters last.
+pub fn status(view: &StatusView) -> String {
+    let mut table = table(&["field", "value"]);
+    let own_seq = view
+        .own_seq
+        .map_or_else(|| "-".to_string(), |seq| seq.to_string());
+    let rows: Vec<(String, String)> = vec![
+        ("node id".into(), view.node_id.to_string()),
+        ("version".into(), view.version.clone()),
+        ("uptime".into(), format_duration_ms(view.uptime_ms)),
+        ("udp listen".into(), view.listen.to_string()),
+        (
+            "interfaces".into(),
+            if view.interfaces.is_empty() {
+                "-".into()
+            } else {
+                view.interfaces.join(", ")
+            },
+        ),
+        ("static peers".into(), view.static_peers.to_string()),
+        (
+            "neighbours".into(),
+            format!(
+                "{} alive / {} known",
+                view.neighbours_alive, view.neighbours_known
+            ),
+        ),
+        ("routes".into(), view.routes.to_string()),
+        (
+            "own seq".into(),
+            format!("{own_seq} (reserved to {})", view.seq_reserved_until),
+        ),
+    ];
+    for (name, value) in rows {
+        table.add_row(vec![name, value]);
+    }
+    for (name, value) in &view.router {
+        table.add_row(vec![format!("router.{name}"), value.to_string()]);
+    }
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&view.transport) {
+        for (name, value) in fields {
+            table.add_row(vec![format!("transport.{name}"), value.to_string()]);
+        }
+    }
+    table.to_string()
+}
+
+/// The neighbour table.
+pub fn peers(views: &[PeerView], label: Labeller<'_>) -> String {
+    if views.is_empty() {
+        return "no neighbours".to_string();
+    }
+    let mut table = table(&[
+        "neighbour",
+        "address",
+        "alive",
+        "tq",
+        "rx",
+        "tx",
+        "loss %",
+        "rtt ms",
+        "last heard",
+    ]);
+    for peer in views {
+        table.add_row(vec![
+            label(&peer.id),
+            peer.address
+                .map_or_else(|| "-".to_string(), |address| address.to_string()),
+            if peer.alive { "yes" } else { "no" }.to_string(),
+            peer.tq.to_string(),
+            peer.rx_quality.to_string(),
+            peer.tx_quality.to_string(),
+            format!("{:.1}", peer.loss_pct),
+            format!("{:.2}", f64::from(peer.rtt_us) / 1000.0),
+            format!("{} ago", format_duration_ms(peer.last_heard_ms_ago)),
+        ]);
+    }
+    table.to_string()
+}
+
+/// The routing table.
+pub fn routes(views: &[RouteView], label: Labeller<'_>) -> String {
+    if views.is_empty() {
+        return "no routes".to_string();
+    }
+    let mut table = table(&[
+        "destination",
+        "next hop",
+        "hops",
+        "tq",
+        "cost",
+        "seq",
+        "alternates",
+        "changed",
+    ]);
+    for route in views {
+        let alternates: Vec<String> = route.alternates.iter().map(label).collect();
+        table.add_row(vec![
+            label(&route.destination),
+            label(&route.next_hop),
+            route.hops.to_string(),
+            route.tq.to_string(),
+            route.cost.to_string(),
+            route.seq.to_string(),
+            if alternates.is_empty() {
+                "-".to_string()
+            } else {
+                alternates.join(", ")
+            },
+            format!("{} ago", format_duration_ms(route.changed_ms_ago)),
+        ]);
+    }
+    table.to_string()
+}
+
+/// `1234` -> `1.2 s`, `90_000` -> `1m30s`, small values in ms.
+pub fn format_duration_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(destination: u64, next_hop: u64, alternates: &[u64]) -> RouteView {
+        RouteView {
+            destination: NodeId::from_index(destination),
+            next_hop: NodeId::from_index(next_hop),
+            next_hop_address: None,
+            cost: 10,
+            tq: 200,
+            hops: 2,
+            seq: 7,
+            alternates: alternates
+                .iter()
+                .map(|index| NodeId::from_index(*index))
+                .collect(),
+            changed_at_unix_ms: 0,
+            changed_ms_ago: 1500,
+        }
+    }
+
+    #[test]
+    fn routes_table_uses_the_labeller_for_every_node() {
+        let label = |id: &NodeId| format!("node-{}", id.0[15]);
+        let text = routes(&[route(4, 3, &[5])], &label);
+        for expected in ["node-4", "node-3", "node-5", "1.5 s ago", "200"] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        assert_eq!(routes(&[], &short_id), "no routes");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration_ms(250), "250 ms");
+        assert_eq!(format_duration_ms(1_250), "1.2 s");
+        assert_eq!(format_duration_ms(90_000), "1m30s");
+    }
+}
