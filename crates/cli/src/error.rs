@@ -37,3 +37,14 @@ pub enum CliError {
     #[error("interrupted; all demo nodes were stopped")]
     Interrupted,
 }
+
+impl CliError {
+    /// The process exit code for this error: 130 (128 + SIGINT) after an interruption, as
+    /// shells expect, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Interrupted => 130,
+            _ => 1,
+        }
+    }
+}

@@ -101,12 +101,14 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
             }
             finish(net, summary, args, &progress)
         }
+        Err(_) if signals::interrupted() => {
+            // Dropping the mesh stops every node and removes its directory.
+            drop(net);
+            Err(CliError::Interrupted)
+        }
         Err(error) => {
             let kept = net.keep_files();
             drop(net);
-            if signals::interrupted() {
-                return Err(CliError::Interrupted);
-            }
             Err(CliError::Demo(format!(
                 "{error}; node configs and logs kept in {}",
                 kept.display()

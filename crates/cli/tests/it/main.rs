@@ -1,0 +1,8 @@
+//! Integration tests of the `x0tta6bl4` binary: real daemon processes on loopback, the demo,
+//! `ctl`, and how bad input is reported.
+
+mod bad_input;
+mod ctl;
+mod demo;
+mod mesh;
+mod support;
