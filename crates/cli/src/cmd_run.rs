@@ -1,5 +1,6 @@
 //! `x0tta6bl4 run`: runs a node and its local API until SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,8 +74,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second initialisation (only possible in tests) is harmless; ignore it.
+    // Colour codes only on a terminal: logs redirected to files stay plain text.
+    let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }

@@ -154,10 +154,25 @@ pub fn settled_path(
     }
 }
 
-/// Whether every node has a route to every other whose hop count is the topology's shortest
-/// distance. Right after convergence some routes still run the long way round (the first
-/// announcement to arrive won); they improve as better announcements arrive.
-pub fn on_shortest_paths(net: &LocalNet, topology: &Topology) -> Result<bool, LocalNetError> {
+/// How long the routing tables must go without any next-hop change to count as settled.
+/// One second spans several probe intervals and a full OGM interval.
+pub const QUIET_PERIOD: Duration = Duration::from_secs(1);
+
+/// The mesh's routing tables at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TableState {
+    /// Every node has a route to every other.
+    pub complete: bool,
+    /// Time since the most recent next-hop change anywhere.
+    pub quiet: Duration,
+    /// Share of routes whose hop count is the topology's shortest distance, in percent.
+    pub shortest_path_pct: f64,
+}
+
+/// Reads every node's routing table.
+pub fn table_state(net: &LocalNet, topology: &Topology) -> Result<TableState, LocalNetError> {
+    let (mut routes_total, mut on_shortest, mut complete) = (0usize, 0usize, true);
+    let mut quiet_ms = u64::MAX;
     for (position, node) in net.nodes().iter().enumerate() {
         let distances = topology.distances(position, None);
         let routes = node.client.routes()?;
@@ -166,34 +181,41 @@ pub fn on_shortest_paths(net: &LocalNet, topology: &Topology) -> Result<bool, Lo
             let Some(destination) = net.position_of(&route.destination) else {
                 continue;
             };
-            if distances[destination] != Some(usize::from(route.hops)) {
-                return Ok(false);
-            }
             reached += 1;
+            routes_total += 1;
+            on_shortest += usize::from(distances[destination] == Some(usize::from(route.hops)));
+            quiet_ms = quiet_ms.min(route.changed_ms_ago);
         }
-        if reached + 1 < topology.count {
-            return Ok(false);
-        }
+        complete &= reached + 1 >= topology.count;
     }
-    Ok(true)
+    Ok(TableState {
+        complete,
+        quiet: Duration::from_millis(if routes_total == 0 { 0 } else { quiet_ms }),
+        shortest_path_pct: 100.0 * on_shortest as f64 / routes_total.max(1) as f64,
+    })
 }
 
-/// Waits until [`on_shortest_paths`]; `None` if that did not happen within `timeout`.
-pub fn wait_shortest_paths(
+/// Waits until the tables are complete and no next hop changed for [`QUIET_PERIOD`]. Returns
+/// when the last change happened and the state then, or `None` after `timeout`.
+pub fn wait_settled(
     net: &LocalNet,
     topology: &Topology,
     timeout: Duration,
     interrupted: &dyn Fn() -> bool,
-) -> Result<Option<Instant>, LocalNetError> {
+) -> Result<Option<(Instant, TableState)>, LocalNetError> {
     let deadline = Instant::now() + timeout;
     loop {
-        if on_shortest_paths(net, topology)? {
-            return Ok(Some(Instant::now()));
+        let state = table_state(net, topology)?;
+        if state.complete && state.quiet >= QUIET_PERIOD {
+            let last_change = Instant::now()
+                .checked_sub(state.quiet)
+                .unwrap_or_else(Instant::now);
+            return Ok(Some((last_change, state)));
         }
         if Instant::now() >= deadline || interrupted() {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

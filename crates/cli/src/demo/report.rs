@@ -19,9 +19,12 @@ pub struct Summary {
     pub links: usize,
     /// From starting the processes until every node had a route to every other node.
     pub converged_ms: u64,
-    /// From starting the processes until every route followed a shortest path (absent if
-    /// that did not happen within the settling timeout).
+    /// From starting the processes until the last next-hop change before the tables stayed
+    /// unchanged for a second (absent if they kept changing until the settling timeout).
     pub settled_ms: Option<u64>,
+    /// When settled: the share of routes whose hop count is the shortest possible, in percent
+    /// (the metric weighs link quality, so 100 is not required).
+    pub shortest_path_pct: Option<f64>,
     /// The node whose route is watched (node 1).
     pub source: usize,
     /// The destination watched: the node farthest from node 1.
@@ -103,11 +106,11 @@ impl Summary {
                 format_duration_ms(self.converged_ms)
             ),
         );
-        if let Some(ms) = self.settled_ms {
+        if let (Some(ms), Some(pct)) = (self.settled_ms, self.shortest_path_pct) {
             row(
                 "settled",
                 format!(
-                    "{} after start (every route follows a shortest path)",
+                    "{} after start (no route change since); {pct:.0}% of routes on shortest paths",
                     format_duration_ms(ms)
                 ),
             );

@@ -13,7 +13,7 @@ pub enum Shape {
     Ring,
     /// Nodes on a square-ish grid, linked to their horizontal and vertical neighbours.
     Grid,
-    /// A seeded random connected graph: a random spanning tree plus extra random links.
+    /// A seeded random 2-connected graph: a random cycle through all nodes plus random chords.
     Random,
 }
 
@@ -138,25 +138,31 @@ fn grid_edges(count: usize) -> Vec<(usize, usize)> {
     edges
 }
 
-/// A random spanning tree (each node links to a random earlier one), which makes the graph
-/// connected, plus `count / 2` extra random links, which give most nodes a second path.
+/// A cycle through all nodes in a seeded random order, plus `count / 2` random chords. The
+/// cycle makes the graph 2-connected: every node has two disjoint paths to every other, so
+/// any single failed relay can be routed around, which is what the demo shows. The chords
+/// make paths of different lengths and nodes of different degrees.
 fn random_edges(count: usize, seed: u64) -> Vec<(usize, usize)> {
     let mut rng = SplitMix64(seed);
-    let mut edges = Vec::new();
-    for node in 1..count {
-        edges.push((rng.below(node), node));
+    let mut order: Vec<usize> = (0..count).collect();
+    // Fisher-Yates shuffle.
+    for i in (1..count).rev() {
+        order.swap(i, rng.below(i + 1));
     }
-    let mut extra = 0;
-    // Bounded: at most 100 tries per wanted extra link, in case the graph is nearly complete.
+    let mut edges: Vec<(usize, usize)> = (0..count)
+        .map(|i| (order[i], order[(i + 1) % count]))
+        .collect();
+    let mut chords = 0;
+    // Bounded: at most 100 draws per wanted chord, in case the graph is nearly complete.
     for _ in 0..(count / 2) * 100 {
-        if extra == count / 2 {
+        if chords == count / 2 {
             break;
         }
         let (a, b) = (rng.below(count), rng.below(count));
         let edge = (a.min(b), a.max(b));
         if a != b && !edges.iter().any(|&(x, y)| (x.min(y), x.max(y)) == edge) {
             edges.push(edge);
-            extra += 1;
+            chords += 1;
         }
     }
     edges
@@ -220,16 +226,21 @@ mod tests {
     }
 
     #[test]
-    fn random_graphs_are_connected_and_reproducible() {
+    fn random_graphs_survive_any_single_node_failure_and_are_reproducible() {
         for seed in 0..50 {
             let graph = Topology::build(Shape::Random, 12, seed);
-            assert!(graph.is_connected(), "seed {seed}");
             assert_eq!(graph, Topology::build(Shape::Random, 12, seed));
-            assert_eq!(
-                graph.edges.len(),
-                11 + 6,
-                "spanning tree plus count/2 links"
-            );
+            assert_eq!(graph.edges.len(), 12 + 6, "cycle plus count/2 chords");
+            for removed in 0..12 {
+                let reached = graph.distances((removed + 1) % 12, Some(removed));
+                let cut_off = (0..12)
+                    .filter(|node| *node != removed && reached[*node].is_none())
+                    .count();
+                assert_eq!(
+                    cut_off, 0,
+                    "seed {seed}: losing node {removed} disconnects the graph"
+                );
+            }
         }
         assert_ne!(
             Topology::build(Shape::Random, 12, 1),
