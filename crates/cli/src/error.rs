@@ -33,6 +33,9 @@ pub enum CliError {
     /// The demo could not set up or run its mesh.
     #[error("demo: {0}")]
     Demo(String),
+    /// The simulation's flags were invalid, or the run failed its checks.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
     /// The demo was interrupted (SIGINT/SIGTERM); its nodes were stopped.
     #[error("interrupted; all demo nodes were stopped")]
     Interrupted,

@@ -1,4 +1,4 @@
-//! The `x0tta6bl4` command: `init`, `run`, `ctl`, `demo`.
+//! The `x0tta6bl4` command: `init`, `run`, `ctl`, `demo`, `sim`.
 //!
 //! # Layout
 //! - [`Cli`], [`Command`]: the command line (clap); `main.rs` only parses and reports errors.
@@ -11,6 +11,8 @@
 //! - [`client`]: `ApiClient`, a blocking client for a node's API.
 //! - [`render`]: the human tables `ctl` and the demo print.
 //! - [`error`]: `CliError`, every failure as one line.
+//!
+//! `sim` is the `sim` crate's own command (`sim::cli`); this crate only prints its output.
 
 pub mod client;
 pub mod cmd_ctl;
@@ -47,6 +49,9 @@ pub enum Command {
     Ctl(cmd_ctl::CtlArgs),
     /// Start a local mesh of node processes, kill a relay and measure how fast it heals.
     Demo(demo::DemoArgs),
+    /// Simulate a large mesh of the real routing core on a virtual clock, crash nodes at
+    /// once, and measure recovery.
+    Sim(sim::cli::SimArgs),
 }
 
 impl Cli {
@@ -57,6 +62,24 @@ impl Cli {
             Command::Run(args) => cmd_run::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Ctl(args) => cmd_ctl::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Demo(args) => demo::run(&args),
+            Command::Sim(args) => run_sim(&args),
+        }
+    }
+}
+
+/// Runs `sim` and prints its report on stdout. A run that completes but fails its checks
+/// still prints the report, then fails with the checks that did not hold.
+fn run_sim(args: &sim::cli::SimArgs) -> Result<ExitCode, CliError> {
+    match sim::cli::run(args) {
+        Ok(output) => {
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if let Some(output) = error.report_output() {
+                print!("{output}");
+            }
+            Err(CliError::Sim(error))
         }
     }
 }

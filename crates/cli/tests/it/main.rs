@@ -5,4 +5,5 @@ mod bad_input;
 mod ctl;
 mod demo;
 mod mesh;
+mod sim;
 mod support;
