@@ -5,5 +5,6 @@ mod bad_input;
 mod ctl;
 mod demo;
 mod mesh;
+mod netns;
 mod sim;
 mod support;

@@ -1,0 +1,142 @@
+//! Multicast discovery for real: two daemons in separate network namespaces joined by a veth
+//! pair, with no static peers, must find each other through the IPv6 link-local group.
+//!
+//! Needs root (CAP_NET_ADMIN) and iproute2's `ip`, as developers' machines and CI have.
+//! Traffic stays inside the namespaces this test creates; everything is deleted afterwards.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use node::PeerView;
+
+use crate::support::{ChildGuard, binary, eventually, run, stderr, write};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `ip` with `args`, failing the test with its stderr if it fails.
+fn ip(args: &[&str]) {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2's `ip` is installed");
+    assert!(
+        output.status.success(),
+        "ip {}: {} (this test needs root)",
+        args.join(" "),
+        stderr(&output)
+    );
+}
+
+/// A network namespace, deleted (with its interfaces) when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn create(name: String) -> Namespace {
+        // A namespace left over from a killed earlier run would make `add` fail.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["netns", "add", &name]);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn daemons_on_a_veth_link_discover_each_other_by_multicast() {
+    let suffix = std::process::id();
+    let namespaces = [
+        Namespace::create(format!("x6t-{suffix}-a")),
+        Namespace::create(format!("x6t-{suffix}-b")),
+    ];
+    let interfaces = [format!("x6a{suffix}"), format!("x6b{suffix}")];
+    let interfaces: Vec<String> = interfaces
+        .iter()
+        .map(|name| name.chars().take(15).collect())
+        .collect();
+    ip(&[
+        "link",
+        "add",
+        "name",
+        &interfaces[0],
+        "netns",
+        &namespaces[0].0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &interfaces[1],
+        "netns",
+        &namespaces[1].0,
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for (namespace, interface) in namespaces.iter().zip(&interfaces) {
+        // Duplicate address detection would hold the link-local address back for a second or two.
+        ip(&[
+            "netns",
+            "exec",
+            &namespace.0,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv6.conf.{interface}.accept_dad=0"),
+        ]);
+        ip(&["-n", &namespace.0, "link", "set", "lo", "up"]);
+        ip(&["-n", &namespace.0, "link", "set", interface, "up"]);
+        let node_dir = dir.path().join(&namespace.0);
+        std::fs::create_dir(&node_dir).unwrap();
+        // Same UDP port on both sides: hellos go to the group at the sender's own port.
+        let yaml = format!(
+            "node_config:\n  network:\n    listen: '[::]:7400'\n    interfaces: [{interface}]\n  api:\n    listen: '127.0.0.1:7401'\n"
+        );
+        let config = write(&node_dir, "node.yaml", &yaml).display().to_string();
+        let init = run(&["init", "--config", &config]);
+        assert!(init.status.success(), "{}", stderr(&init));
+        let id: wire::NodeId = String::from_utf8_lossy(&init.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let log = std::fs::File::create(node_dir.join("node.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &namespace.0])
+            .arg(binary())
+            .args(["run", "--config", &config])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        nodes.push((ChildGuard(child), id, namespace.0.clone(), node_dir));
+    }
+
+    for (index, (_, _, namespace, node_dir)) in nodes.iter().enumerate() {
+        let other = nodes[1 - index].1;
+        let peers = eventually("the other node to be an alive neighbour", TIMEOUT, || {
+            let output = Command::new("ip")
+                .args(["netns", "exec", namespace])
+                .arg(binary())
+                .args(["ctl", "peers", "--json", "--api", "http://127.0.0.1:7401"])
+                .output()
+                .unwrap();
+            let peers: Vec<PeerView> = serde_json::from_slice(&output.stdout).ok()?;
+            peers
+                .iter()
+                .any(|peer| peer.id == other && peer.alive)
+                .then_some(peers)
+        });
+        let address = peers[0].address.expect("address learned from its packets");
+        assert!(
+            matches!(address, std::net::SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() && v6.scope_id() != 0),
+            "neighbour reached at its link-local address with a scope id: {address}; log: {}",
+            std::fs::read_to_string(node_dir.join("node.log")).unwrap_or_default()
+        );
+    }
+}
