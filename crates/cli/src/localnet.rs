@@ -493,24 +493,83 @@ fn neighbours_of(position: usize, edges: &[(usize, usize)]) -> Vec<usize> {
     neighbours
 }
 
-/// Finds `count` pairs of free loopback ports (UDP for the mesh, TCP for the API). All
-/// sockets are held until every port is chosen, so the pairs are distinct; they are released
-/// just before the nodes bind them.
+/// Lowest port the mesh uses: below it live well-known services and their usual neighbours.
+const PORT_FLOOR: u16 = 20_000;
+
+/// Most candidate ports tried before falling back to kernel-chosen ones.
+const MAX_PORT_ATTEMPTS: usize = 2_000;
+
+/// Finds `count` pairs of free loopback ports (UDP for the mesh, TCP for the API).
+///
+/// The nodes bind these ports some milliseconds after they are chosen. Ports the kernel hands
+/// out for "any port" binds could be taken by another program in that window, so candidates
+/// come from below the kernel's ephemeral range, where such binds never land. Every candidate
+/// is proven free by binding it, and all sockets are held until every port is chosen, so the
+/// pairs are distinct.
 fn free_addresses(count: usize) -> Result<Vec<(SocketAddr, SocketAddr)>, LocalNetError> {
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
+    let mut held: Vec<(UdpSocket, TcpListener)> = Vec::with_capacity(count);
+    let ephemeral_low = ephemeral_port_floor();
+    if ephemeral_low > PORT_FLOOR {
+        let span = u64::from(ephemeral_low - PORT_FLOOR);
+        let mut state = port_seed();
+        for _ in 0..MAX_PORT_ATTEMPTS {
+            if held.len() == count {
+                break;
+            }
+            state = splitmix(state);
+            // The offset is below `span`, which fits in u16, so the sum stays below the floor
+            // of the ephemeral range.
+            let port = PORT_FLOOR + u16::try_from(state % span).unwrap_or(0);
+            if let (Ok(udp), Ok(tcp)) = (
+                UdpSocket::bind(("127.0.0.1", port)),
+                TcpListener::bind(("127.0.0.1", port)),
+            ) {
+                held.push((udp, tcp));
+            }
+        }
+    }
+    while held.len() < count {
         let udp = UdpSocket::bind("127.0.0.1:0").map_err(io_error("finding a free UDP port"))?;
         let tcp = TcpListener::bind("127.0.0.1:0").map_err(io_error("finding a free TCP port"))?;
         held.push((udp, tcp));
     }
     held.iter()
         .map(|(udp, tcp)| {
-            Ok((
-                udp.local_addr().map_err(io_error("reading a port"))?,
-                tcp.local_addr().map_err(io_error("reading a port"))?,
-            ))
+            let udp = udp.local_addr().map_err(io_error("reading a port"))?;
+            let tcp = tcp.local_addr().map_err(io_error("reading a port"))?;
+            Ok((udp, tcp))
         })
         .collect()
+}
+
+/// The lowest port of the kernel's ephemeral range (`ip_local_port_range`), or Linux's
+/// default if it cannot be read.
+fn ephemeral_port_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            text.split_whitespace()
+                .next()
+                .and_then(|low| low.parse().ok())
+        })
+        .unwrap_or(32_768)
+}
+
+/// A seed that differs between processes and runs, so parallel meshes try different ports.
+fn port_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// One step of SplitMix64.
+fn splitmix(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn write_node(
@@ -609,8 +668,15 @@ mod tests {
     }
 
     #[test]
-    fn free_addresses_are_distinct_loopback_ports() {
+    fn free_addresses_are_distinct_loopback_ports_below_the_ephemeral_range() {
         let addresses = free_addresses(8).unwrap();
+        let floor = ephemeral_port_floor();
+        assert!(
+            addresses.iter().all(|(udp, api)| udp.port() < floor
+                && api.port() < floor
+                && udp.port() >= PORT_FLOOR),
+            "{addresses:?}"
+        );
         assert!(
             addresses
                 .iter()

@@ -115,3 +115,61 @@ fn ctrl_c_stops_the_demo_and_all_its_nodes() {
         "the mesh directory was removed"
     );
 }
+
+/// Kills the processes a `--keep` demo left running, even if the test fails.
+struct KeptNodes(Vec<i32>);
+
+impl Drop for KeptNodes {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: kill(2) only sends a signal; the pids come from the demo's own report.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn keep_leaves_a_working_mesh_behind() {
+    let output = run(&[
+        "demo",
+        "--nodes",
+        "4",
+        "--keep",
+        "--json",
+        "--measure-s",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("{error}: {stdout}\n{}", stderr(&output)));
+    let pids: Vec<i32> = summary["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pid| pid.as_i64().unwrap() as i32)
+        .collect();
+    let _kept = KeptNodes(pids.clone());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(pids.len(), 4);
+    let urls: Vec<String> = summary["api_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|url| url.as_str().unwrap().to_string())
+        .collect();
+    for url in &urls {
+        let client = cli::client::ApiClient::new(url, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            client.routes().unwrap().len(),
+            3,
+            "{url} still routes to the other three nodes"
+        );
+    }
+    let dir = summary["dir"].as_str().unwrap().to_string();
+    assert!(any_process_mentions(&dir));
+    drop(_kept);
+    crate::support::eventually("the kept nodes to be gone", Duration::from_secs(10), || {
+        (!any_process_mentions(&dir)).then_some(())
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
