@@ -33,6 +33,13 @@ pub const MAX_OUTPUTS_PER_STEP: usize = 1 << 20;
 /// covering 2N (node, destination) pairs over the run.
 const SAMPLED_DESTINATIONS_PER_NODE: usize = 2;
 
+/// Meshes up to this size get `Router::validate` and the sampled sequence-number checks after
+/// every step of every node. The core's `validate` walks the node's whole routing table (O(N)),
+/// so above this size it would dominate the run (70 % of the time at 300 nodes): larger meshes
+/// validate every live router at every full audit (see [`SimConfig::audit_interval_us`]) and
+/// check the sampled sequence numbers of every live node at every check instant.
+pub const FULL_STEP_CHECKS_MAX_NODES: usize = 100;
+
 /// Violation messages kept for the report; further ones are only counted.
 const MAX_RECORDED_VIOLATIONS: usize = 8;
 
@@ -114,9 +121,10 @@ pub struct Simulation {
     /// Per directed link `a -> b`: does a's router list b as alive? Kept from the
     /// `NeighbourUp`/`NeighbourDown` events and compared with `Router::neighbours` at audits.
     listed_alive: Vec<bool>,
-    /// Bumped whenever node i's pending wake-up is superseded; stale wake-ups are skipped.
-    timer_generation: Vec<u32>,
+    /// The instant node i's router wants `handle_timeout` ([`NOT_ARMED`]: none).
     timer_armed_at_us: Vec<u64>,
+    /// The instants of node i's queued wake-ups; one of them equals its armed deadline.
+    queued_wakes_us: Vec<Vec<u64>>,
     /// Livelock detection: the instant of node i's last wake-up and how many in a row at it.
     last_wake_us: Vec<u64>,
     wake_streak: Vec<u32>,
@@ -285,6 +293,7 @@ impl Simulation {
         let mut queue = EventQueue::default();
         let mut routers = Vec::with_capacity(n);
         let mut timer_armed_at_us = Vec::with_capacity(n);
+        let mut queued_wakes_us = Vec::with_capacity(n);
         for (index, id) in ids.iter().enumerate() {
             let start_us = nodes_rng.below(START_JITTER_US);
             let rng_seed = nodes_rng.next_u64();
@@ -299,15 +308,10 @@ impl Simulation {
             ));
             let node = index as u32;
             queue
-                .push(
-                    start_us,
-                    Action::Wake {
-                        node,
-                        generation: 0,
-                    },
-                )
+                .push(start_us, Action::Wake { node })
                 .map_err(|cap| SimError::QueueFull { cap, at_s: 0.0 })?;
             timer_armed_at_us.push(start_us);
+            queued_wakes_us.push(vec![start_us]);
         }
         let sampled_seq = sample_destinations(n, config.seed);
         Ok(Simulation {
@@ -317,8 +321,8 @@ impl Simulation {
             routers,
             started: vec![false; n],
             component: vec![0; n],
-            timer_generation: vec![0; n],
             timer_armed_at_us,
+            queued_wakes_us,
             last_wake_us: vec![NOT_ARMED; n],
             wake_streak: vec![0; n],
             queue,
@@ -378,18 +382,24 @@ impl Simulation {
         };
         debug_assert!(event.at_us >= self.now_us, "virtual time went backwards");
         self.now_us = event.at_us;
-        match event.action {
-            Action::Wake { node, generation } => self.wake(node, generation)?,
-            Action::Deliver { from, to, payload } => self.deliver(from, to, payload)?,
+        match event.action() {
+            Action::Wake { node } => self.wake(node)?,
+            Action::Deliver { to, payload } => self.deliver(to, payload)?,
         }
         self.counters.peak_queued_events = self.counters.peak_queued_events.max(self.queue.len());
         Ok(())
     }
 
-    /// A node's timer fires (or the node starts, on its first wake-up).
-    fn wake(&mut self, node: u32, generation: u32) -> Result<(), SimError> {
+    /// A queued wake-up of `node` is due: the node's timer fires if its deadline is exactly
+    /// now (on the first wake-up, the node starts).
+    fn wake(&mut self, node: u32) -> Result<(), SimError> {
         let i = node as usize;
-        if generation != self.timer_generation[i] || self.component[i] == CRASHED {
+        let queued = &mut self.queued_wakes_us[i];
+        if let Some(position) = queued.iter().position(|&at| at == self.now_us) {
+            queued.swap_remove(position);
+        }
+        if self.timer_armed_at_us[i] != self.now_us || self.component[i] == CRASHED {
+            // The deadline moved since this wake-up was queued (or the node crashed).
             return Ok(());
         }
         self.timer_armed_at_us[i] = NOT_ARMED;
@@ -410,15 +420,15 @@ impl Simulation {
     }
 
     /// A packet copy arrives at `to`.
-    fn deliver(&mut self, from: u32, to: u32, payload: u32) -> Result<(), SimError> {
+    fn deliver(&mut self, to: u32, payload: u32) -> Result<(), SimError> {
         let i = to as usize;
         if self.component[i] == CRASHED || !self.started[i] {
             self.counters.packets_to_dead_nodes += 1;
             self.payloads.release(payload);
             return Ok(());
         }
-        let result =
-            self.routers[i].handle_datagram(Timestamp(self.now_us), self.payloads.bytes(payload));
+        let (bytes, from) = self.payloads.get(payload);
+        let result = self.routers[i].handle_datagram(Timestamp(self.now_us), bytes);
         self.payloads.release(payload);
         self.counters.events += 1;
         self.counters.packets_delivered += 1;
@@ -502,12 +512,12 @@ impl Simulation {
         }
         let payload = self
             .payloads
-            .insert(transmit.payload, self.fanout.len() as u32);
+            .insert(transmit.payload, from, self.fanout.len() as u32);
         let latency_us = self.config.latency_us;
         for &to in &self.fanout {
             let at_us = self.now_us + latency_us + self.network_rng.below(latency_us / 10 + 1);
             self.queue
-                .push(at_us, Action::Deliver { from, to, payload })
+                .push(at_us, Action::Deliver { to, payload })
                 .map_err(|cap| SimError::QueueFull {
                     cap,
                     at_s: seconds(self.now_us),
@@ -537,7 +547,8 @@ impl Simulation {
         }
     }
 
-    /// The per-step invariants, O(1) router queries each: `Router::validate`; the node's own
+    /// The per-step invariants, O(1) router queries each: `Router::validate` (in meshes of at
+    /// most [`FULL_STEP_CHECKS_MAX_NODES`]; it is O(N)); the node's own
     /// sequence number and those of its sampled destinations never go backwards; every
     /// destination whose route changed in this step now has no next hop, or a linked one that
     /// the node's own neighbour table lists alive.
@@ -545,7 +556,9 @@ impl Simulation {
         let i = node as usize;
         let now_us = self.now_us;
         let router = &self.routers[i];
-        if let Err(violation) = router.validate() {
+        if self.ids.len() <= FULL_STEP_CHECKS_MAX_NODES
+            && let Err(violation) = router.validate()
+        {
             self.violations
                 .record(now_us, || format!("node {node}: {violation}"));
         }
@@ -558,15 +571,14 @@ impl Simulation {
             &mut self.own_seq[i],
             own,
         );
-        for (destination, last) in self.sampled_seq[i].iter_mut() {
-            let newest = router.newest_seq(&self.ids[*destination as usize]);
-            check_seq_monotonic(
+        if self.ids.len() <= FULL_STEP_CHECKS_MAX_NODES {
+            check_sampled_seqs(
+                router,
+                &self.ids,
+                &mut self.sampled_seq[i],
                 &mut self.violations,
                 now_us,
                 node,
-                *destination,
-                last,
-                newest,
             );
         }
         for changed in &self.route_changes {
@@ -592,7 +604,7 @@ impl Simulation {
         }
     }
 
-    /// Re-arms the node's one timer from `poll_timeout`, superseding any pending wake-up.
+    /// Re-arms the node's timer from `poll_timeout`: the new deadline supersedes the old one.
     fn rearm(&mut self, node: u32) -> Result<(), SimError> {
         let i = node as usize;
         let wanted_us = match self.routers[i].poll_timeout() {
@@ -600,15 +612,15 @@ impl Simulation {
             Some(at) => at.as_micros().max(self.now_us),
             None => NOT_ARMED,
         };
-        if wanted_us == self.timer_armed_at_us[i] {
-            return Ok(());
-        }
-        self.timer_generation[i] = self.timer_generation[i].wrapping_add(1);
         self.timer_armed_at_us[i] = wanted_us;
-        if wanted_us != NOT_ARMED {
-            let generation = self.timer_generation[i];
+        // A wake-up already queued for this exact instant serves; wake-ups queued for other
+        // instants stay and are skipped when due. Routers move between a few fixed deadlines
+        // (probe, OGM, flush), so this queues one entry per distinct deadline instead of one
+        // per step, which kept half a million obsolete entries in the heap at 1,000 nodes.
+        if wanted_us != NOT_ARMED && !self.queued_wakes_us[i].contains(&wanted_us) {
+            self.queued_wakes_us[i].push(wanted_us);
             self.queue
-                .push(wanted_us, Action::Wake { node, generation })
+                .push(wanted_us, Action::Wake { node })
                 .map_err(|cap| SimError::QueueFull {
                     cap,
                     at_s: seconds(self.now_us),
@@ -620,6 +632,21 @@ impl Simulation {
     /// What happens at a check instant, by phase.
     fn check_instant(&mut self) -> Result<(), SimError> {
         let now_us = self.now_us;
+        if self.ids.len() > FULL_STEP_CHECKS_MAX_NODES {
+            for (i, router) in self.routers.iter().enumerate() {
+                if self.component[i] != CRASHED {
+                    let sampled = &mut self.sampled_seq[i];
+                    check_sampled_seqs(
+                        router,
+                        &self.ids,
+                        sampled,
+                        &mut self.violations,
+                        now_us,
+                        i as u32,
+                    );
+                }
+            }
+        }
         match self.phase {
             Phase::Converging => {
                 if self.all_pairs_work() {
@@ -647,7 +674,7 @@ impl Simulation {
                         Phase::Healed
                     };
                 } else {
-                    self.audit_if_due();
+                    self.audit_if_due(true);
                 }
             }
             Phase::Recovering => {
@@ -655,8 +682,11 @@ impl Simulation {
                     self.recovered_at_us = Some(now_us);
                     self.phase = Phase::Healed;
                 }
+                // Audit while recovering too: the early-exit check above stops at the first
+                // broken pair and could step over a loop elsewhere.
+                self.audit_if_due(false);
             }
-            Phase::Healed => self.audit_if_due(),
+            Phase::Healed => self.audit_if_due(true),
         }
         Ok(())
     }
@@ -692,7 +722,6 @@ impl Simulation {
         for &node in &order[..count] {
             let i = node as usize;
             alive[i] = false;
-            self.timer_generation[i] = self.timer_generation[i].wrapping_add(1);
             self.timer_armed_at_us[i] = NOT_ARMED;
         }
         let (component, components) = self.topology.components(&alive);
@@ -778,21 +807,26 @@ impl Simulation {
         true
     }
 
-    /// Runs [`Self::audit`] at multiples of the audit interval.
-    fn audit_if_due(&mut self) {
+    /// Runs [`Self::audit`] at multiples of the audit interval. In the steady phases (`steady`:
+    /// idle and heal) any broken pair means routes flapped, counted as an unstable audit.
+    fn audit_if_due(&mut self, steady: bool) {
         if self.now_us.is_multiple_of(self.config.audit_interval_us()) {
             let broken = self.audit();
             self.counters.audits += 1;
-            if broken > 0 {
+            if steady && broken > 0 {
                 self.counters.unstable_audits += 1;
             }
         }
     }
 
     /// Full audit: walks every pair (no early exit) and returns how many connected pairs are
-    /// broken; also checks that the neighbour events agree with every live router's table.
+    /// broken; also checks that the neighbour events agree with every live router's table and,
+    /// in meshes too large to validate after every step, validates every live router.
     fn audit(&mut self) -> u64 {
         self.check_neighbour_tables();
+        if self.ids.len() > FULL_STEP_CHECKS_MAX_NODES {
+            self.validate_live_routers();
+        }
         let (view, walker, _, _, mut judge) = self.walk_parts();
         let n = view.ids.len() as u32;
         (0..n)
@@ -800,6 +834,19 @@ impl Simulation {
                 u64::from(walker.walk(&view, destination, false, &mut |f| judge.judge(f)))
             })
             .sum()
+    }
+
+    /// `Router::validate` on every router that has not crashed.
+    fn validate_live_routers(&mut self) {
+        for (node, router) in self.routers.iter().enumerate() {
+            if self.component[node] == CRASHED {
+                continue;
+            }
+            if let Err(violation) = router.validate() {
+                self.violations
+                    .record(self.now_us, || format!("node {node}: {violation}"));
+            }
+        }
     }
 
     /// Every live router's `neighbours()` must list alive exactly the neighbours its
@@ -931,6 +978,22 @@ fn check_seq_monotonic(
         });
     }
     *last = Some(newest);
+}
+
+/// Checks that the newest sequence numbers `node`'s router knows for its sampled destinations
+/// did not go backwards since last seen.
+fn check_sampled_seqs(
+    router: &Router,
+    ids: &[NodeId],
+    sampled: &mut [(u32, Option<u32>); SAMPLED_DESTINATIONS_PER_NODE],
+    violations: &mut Violations,
+    now_us: u64,
+    node: u32,
+) {
+    for (destination, last) in sampled.iter_mut() {
+        let newest = router.newest_seq(&ids[*destination as usize]);
+        check_seq_monotonic(violations, now_us, node, *destination, last, newest);
+    }
 }
 
 /// Picks each node's sampled destinations: distinct from the node, drawn from the sampling

@@ -13,22 +13,46 @@ pub const MAX_QUEUED_EVENTS: usize = 1 << 24;
 /// What happens at a scheduled instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// A node's timer fires; stale unless `generation` is the node's current one.
+    /// A node's timer may be due: the engine fires it only if the node still wants a wake-up
+    /// at exactly this instant (a node's deadline moves; obsolete wake-ups are skipped).
     Wake {
         /// The node.
         node: u32,
-        /// The timer generation this wake-up was armed under.
-        generation: u32,
     },
-    /// A packet arrives at `to` from `from`; the bytes are `payload` in the slab.
+    /// A packet copy arrives at `to`; the bytes and their sender are slot `payload` of the slab.
     Deliver {
-        /// The sending node.
-        from: u32,
         /// The receiving node.
         to: u32,
         /// Slab index of the bytes.
         payload: u32,
     },
+}
+
+/// Tag bit of a packed [`Action::Wake`]; node indices stay far below 2^31 (see `MAX_NODES`).
+const WAKE_TAG: u64 = 1 << 63;
+
+impl Action {
+    /// Packs the action into 64 bits so that a queued event is 24 bytes, not 32: the heap is
+    /// the hottest data structure of the run and moves these entries on every push and pop.
+    fn pack(self) -> u64 {
+        match self {
+            Action::Wake { node } => WAKE_TAG | u64::from(node),
+            Action::Deliver { to, payload } => (u64::from(to) << 32) | u64::from(payload),
+        }
+    }
+
+    fn unpack(packed: u64) -> Action {
+        if packed & WAKE_TAG != 0 {
+            Action::Wake {
+                node: packed as u32,
+            }
+        } else {
+            Action::Deliver {
+                to: (packed >> 32) as u32,
+                payload: packed as u32,
+            }
+        }
+    }
 }
 
 /// An action with its instant and insertion number. Ties in time are broken by insertion
@@ -39,8 +63,15 @@ pub struct Scheduled {
     pub at_us: u64,
     /// Insertion counter: earlier insertions at the same instant run first.
     pub order: u64,
+    /// The action, packed by [`Action::pack`].
+    packed: u64,
+}
+
+impl Scheduled {
     /// What to do.
-    pub action: Action,
+    pub fn action(&self) -> Action {
+        Action::unpack(self.packed)
+    }
 }
 
 impl Ord for Scheduled {
@@ -70,10 +101,14 @@ impl EventQueue {
         if self.heap.len() >= MAX_QUEUED_EVENTS {
             return Err(MAX_QUEUED_EVENTS);
         }
+        debug_assert!(
+            !matches!(action, Action::Wake { node } | Action::Deliver { to: node, .. } if node >= 1 << 31),
+            "node index too large to pack"
+        );
         self.heap.push(Scheduled {
             at_us,
             order: self.next_order,
-            action,
+            packed: action.pack(),
         });
         self.next_order += 1;
         Ok(())
@@ -112,18 +147,25 @@ pub struct PayloadSlab {
 #[derive(Debug, Default)]
 struct PayloadSlot {
     bytes: Vec<u8>,
+    /// The node that sent them.
+    sender: u32,
     /// Deliveries of these bytes still pending; the slot is free when it reaches 0.
     pending: u32,
 }
 
 impl PayloadSlab {
-    /// Stores `bytes` for `pending` deliveries (at least one) and returns the slot index.
-    pub fn insert(&mut self, bytes: Vec<u8>, pending: u32) -> u32 {
+    /// Stores `bytes` sent by `sender` for `pending` deliveries (at least one) and returns the
+    /// slot index.
+    pub fn insert(&mut self, bytes: Vec<u8>, sender: u32, pending: u32) -> u32 {
         debug_assert!(
             pending > 0,
             "a payload nobody will receive must not be stored"
         );
-        let slot = PayloadSlot { bytes, pending };
+        let slot = PayloadSlot {
+            bytes,
+            sender,
+            pending,
+        };
         match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize] = slot;
@@ -138,11 +180,11 @@ impl PayloadSlab {
         }
     }
 
-    /// The bytes in slot `index`.
-    pub fn bytes(&self, index: u32) -> &[u8] {
+    /// The bytes in slot `index` and their sender.
+    pub fn get(&self, index: u32) -> (&[u8], u32) {
         self.slots
             .get(index as usize)
-            .map_or(&[], |slot| slot.bytes.as_slice())
+            .map_or((&[], u32::MAX), |slot| (slot.bytes.as_slice(), slot.sender))
     }
 
     /// Marks one delivery of slot `index` done, freeing the slot after the last one.
@@ -175,15 +217,12 @@ mod tests {
     #[test]
     fn pops_in_time_then_insertion_order() {
         let mut queue = EventQueue::default();
-        let wake = |node| Action::Wake {
-            node,
-            generation: 0,
-        };
+        let wake = |node| Action::Wake { node };
         for (at, node) in [(30, 0), (10, 1), (30, 2), (10, 3), (20, 4)] {
             queue.push(at, wake(node)).unwrap();
         }
         let order: Vec<(u64, Action)> = std::iter::from_fn(|| queue.pop())
-            .map(|e| (e.at_us, e.action))
+            .map(|e| (e.at_us, e.action()))
             .collect();
         assert_eq!(
             order,
@@ -199,16 +238,37 @@ mod tests {
     }
 
     #[test]
+    fn actions_survive_packing() {
+        for action in [
+            Action::Wake { node: 0 },
+            Action::Wake {
+                node: (1 << 31) - 1,
+            },
+            Action::Deliver { to: 0, payload: 0 },
+            Action::Deliver {
+                to: (1 << 31) - 1,
+                payload: u32::MAX,
+            },
+        ] {
+            assert_eq!(Action::unpack(action.pack()), action);
+        }
+    }
+
+    #[test]
     fn slab_shares_bytes_between_copies_and_reuses_slots() {
         let mut slab = PayloadSlab::default();
-        let first = slab.insert(vec![1, 2, 3], 2);
-        assert_eq!(slab.bytes(first), &[1, 2, 3]);
+        let first = slab.insert(vec![1, 2, 3], 7, 2);
+        assert_eq!(slab.get(first), (&[1u8, 2, 3][..], 7));
         slab.release(first);
-        assert_eq!(slab.bytes(first), &[1, 2, 3], "one copy still in flight");
+        assert_eq!(
+            slab.get(first),
+            (&[1u8, 2, 3][..], 7),
+            "one copy still in flight"
+        );
         slab.release(first);
         assert_eq!(slab.live_slots(), 0);
-        let second = slab.insert(vec![9], 1);
+        let second = slab.insert(vec![9], 4, 1);
         assert_eq!(second, first, "the freed slot is reused");
-        assert_eq!(slab.bytes(second), &[9]);
+        assert_eq!(slab.get(second), (&[9u8][..], 4));
     }
 }

@@ -1,0 +1,156 @@
+//! Same arguments, same output: byte for byte, except the wall-clock time.
+
+use sim::cli::SimArgs;
+
+/// Renders a run's JSON with `wall_ms` blanked; failed runs are compared just the same.
+fn json_without_wall_time(args: &SimArgs) -> String {
+    let output = match sim::cli::run(args) {
+        Ok(output) => output,
+        Err(error) => error
+            .report_output()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{error}")),
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_str(&output).expect("--json prints one JSON object");
+    assert!(value["wall_ms"].is_u64(), "wall_ms is reported");
+    value["wall_ms"] = serde_json::Value::Null;
+    value.to_string()
+}
+
+#[test]
+fn same_arguments_give_byte_identical_json() {
+    let args = SimArgs {
+        nodes: 30,
+        loss: 0.02,
+        duration_s: 8.0,
+        json: true,
+        ..SimArgs::default()
+    };
+    let first = json_without_wall_time(&args);
+    let second = json_without_wall_time(&args);
+    assert_eq!(first, second);
+    let other_seed = json_without_wall_time(&SimArgs {
+        seed: 2,
+        ..args.clone()
+    });
+    assert_ne!(first, other_seed, "the seed changes the run");
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let args = SimArgs {
+        nodes: 12,
+        duration_s: 6.0,
+        json: true,
+        ..SimArgs::default()
+    };
+    let output = sim::cli::run(&args)
+        .unwrap_or_else(|e| e.report_output().map(str::to_string).unwrap_or_default());
+    assert_eq!(output.lines().count(), 1, "one object on one line");
+    let value: serde_json::Value = serde_json::from_str(&output).expect("valid JSON");
+    for field in [
+        "nodes",
+        "seed",
+        "topology",
+        "converged_s",
+        "failed_nodes",
+        "recovered_s",
+        "unreachable_pairs_after",
+        "control_bytes_per_node_s",
+        "control_bytes_per_node_neighbour_s",
+        "events",
+        "invariant_violations",
+        "wall_ms",
+    ] {
+        assert!(value.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(value["nodes"], 12);
+    assert_eq!(value["topology"], "random");
+    assert_eq!(value["header_bytes_per_packet"], 48);
+}
+
+#[test]
+fn bad_arguments_name_their_flag() {
+    let cases: Vec<(SimArgs, &str)> = vec![
+        (
+            SimArgs {
+                nodes: 1,
+                ..SimArgs::default()
+            },
+            "--nodes",
+        ),
+        (
+            SimArgs {
+                loss: 1.0,
+                ..SimArgs::default()
+            },
+            "--loss",
+        ),
+        (
+            SimArgs {
+                fail: -0.5,
+                ..SimArgs::default()
+            },
+            "--fail",
+        ),
+        (
+            SimArgs {
+                latency_ms: f64::NAN,
+                ..SimArgs::default()
+            },
+            "--latency-ms",
+        ),
+        (
+            SimArgs {
+                duration_s: 0.0,
+                ..SimArgs::default()
+            },
+            "--duration-s",
+        ),
+    ];
+    for (args, flag) in cases {
+        let error = sim::cli::run(&args).expect_err(flag);
+        assert!(error.to_string().starts_with(flag), "{flag}: {error}");
+        assert!(
+            error.report_output().is_none(),
+            "{flag}: nothing ran, nothing to print"
+        );
+    }
+}
+
+#[test]
+fn clap_defaults_match_sim_args_default() {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+    let parsed = Command::try_parse_from(["sim"])
+        .expect("no flags parse")
+        .args;
+    assert_eq!(parsed, SimArgs::default());
+    let parsed = Command::try_parse_from([
+        "sim",
+        "--nodes",
+        "7",
+        "--topology",
+        "grid",
+        "--no-fisheye",
+        "--json",
+    ])
+    .expect("flags parse")
+    .args;
+    assert_eq!(
+        (
+            parsed.nodes,
+            parsed.topology,
+            parsed.no_fisheye,
+            parsed.json
+        ),
+        (7, sim::TopologyKind::Grid, true, true)
+    );
+    assert!(Command::try_parse_from(["sim", "--topology", "star"]).is_err());
+}
