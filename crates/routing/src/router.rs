@@ -46,12 +46,19 @@ const MAX_PENDING_REQUESTS: usize = 4096;
 /// Recently forwarded requests remembered for duplicate suppression, at most.
 const MAX_RECENT_REQUESTS: usize = 4096;
 /// How often an unanswered request of ours is repeated, and how many times.
-const REQUEST_RETRY: Duration = Duration::from_millis(250);
-const REQUEST_ATTEMPTS: u8 = 3;
+/// Doubles after every attempt (100 ms, 200 ms, ... 12.8 s): early attempts often die at
+/// nodes that lost the route in the same failure, later ones find the mesh repaired.
+const REQUEST_RETRY: Duration = Duration::from_millis(100);
+const REQUEST_ATTEMPTS: u8 = 8;
+/// Neighbours remembered per forwarded request, to pass the answer back to each of them.
+const MAX_ASKERS: usize = 8;
 /// Hop limit of a new sequence-number request; larger than any sane mesh diameter.
 const REQUEST_HOP_LIMIT: u8 = 64;
-/// A forwarded request is not forwarded again for the same (target, seq) within this time.
-const REQUEST_DEDUP: Duration = Duration::from_secs(1);
+/// A request for the same (target, seq) is not forwarded again within this time: about a
+/// round trip, so retries after a dead end are forwarded while storms are not.
+const REQUEST_DEDUP: Duration = Duration::from_millis(50);
+/// Who asked is remembered this long, to pass late answers back.
+const ASKER_MEMORY: Duration = Duration::from_secs(2);
 /// Minimum gap between two request-driven full floods of our own OGM.
 const FORCED_ORIGINATION_GAP: Duration = Duration::from_millis(100);
 /// Link TQ changes smaller than this do not re-rank routes (hysteresis against flapping).
@@ -199,6 +206,25 @@ struct PendingRequest {
     next_at: Timestamp,
 }
 
+/// A request we received and could not answer yet.
+#[derive(Debug, Clone, Copy)]
+struct ForwardedRequest {
+    seq: u32,
+    at: Timestamp,
+    askers: [u16; MAX_ASKERS],
+    asker_count: usize,
+}
+
+impl ForwardedRequest {
+    fn add_asker(&mut self, slot: u16) {
+        let known = &self.askers[..self.asker_count];
+        if !known.contains(&slot) && self.asker_count < MAX_ASKERS {
+            self.askers[self.asker_count] = slot;
+            self.asker_count += 1;
+        }
+    }
+}
+
 /// One advertisement prepared at flush time.
 #[derive(Debug, Clone, Copy)]
 struct Advert {
@@ -239,7 +265,7 @@ pub struct Router {
     next_request_at: Option<Timestamp>,
     /// Requests we forwarded: target -> (seq, when, neighbour that asked), so the answer can
     /// be passed back to that neighbour (RFC 8966 §3.8.1.2) and duplicates suppressed.
-    recent_requests: NodeMap<(u32, Timestamp, u16)>,
+    recent_requests: NodeMap<ForwardedRequest>,
     forced_origination_at: Option<Timestamp>,
     last_forced_origination: Option<Timestamp>,
     next_probe: Timestamp,
@@ -729,7 +755,12 @@ impl Router {
             ttl => ttl.saturating_sub(1),
         };
         let flush_delay = config.flush_delay;
-        if relay_ttl > 0 && ogm.seq == entry.newest_seq && (is_new_seq || entry.relay_ttl != 0) {
+        // Relay the first flood copy of a sequence number we have not advertised yet. A TTL-0
+        // copy (a triggered update or an answer) may have brought the number first; the flood
+        // must still go on, or the nodes behind us never see it.
+        let not_yet_advertised =
+            entry.adv_cost == COST_INFINITE || seq_newer(ogm.seq, entry.adv_seq);
+        if relay_ttl > 0 && ogm.seq == entry.newest_seq && not_yet_advertised {
             let first = entry.relay_ttl == 0;
             entry.relay_ttl = entry.relay_ttl.max(relay_ttl);
             if first {
@@ -747,7 +778,7 @@ impl Router {
     /// If a request we forwarded for `destination` is now satisfied, send our fresh route to
     /// the neighbour that asked, so the answer travels back along the request's path.
     fn pass_back_answer(&mut self, now: Timestamp, destination: NodeId) {
-        let Some(&(seq, _, asker)) = self.recent_requests.get(&destination) else {
+        let Some(forwarded) = self.recent_requests.get(&destination).copied() else {
             return;
         };
         let Some(entry) = self.table.get(&destination) else {
@@ -755,10 +786,15 @@ impl Router {
         };
         let satisfied = entry
             .selected_candidate()
-            .is_some_and(|c| !seq_newer(seq, c.seq));
-        if satisfied && entry.selected != asker {
+            .is_some_and(|c| !seq_newer(forwarded.seq, c.seq));
+        if satisfied {
+            let via = entry.selected;
             self.recent_requests.remove(&destination);
-            self.answers.push((asker, destination));
+            for &asker in &forwarded.askers[..forwarded.asker_count] {
+                if asker != via {
+                    self.answers.push((asker, destination));
+                }
+            }
             self.schedule_flush(now);
         }
     }
@@ -1162,7 +1198,8 @@ impl Router {
                 continue;
             }
             request.attempts_left -= 1;
-            request.next_at = now + REQUEST_RETRY;
+            let attempts_made = u32::from(REQUEST_ATTEMPTS - request.attempts_left);
+            request.next_at = now + REQUEST_RETRY * (1 << attempts_made.min(7));
             self.send_request(destination);
         }
         self.next_request_at = self.requests.values().map(|r| r.next_at).min();
@@ -1171,12 +1208,6 @@ impl Router {
     fn on_seqno_request(&mut self, now: Timestamp, slot: u16, request: &SeqnoRequest) {
         if request.target == self.local {
             self.answer_own_request(now, request.seq);
-            return;
-        }
-        if let Some(&(seq, at, _)) = self.recent_requests.get(&request.target)
-            && seq == request.seq
-            && now < at + REQUEST_DEDUP
-        {
             return;
         }
         // Only a node without a route asks, so whatever the requester advertised before is
@@ -1189,34 +1220,57 @@ impl Router {
         let Some(entry) = self.table.get(&request.target) else {
             return;
         };
-        let Some(candidate) = entry.selected_candidate().copied() else {
-            return;
-        };
-        if !seq_newer(request.seq, candidate.seq) {
+        let selected = entry.selected_candidate().copied();
+        if selected.is_some_and(|c| !seq_newer(request.seq, c.seq)) {
             // Our route is already as fresh as asked: answer directly (RFC 8966 §3.8.1.2).
             self.answers.push((slot, request.target));
             self.schedule_flush(now);
             return;
         }
-        if request.hop_limit <= 1 {
+        let next = entry.selected;
+        // Remember who asked even when we cannot forward (we lost the route too and asked
+        // ourselves): whoever answers us, we pass the answer on.
+        if let Some(known) = self.recent_requests.get_mut(&request.target)
+            && !seq_newer(request.seq, known.seq)
+            && now < known.at + ASKER_MEMORY
+        {
+            known.add_asker(slot);
+            if now < known.at + REQUEST_DEDUP || selected.is_none() || request.hop_limit <= 1 {
+                return;
+            }
+            known.at = now;
+            let onward = SeqnoRequest {
+                hop_limit: request.hop_limit - 1,
+                ..*request
+            };
+            self.send_message(next, Message::SeqnoRequest(onward));
+            self.stats.seqno_requests_tx += 1;
             return;
         }
         if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
             self.recent_requests
-                .retain(|_, (_, at, _)| now < *at + REQUEST_DEDUP);
+                .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
             if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
                 self.stats.dropped_request_limit += 1;
                 return;
             }
         }
-        self.recent_requests
-            .insert(request.target, (request.seq, now, slot));
-        let forwarded = SeqnoRequest {
+        let mut forwarded = ForwardedRequest {
+            seq: request.seq,
+            at: now,
+            askers: [NO_SLOT; MAX_ASKERS],
+            asker_count: 0,
+        };
+        forwarded.add_asker(slot);
+        self.recent_requests.insert(request.target, forwarded);
+        if selected.is_none() || request.hop_limit <= 1 {
+            return;
+        }
+        let onward = SeqnoRequest {
             hop_limit: request.hop_limit - 1,
             ..*request
         };
-        let next = entry.selected;
-        self.send_message(next, Message::SeqnoRequest(forwarded));
+        self.send_message(next, Message::SeqnoRequest(onward));
         self.stats.seqno_requests_tx += 1;
     }
 
@@ -1278,7 +1332,7 @@ impl Router {
             !forgotten
         });
         self.recent_requests
-            .retain(|_, (_, at, _)| now < *at + REQUEST_DEDUP);
+            .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
     }
 
     fn send_hello(&mut self) {
