@@ -31,7 +31,12 @@ pub use error::CliError;
 
 /// x0tta6bl4: a self-healing mesh node.
 #[derive(Debug, Parser)]
-#[command(name = "x0tta6bl4", version, about, propagate_version = true)]
+#[command(
+    name = "x0tta6bl4",
+    version,
+    propagate_version = true,
+    after_help = "New here? Run `x0tta6bl4 demo`: six nodes on this machine form a mesh, one is killed, and the mesh routes around it."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

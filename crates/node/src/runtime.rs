@@ -184,7 +184,7 @@ impl Node {
                 destination,
                 next_hop: Some(hop),
             } => {
-                tracing::info!(destination = %destination.short(), next_hop = %hop.short(), "route changed");
+                tracing::debug!(destination = %destination.short(), next_hop = %hop.short(), "route changed");
             }
             Event::RouteChanged {
                 destination,
