@@ -293,14 +293,31 @@ fn parse_file(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
 }
 
 /// The parser's messages may carry a source snippet over several lines; errors here are one
-/// line (the message keeps "at line L, column C").
+/// line (the message keeps "at line L, column C"). Terse integer messages ("invalid u8") are
+/// spelled out with the accepted range.
 fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let line = message.lines().next().unwrap_or_default().trim();
+    let ranges = [
+        ("invalid u8", "expected a whole number from 0 to 255"),
+        (
+            "invalid u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "invalid u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "invalid usize",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+    ];
+    for (terse, spelled) in ranges {
+        if let Some(rest) = line.strip_prefix(terse) {
+            return format!("{spelled}{rest}");
+        }
+    }
+    line.to_string()
 }
 
 struct Validator<'a> {
@@ -510,7 +527,11 @@ mod tests {
             ),
             (
                 "node_config:\n  routing: { hop_penalty: 300 }\n",
-                "node_config.routing.hop_penalty: invalid u8",
+                "node_config.routing.hop_penalty: expected a whole number from 0 to 255",
+            ),
+            (
+                "node_config:\n  routing: { probe_interval_ms: fast }\n",
+                "node_config.routing.probe_interval_ms: expected a whole number",
             ),
             (
                 "node_config:\n  routing: { probe_interval_ms: 1 }\n",
