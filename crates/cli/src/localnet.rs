@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use node::NodeConfig;
+use node::{NodeConfig, RouteView};
 use wire::NodeId;
 
 use crate::client::{ApiClient, ClientError};
@@ -326,25 +326,32 @@ impl LocalNet {
         }
     }
 
-    /// Whether every running node has a route to every other running node.
-    pub fn fully_converged(&self) -> Result<bool, LocalNetError> {
-        let running: Vec<NodeId> = self
-            .nodes
+    /// Every running node's routing table (`None` for stopped nodes), one request per node.
+    pub fn tables(&self) -> Result<Vec<Option<Vec<RouteView>>>, LocalNetError> {
+        self.nodes
             .iter()
-            .filter(|node| node.is_running())
-            .map(|node| node.id)
+            .map(|node| {
+                if node.is_running() {
+                    node.client.routes().map(Some).map_err(LocalNetError::from)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect()
+    }
+
+    /// Whether every running node forwards to every other running node along a working path:
+    /// checked by walking next hops through the tables, not by trusting that an entry exists.
+    pub fn fully_converged(&self) -> Result<bool, LocalNetError> {
+        let tables = self.tables()?;
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|position| tables[*position].is_some())
             .collect();
-        for node in self.nodes.iter().filter(|node| node.is_running()) {
-            let routes = node.client.routes()?;
-            let reached = running
+        Ok(running.iter().all(|&from| {
+            running
                 .iter()
-                .filter(|id| **id != node.id)
-                .all(|id| routes.iter().any(|route| route.destination == *id));
-            if !reached {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+                .all(|&to| self.walk_in(&tables, from, to).is_some())
+        }))
     }
 
     /// Waits until [`LocalNet::fully_converged`]; returns when that was first seen.
@@ -362,7 +369,7 @@ impl LocalNet {
             poll_pause(
                 deadline,
                 timeout,
-                "every node to have a route to every other node",
+                "every node to forward to every other node",
                 interrupted,
             )?;
         }
@@ -372,27 +379,33 @@ impl LocalNet {
     /// Returns the positions visited (including both ends), or `None` if a hop is missing,
     /// leads to a stopped node, or loops.
     pub fn walk(&self, from: usize, to: usize) -> Result<Option<Vec<usize>>, LocalNetError> {
+        Ok(self.walk_in(&self.tables()?, from, to))
+    }
+
+    /// [`LocalNet::walk`] over tables already fetched.
+    fn walk_in(
+        &self,
+        tables: &[Option<Vec<RouteView>>],
+        from: usize,
+        to: usize,
+    ) -> Option<Vec<usize>> {
         let destination = self.nodes[to].id;
         let mut path = vec![from];
         let mut current = from;
         while current != to {
-            if !self.nodes[current].is_running() || path.len() > self.nodes.len() {
-                return Ok(None);
-            }
-            let routes = self.nodes[current].client.routes()?;
-            let Some(route) = routes.iter().find(|route| route.destination == destination) else {
-                return Ok(None);
-            };
-            let Some(next) = self.position_of(&route.next_hop) else {
-                return Ok(None);
-            };
-            if path.contains(&next) || !self.nodes[next].is_running() {
-                return Ok(None);
+            let routes = tables[current].as_ref()?;
+            let route = routes
+                .iter()
+                .find(|route| route.destination == destination)?;
+            let next = self.position_of(&route.next_hop)?;
+            // A repeated node is a loop; the path can never be longer than the mesh.
+            if path.contains(&next) || tables[next].is_none() || path.len() > self.nodes.len() {
+                return None;
             }
             path.push(next);
             current = next;
         }
-        Ok(Some(path))
+        Some(path)
     }
 
     /// Stops every child: SIGTERM, then SIGKILL for those still running after a grace period.

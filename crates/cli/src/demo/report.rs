@@ -17,7 +17,9 @@ pub struct Summary {
     pub seed: Option<u64>,
     /// Number of links.
     pub links: usize,
-    /// From starting the processes until every node had a route to every other node.
+    /// From starting the processes until every node forwarded to every other along a working
+    /// path, checked by walking next hops through the tables (polled every ~20 ms, and
+    /// narrowed to the last route change when the tables then stayed unchanged).
     pub converged_ms: u64,
     /// From starting the processes until the last next-hop change before the tables stayed
     /// unchanged for a second (absent if they kept changing until the settling timeout).
@@ -49,7 +51,7 @@ pub struct Summary {
     pub path_after: Option<Vec<usize>>,
     /// Whether the restarted relay came back with the same node id.
     pub relay_same_identity: Option<bool>,
-    /// From restarting the relay until every node again had a route to every other.
+    /// From restarting the relay until every node again forwarded to every other.
     pub reconverged_ms: Option<u64>,
     /// Idle control traffic sent per node per second (UDP payload bytes), averaged over nodes.
     pub control_bytes_per_node_s: f64,
@@ -102,7 +104,7 @@ impl Summary {
         row(
             "converged",
             format!(
-                "{} after start (every node has a route to every other)",
+                "{} after start (every node forwards to every other)",
                 format_duration_ms(self.converged_ms)
             ),
         );
