@@ -190,7 +190,7 @@ fn scenario(
         links: topology.edges.len(),
         converged_ms,
         settled_ms,
-        shortest_path_pct,
+        shortest_path_pct: shortest_path_pct.map(tenths),
         source: source + 1,
         destination: destination + 1,
         relay: None,
@@ -203,9 +203,9 @@ fn scenario(
         path_after: None,
         relay_same_identity: None,
         reconverged_ms: None,
-        control_bytes_per_node_s: traffic.bytes_per_node_s,
-        control_bytes_per_neighbour_s: traffic.bytes_per_neighbour_s,
-        control_packets_per_node_s: traffic.packets_per_node_s,
+        control_bytes_per_node_s: tenths(traffic.bytes_per_node_s),
+        control_bytes_per_neighbour_s: tenths(traffic.bytes_per_neighbour_s),
+        control_packets_per_node_s: tenths(traffic.packets_per_node_s),
         measure_window_s: args.measure_s as f64,
         healed: false,
         reason: None,
@@ -375,4 +375,10 @@ fn finish(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Rounds to one decimal: the measurements are not more precise than that, and the JSON
+/// stays readable.
+fn tenths(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
