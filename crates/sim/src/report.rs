@@ -65,6 +65,8 @@ pub struct SimReport {
     pub header_bytes_per_packet: u64,
     /// Router steps: datagrams handed to `handle_datagram` plus timer wake-ups.
     pub events: u64,
+    /// Next-hop lookups the path checker made (its share of the run's cost).
+    pub checker_lookups: u64,
     /// Packet copies put on links over the whole run.
     pub packets_sent: u64,
     /// Bytes of those copies, headers included.
