@@ -87,51 +87,152 @@ impl PartialOrd for Scheduled {
     }
 }
 
-/// Deterministic, bounded event queue.
-#[derive(Debug, Default)]
+/// Width of one calendar bucket: 2^8 = 256 microseconds, a twentieth of the default link
+/// latency, so the packets in flight spread over a few dozen buckets.
+const BUCKET_WIDTH_LOG2: u32 = 8;
+
+/// Buckets in the calendar ring: 2^14 x 256 us = 4.2 s of virtual time, beyond the routers'
+/// usual timers (probes 100 ms, OGMs 1 s); later events wait in the overflow heap.
+const BUCKETS: u64 = 1 << 14;
+
+/// A drained bucket that held more entries than this gives its memory back, so a burst (the
+/// packet storm after a mass crash) does not leave thousands of large buckets allocated.
+const RETAINED_BUCKET_CAPACITY: usize = 1024;
+
+/// Deterministic, bounded event queue: a calendar queue. Events are filed by time into
+/// fixed-width buckets on a ring; only the bucket under the cursor is kept as a heap, ordered
+/// by (time, insertion order). Push and pop are O(1) amortised plus a heap operation on one
+/// bucket, which keeps the hot loop in cache even with 10^5 packets in flight, where a single
+/// binary heap spent 10 % of the run on cache misses.
+#[derive(Debug)]
 pub struct EventQueue {
-    heap: BinaryHeap<Scheduled>,
+    /// Entries of buckets up to the cursor, popped in (time, order) order.
+    current: BinaryHeap<Scheduled>,
+    /// Absolute bucket number (`at_us >> BUCKET_WIDTH_LOG2`) under the cursor.
+    cursor: u64,
+    /// Buckets `cursor + 1 .. cursor + BUCKETS`, unsorted, at index `bucket % BUCKETS`.
+    ring: Vec<Vec<Scheduled>>,
+    /// Entries in `ring`.
+    ring_len: usize,
+    /// Entries that were beyond the ring's horizon when pushed.
+    overflow: BinaryHeap<Scheduled>,
+    len: usize,
     next_order: u64,
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        EventQueue {
+            current: BinaryHeap::new(),
+            cursor: 0,
+            ring: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            ring_len: 0,
+            overflow: BinaryHeap::new(),
+            len: 0,
+            next_order: 0,
+        }
+    }
 }
 
 impl EventQueue {
     /// Schedules `action` at `at_us`. Fails (returning the cap) when [`MAX_QUEUED_EVENTS`]
     /// events are already pending.
     pub fn push(&mut self, at_us: u64, action: Action) -> Result<(), usize> {
-        if self.heap.len() >= MAX_QUEUED_EVENTS {
+        if self.len >= MAX_QUEUED_EVENTS {
             return Err(MAX_QUEUED_EVENTS);
         }
         debug_assert!(
             !matches!(action, Action::Wake { node } | Action::Deliver { to: node, .. } if node >= 1 << 31),
             "node index too large to pack"
         );
-        self.heap.push(Scheduled {
+        let entry = Scheduled {
             at_us,
             order: self.next_order,
             packed: action.pack(),
-        });
+        };
         self.next_order += 1;
+        self.len += 1;
+        let bucket = at_us >> BUCKET_WIDTH_LOG2;
+        if bucket <= self.cursor {
+            self.current.push(entry);
+        } else if bucket < self.cursor + BUCKETS {
+            self.ring[(bucket % BUCKETS) as usize].push(entry);
+            self.ring_len += 1;
+        } else {
+            self.overflow.push(entry);
+        }
         Ok(())
     }
 
+    /// Moves the cursor to the next bucket holding entries, if `current` is empty. Returns
+    /// false when nothing is pending at all.
+    fn fill_current(&mut self) -> bool {
+        while self.current.is_empty() {
+            if self.len == 0 {
+                return false;
+            }
+            let overflow_bucket = self.overflow.peek().map(|e| e.at_us >> BUCKET_WIDTH_LOG2);
+            let next = if self.ring_len == 0 {
+                // Nothing within the horizon: jump straight to the overflow's first bucket.
+                let Some(bucket) = overflow_bucket else {
+                    debug_assert!(false, "{} entries counted but none stored", self.len);
+                    return false;
+                };
+                bucket
+            } else {
+                // A ring entry lies within BUCKETS buckets, so this scan is bounded.
+                let mut bucket = self.cursor + 1;
+                while self.ring[(bucket % BUCKETS) as usize].is_empty()
+                    && Some(bucket) != overflow_bucket
+                {
+                    bucket += 1;
+                }
+                bucket
+            };
+            self.cursor = next;
+            let slot = &mut self.ring[(next % BUCKETS) as usize];
+            self.ring_len -= slot.len();
+            self.current.extend(slot.drain(..));
+            if slot.capacity() > RETAINED_BUCKET_CAPACITY {
+                *slot = Vec::new();
+            }
+            while let Some(entry) = self.overflow.peek().copied() {
+                if entry.at_us >> BUCKET_WIDTH_LOG2 > self.cursor {
+                    break;
+                }
+                self.overflow.pop();
+                self.current.push(entry);
+            }
+        }
+        true
+    }
+
     /// The instant of the earliest pending event.
-    pub fn peek_time(&self) -> Option<u64> {
-        self.heap.peek().map(|event| event.at_us)
+    pub fn peek_time(&mut self) -> Option<u64> {
+        if !self.fill_current() {
+            return None;
+        }
+        self.current.peek().map(|event| event.at_us)
     }
 
     /// Removes and returns the earliest pending event.
     pub fn pop(&mut self) -> Option<Scheduled> {
-        self.heap.pop()
+        if !self.fill_current() {
+            return None;
+        }
+        let entry = self.current.pop()?;
+        self.len -= 1;
+        Some(entry)
     }
 
     /// Number of pending events.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     /// True when nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 }
 
@@ -235,6 +336,46 @@ mod tests {
             ]
         );
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn calendar_matches_a_sorted_reference_across_buckets_and_overflow() {
+        // Times spread over the current bucket, the ring and far beyond its horizon, pushed in
+        // random order and interleaved with pops, must come out sorted by (time, insertion).
+        let mut rng = crate::rng::SimRng::for_stream(9, crate::rng::Stream::Network);
+        let mut queue = EventQueue::default();
+        let mut reference: Vec<(u64, u64)> = Vec::new();
+        let mut popped: Vec<(u64, u64)> = Vec::new();
+        let mut now = 0u64;
+        let mut order = 0u64;
+        for round in 0..4000u64 {
+            let delay = match rng.below(4) {
+                0 => rng.below(300),
+                1 => rng.below(20_000),
+                2 => rng.below(2_000_000),
+                _ => rng.below(30_000_000),
+            };
+            queue
+                .push(now + delay, Action::Wake { node: order as u32 })
+                .unwrap();
+            reference.push((now + delay, order));
+            order += 1;
+            if round % 3 == 0 {
+                let event = queue.pop().unwrap();
+                assert!(event.at_us >= now, "time went backwards");
+                now = event.at_us;
+                popped.push((event.at_us, event.order));
+            }
+        }
+        while let Some(event) = queue.pop() {
+            popped.push((event.at_us, event.order));
+        }
+        assert!(queue.is_empty());
+        // Popped in time order overall; equal times in insertion order.
+        assert!(popped.windows(2).all(|w| w[0] <= w[1]), "out of order");
+        reference.sort_unstable();
+        popped.sort_unstable();
+        assert_eq!(popped, reference, "every event popped exactly once");
     }
 
     #[test]
