@@ -17,11 +17,15 @@
 #
 # Usage: bench/sim_scaling.sh            (everything; the 10,000-node run can take very long)
 #        SKIP_10K=1 bench/sim_scaling.sh (skip it)
-#        DURATION_10K=5 TIMEOUT_10K=1800 bench/sim_scaling.sh
+#        DURATION_10K=5 TIMEOUT_10K=1800 MEMORY_LIMIT_GB=16 bench/sim_scaling.sh
+# Each run is capped at MEMORY_LIMIT_GB of address space (default 16 of the machine's 24), so
+# a routing core whose tables outgrow memory fails its own run instead of waking the kernel's
+# OOM killer on the rest of the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration_10k="${DURATION_10K:-10}"
 timeout_10k="${TIMEOUT_10K:-3600}"
+memory_limit_kb=$(( ${MEMORY_LIMIT_GB:-16} * 1024 * 1024 ))
 cargo build --release --quiet -p sim --example run
 binary="${CARGO_TARGET_DIR:-target}/release/examples/run"
 if [[ ! -x /usr/bin/time ]]; then
@@ -36,11 +40,12 @@ run() {
     local name=$1 limit=$2; shift 2
     local out rss status=0
     out=$(mktemp); rss=$(mktemp)
-    timeout "$limit" /usr/bin/time -f '%M' -o "$rss" "$binary" --json "$@" >"$out" 2>/dev/null || status=$?
+    (ulimit -v "$memory_limit_kb"; timeout "$limit" /usr/bin/time -f '%M' -o "$rss" "$binary" --json "$@") \
+        >"$out" 2>/dev/null || status=$?
     local json; json=$(head -n 1 "$out")
     if [[ -z "$json" ]]; then
-        printf '%-26s no result (exit %s; 124 = timed out after %s s; max RSS %s KB)\n' \
-            "$name" "$status" "$limit" "$(tail -n 1 "$rss" 2>/dev/null || echo '?')"
+        printf '%-26s no result (exit %s: 124 = timed out after %s s, 134 = out of memory under the %s GB cap; max RSS %s KB)\n' \
+            "$name" "$status" "$limit" "${MEMORY_LIMIT_GB:-16}" "$(tail -n 1 "$rss" 2>/dev/null || echo '?')"
         rm -f "$out" "$rss"; return
     fi
     printf '%-26s converged %6s s  recovered %6s s  unreachable %5s  ctl %9s B/s/node  %8s B/s/node/nbr  batman-iv >= %6s  violations %s  events %s  wall %6s ms  rss %s MB%s\n' \
