@@ -751,7 +751,8 @@ impl Simulation {
         self.component = component;
         self.survivor_components = components;
         self.failed_nodes = count;
-        self.crash_at_us = Some(self.now_us);
+        // With nothing crashed there is no crash instant: `fail_at_s` stays null.
+        self.crash_at_us = (count > 0).then_some(self.now_us);
         self.clean.fill(false);
     }
 
@@ -830,7 +831,11 @@ impl Simulation {
     /// Runs [`Self::audit`] at multiples of the audit interval. In the steady phases (`steady`:
     /// idle and heal) any broken pair means routes flapped, counted as an unstable audit.
     fn audit_if_due(&mut self, steady: bool) {
-        if self.now_us.is_multiple_of(self.config.audit_interval_us()) {
+        // The end of the run gets its own final audit (`unreachable_pairs_after`); auditing
+        // here too would count the same findings twice.
+        if self.now_us < self.config.duration_us
+            && self.now_us.is_multiple_of(self.config.audit_interval_us())
+        {
             let broken = self.audit();
             self.counters.audits += 1;
             if steady && broken > 0 {

@@ -162,11 +162,12 @@ impl SimReport {
                     "  crashed        {} nodes at {at:.3} s, {} survivors in {} component(s)",
                     self.failed_nodes, self.survivors, self.survivor_components
                 );
-                let _ = writeln!(
-                    out,
-                    "  recovered      {} after the crash",
-                    seconds(self.recovered_s)
-                );
+                let _ = match self.recovered_s {
+                    Some(recovered) => {
+                        writeln!(out, "  recovered      {recovered:.3} s after the crash")
+                    }
+                    None => writeln!(out, "  recovered      not within the run"),
+                };
             }
             None => {
                 let _ = writeln!(out, "  crashed        nothing");
