@@ -347,8 +347,7 @@ mod tests {
         let mut reference: Vec<(u64, u64)> = Vec::new();
         let mut popped: Vec<(u64, u64)> = Vec::new();
         let mut now = 0u64;
-        let mut order = 0u64;
-        for round in 0..4000u64 {
+        for order in 0..4000u64 {
             let delay = match rng.below(4) {
                 0 => rng.below(300),
                 1 => rng.below(20_000),
@@ -359,8 +358,7 @@ mod tests {
                 .push(now + delay, Action::Wake { node: order as u32 })
                 .unwrap();
             reference.push((now + delay, order));
-            order += 1;
-            if round % 3 == 0 {
+            if order % 3 == 0 {
                 let event = queue.pop().unwrap();
                 assert!(event.at_us >= now, "time went backwards");
                 now = event.at_us;
