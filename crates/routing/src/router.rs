@@ -59,6 +59,8 @@ const REQUEST_HOP_LIMIT: u8 = 64;
 const REQUEST_DEDUP: Duration = Duration::from_millis(50);
 /// Who asked is remembered this long, to pass late answers back.
 const ASKER_MEMORY: Duration = Duration::from_secs(2);
+/// How long a flood relay waits for the selected neighbour's copy before taking another's.
+const RELAY_FALLBACK: Duration = Duration::from_millis(500);
 /// Minimum gap between two request-driven full floods of our own OGM.
 const FORCED_ORIGINATION_GAP: Duration = Duration::from_millis(100);
 /// Link TQ changes smaller than this do not re-rank routes (hysteresis against flapping).
@@ -383,7 +385,8 @@ impl Router {
             self.next_hello = now + self.jittered(self.config.hello_interval, 0.1);
         }
         if now >= self.next_probe {
-            self.send_probes(now);
+            // Lazy OGM relays ride on the probes (B.A.T.M.A.N. aggregates OGMs the same way).
+            self.flush(now, true);
             self.next_probe = now + self.jittered(self.config.probe_interval, 0.1);
         }
         if now >= self.next_ogm {
@@ -400,7 +403,7 @@ impl Router {
             self.next_sweep = now + SWEEP_INTERVAL;
         }
         if self.flush_at.is_some_and(|at| now >= at) {
-            self.flush(now);
+            self.flush(now, false);
         }
     }
 
@@ -722,7 +725,7 @@ impl Router {
             links,
             tq_used,
             link_costs,
-            config,
+            config: _,
             ..
         } = self;
         let Some(entry) = table.get_mut(&ogm.originator) else {
@@ -754,7 +757,6 @@ impl Router {
             TTL_UNLIMITED => TTL_UNLIMITED,
             ttl => ttl.saturating_sub(1),
         };
-        let flush_delay = config.flush_delay;
         // Relay the first flood copy of a sequence number we have not advertised yet. A TTL-0
         // copy (a triggered update or an answer) may have brought the number first; the flood
         // must still go on, or the nodes behind us never see it.
@@ -764,11 +766,15 @@ impl Router {
             let first = entry.relay_ttl == 0;
             entry.relay_ttl = entry.relay_ttl.max(relay_ttl);
             if first {
-                // Wait briefly for the best neighbour's copy, so the relay carries the best
-                // route instead of whichever copy arrived first.
+                // Relay the copy from the neighbour we forward through (as B.A.T.M.A.N. does),
+                // not whichever copy came first: switching to the first one and back would
+                // change the next hop on every flood. Only if that neighbour stays silent do
+                // we fall back to the best neighbour that brought the number.
                 self.relay_deadline
-                    .insert(ogm.originator, now + flush_delay * 2);
-                self.mark_pending(now, ogm.originator);
+                    .insert(ogm.originator, now + RELAY_FALLBACK);
+                // Whole-mesh floods answer failures and must be fast; scoped periodic
+                // refreshes can wait for the next probe tick.
+                self.queue_advert(now, ogm.originator, relay_ttl == TTL_UNLIMITED);
             }
         }
         self.reselect(now, ogm.originator);
@@ -872,14 +878,22 @@ impl Router {
         });
     }
 
+    /// Queues an advertisement for `destination`. Urgent ones go out within `flush_delay`;
+    /// others (periodic flood relays) wait for the next probe tick and share its packets.
     fn mark_pending(&mut self, now: Timestamp, destination: NodeId) {
+        self.queue_advert(now, destination, true);
+    }
+
+    fn queue_advert(&mut self, now: Timestamp, destination: NodeId, urgent: bool) {
         if let Some(entry) = self.table.get_mut(&destination)
             && !entry.pending
         {
             entry.pending = true;
             self.pending.push(destination);
         }
-        self.schedule_flush(now);
+        if urgent {
+            self.schedule_flush(now);
+        }
     }
 
     fn schedule_flush(&mut self, now: Timestamp) {
@@ -888,7 +902,7 @@ impl Router {
     }
 
     /// Sends every pending advertisement, answer and table dump, one packet batch per neighbour.
-    fn flush(&mut self, now: Timestamp) {
+    fn flush(&mut self, now: Timestamp, with_probes: bool) {
         self.flush_at = None;
         let mut adverts = Vec::with_capacity(self.pending.len());
         let mut waiting = Vec::new();
@@ -927,7 +941,7 @@ impl Router {
             *left > 0
         });
         self.retraction_repeats = repeats;
-        self.emit(&adverts);
+        self.emit(now, &adverts, with_probes);
         let next_wait = self
             .pending
             .iter()
@@ -1018,15 +1032,27 @@ impl Router {
         })
     }
 
-    /// Writes adverts, request answers and table dumps into packets for each usable neighbour.
-    fn emit(&mut self, adverts: &[Advert]) {
+    /// Writes adverts, request answers, table dumps and (at the probe tick) probes into one
+    /// packet batch per neighbour, so a probe and the OGMs that wait for it share a datagram.
+    fn emit(&mut self, now: Timestamp, adverts: &[Advert], with_probes: bool) {
         let dumps = std::mem::take(&mut self.dumps);
         let answers = std::mem::take(&mut self.answers);
+        let dead_after = self.config.dead_after();
+        let mut extra_adverts: Vec<Ogm> = Vec::new();
         for slot in 0..self.links.len() as u16 {
-            if self.usable_link_cost(slot).is_none() {
+            let usable = self.usable_link_cost(slot).is_some();
+            let mut writer = PacketWriter::new(self.local);
+            if with_probes && let Some(link) = self.links[usize::from(slot)].as_mut() {
+                if link.alive || now.saturating_since(link.last_heard) <= dead_after {
+                    let probe =
+                        link.make_probe(now, self.config.window, self.config.probe_interval);
+                    writer.push(&Message::Probe(probe));
+                }
+            }
+            if !usable {
+                self.send_packets(slot, writer);
                 continue;
             }
-            let mut writer = PacketWriter::new(self.local);
             let mut count = 0u64;
             for advert in adverts {
                 if advert.via_slot == slot {
@@ -1044,13 +1070,8 @@ impl Router {
                 writer.push_ogm(&advert.ogm);
                 count += 1;
             }
-            for (_, destination) in answers.iter().filter(|(to, _)| *to == slot) {
-                if let Some(ogm) = self.current_advert(destination, slot) {
-                    writer.push_ogm(&ogm);
-                    count += 1;
-                }
-            }
-            if dumps.contains(&slot) {
+            let dump = dumps.contains(&slot);
+            if dump {
                 writer.push_ogm(&Ogm {
                     originator: self.local,
                     seq: self.own_seq,
@@ -1059,15 +1080,24 @@ impl Router {
                     ttl: 0,
                 });
                 count += 1;
-                for destination in self.table.keys() {
-                    if let Some(ogm) = self.current_advert(destination, slot) {
-                        writer.push_ogm(&ogm);
-                        count += 1;
-                    }
+            }
+            let answered = answers.iter().filter(|(to, _)| *to == slot).map(|(_, d)| d);
+            let dumped = dump.then(|| self.table.keys()).into_iter().flatten();
+            for destination in answered.chain(dumped) {
+                if let Some(ogm) = self.current_advert(destination, slot) {
+                    writer.push_ogm(&ogm);
+                    extra_adverts.push(ogm);
+                    count += 1;
                 }
             }
             self.stats.ogms_tx += count;
             self.send_packets(slot, writer);
+        }
+        // Answers and dumps advertise routes too, so they bind our feasibility distance.
+        for ogm in extra_adverts {
+            if let Some(entry) = self.table.get_mut(&ogm.originator) {
+                entry.note_feasibility(ogm.seq, ogm.cost);
+            }
         }
     }
 
@@ -1346,20 +1376,6 @@ impl Router {
                 to: Destination::Discovery,
                 payload,
             });
-        }
-    }
-
-    fn send_probes(&mut self, now: Timestamp) {
-        let dead_after = self.config.dead_after();
-        for slot in 0..self.links.len() {
-            let Some(link) = self.links[slot].as_mut() else {
-                continue;
-            };
-            if !link.alive && now.saturating_since(link.last_heard) > dead_after {
-                continue;
-            }
-            let probe = link.make_probe(now, self.config.window, self.config.probe_interval);
-            self.send_message(slot as u16, Message::Probe(probe));
         }
     }
 

@@ -112,11 +112,16 @@ impl RouteEntry {
                 || (seq == self.fd_seq && cost < self.fd_cost))
     }
 
-    /// Records that we advertised `(seq, cost)`; only finite advertisements move the
-    /// feasibility distance, and for one sequence number it only ever decreases.
+    /// Records that we advertised `(seq, cost)` to all neighbours.
     pub fn note_advertised(&mut self, seq: u32, cost: u32) {
         self.adv_seq = seq;
         self.adv_cost = cost;
+        self.note_feasibility(seq, cost);
+    }
+
+    /// Moves the feasibility distance for an advertisement to any neighbour; only finite
+    /// advertisements count, and for one sequence number the distance only ever decreases.
+    pub fn note_feasibility(&mut self, seq: u32, cost: u32) {
         if cost == COST_INFINITE {
             return;
         }
@@ -208,12 +213,14 @@ impl RouteEntry {
         best.map(|(choice, _, _)| choice)
     }
 
-    /// The best usable candidate carrying the newest sequence number (for flood relays).
+    /// The best usable feasible candidate carrying the newest sequence number (for flood
+    /// relays). Feasibility still applies: we may have advertised this number already.
     pub fn select_newest(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Option<Choice> {
         self.candidates
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.is_empty() && c.cost != COST_INFINITE && c.seq == self.newest_seq)
+            .filter(|(_, c)| !c.is_empty() && c.seq == self.newest_seq)
+            .filter(|(_, c)| self.is_feasible(c.seq, c.cost))
             .filter_map(|(index, c)| {
                 let total = add_costs(c.cost, link_cost(c.slot)?);
                 (total != COST_INFINITE).then_some((Choice { index, total }, c.slot))
@@ -237,13 +244,18 @@ impl RouteEntry {
 }
 
 /// A fast hasher for `NodeId` keys. Real identifiers are SHA-256 output and simulated ones
-/// are small integers, so folding the two halves with a multiplication spreads both well.
+/// are small integers in the last bytes; folding the words and finalising spreads both.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct NodeIdHasher(u64);
 
 impl Hasher for NodeIdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The multiplications in `write` move entropy to the high bits, but hash tables index
+        // buckets with the low bits: fold them down (SplitMix64's finaliser).
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -276,6 +288,20 @@ mod tests {
 
     fn link(_slot: u16) -> Option<u32> {
         Some(100)
+    }
+
+    #[test]
+    fn hasher_spreads_small_integer_ids_over_low_bits() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let build = BuildHasherDefault::<NodeIdHasher>::default();
+        let buckets: std::collections::HashSet<u64> = (0..1024u64)
+            .map(|i| build.hash_one(NodeId::from_index(i)) & 1023)
+            .collect();
+        assert!(
+            buckets.len() > 500,
+            "only {} of 1024 buckets used",
+            buckets.len()
+        );
     }
 
     #[test]
