@@ -235,6 +235,9 @@ impl MeshView for View<'_> {
 
 /// Turns walker findings into violations according to the phase of the run.
 struct Judge<'a> {
+    /// The routers, to describe the routes of a loop's nodes in its violation message.
+    routers: &'a [Router],
+    ids: &'a [NodeId],
     now_us: u64,
     converged: bool,
     crash_at_us: Option<u64>,
@@ -248,8 +251,13 @@ impl Judge<'_> {
         let now_us = self.now_us;
         match finding {
             Finding::Loop { destination, cycle } if self.converged => {
+                let (routers, ids) = (self.routers, self.ids);
                 self.violations.record(now_us, || {
-                    let shown: Vec<String> = cycle.iter().take(16).map(u32::to_string).collect();
+                    let shown: Vec<String> = cycle
+                        .iter()
+                        .take(16)
+                        .map(|&node| describe_route(&routers[node as usize], node, &ids[destination as usize], ids.len()))
+                        .collect();
                     format!("forwarding loop towards node {destination}: {} -> {}", shown.join(" -> "), cycle[0])
                 });
             }
@@ -278,6 +286,34 @@ impl Judge<'_> {
             }
         }
     }
+}
+
+/// `node` and its route towards `destination` as "node[seq S cost C hops H alt A B]", so a
+/// loop's report shows on which advertisements each hop based its choice.
+fn describe_route(router: &Router, node: u32, destination: &NodeId, node_count: usize) -> String {
+    let routes = router.routes();
+    let Some(route) = routes
+        .iter()
+        .find(|route| route.destination == *destination)
+    else {
+        return format!("{node}[no route]");
+    };
+    let alternates: Vec<String> = route
+        .alternates
+        .iter()
+        .map(|id| node_index(id, node_count).map_or_else(|| id.to_string(), |i| i.to_string()))
+        .collect();
+    format!(
+        "{node}[seq {} cost {} hops {} alt {}]",
+        route.seq,
+        route.cost,
+        route.hops,
+        if alternates.is_empty() {
+            "-".to_string()
+        } else {
+            alternates.join(" ")
+        }
+    )
 }
 
 impl Simulation {
@@ -777,6 +813,8 @@ impl Simulation {
             ..
         } = self;
         let judge = Judge {
+            routers,
+            ids,
             now_us,
             converged,
             crash_at_us,
