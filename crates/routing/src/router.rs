@@ -28,7 +28,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use wire::{
-    COST_INFINITE, Hello, Message, NodeId, Ogm, Packet, PacketWriter, SeqnoRequest, TTL_UNLIMITED,
+    COST_INFINITE, Hello, Message, NodeId, OGM_FLAG_URGENT, Ogm, Packet, PacketWriter,
+    SeqnoRequest, TTL_UNLIMITED,
 };
 
 use crate::link::Link;
@@ -208,22 +209,56 @@ struct PendingRequest {
     next_at: Timestamp,
 }
 
-/// A request we received and could not answer yet.
+/// Requests for one target that we received and could not answer yet.
 #[derive(Debug, Clone, Copy)]
 struct ForwardedRequest {
-    seq: u32,
+    /// Last time a request for the target came in (the record is forgotten `ASKER_MEMORY` later).
     at: Timestamp,
-    askers: [u16; MAX_ASKERS],
+    /// When and with which sequence number we last forwarded one.
+    forwarded: Option<(Timestamp, u32)>,
+    /// Neighbours waiting for an answer, each with the sequence number it needs.
+    askers: [(u16, u32); MAX_ASKERS],
     asker_count: usize,
 }
 
 impl ForwardedRequest {
-    fn add_asker(&mut self, slot: u16) {
-        let known = &self.askers[..self.asker_count];
-        if !known.contains(&slot) && self.asker_count < MAX_ASKERS {
-            self.askers[self.asker_count] = slot;
-            self.asker_count += 1;
+    fn new(now: Timestamp) -> ForwardedRequest {
+        ForwardedRequest {
+            at: now,
+            forwarded: None,
+            askers: [(NO_SLOT, 0); MAX_ASKERS],
+            asker_count: 0,
         }
+    }
+
+    fn add_asker(&mut self, slot: u16, seq: u32) {
+        let known = &mut self.askers[..self.asker_count];
+        match known.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, wanted)) if seq_newer(seq, *wanted) => *wanted = seq,
+            Some(_) => {}
+            None if self.asker_count < MAX_ASKERS => {
+                self.askers[self.asker_count] = (slot, seq);
+                self.asker_count += 1;
+            }
+            None => {}
+        }
+    }
+
+    /// Removes and returns the askers that a route based on `seq` satisfies.
+    fn take_satisfied(&mut self, seq: u32) -> Vec<u16> {
+        let mut satisfied = Vec::new();
+        let mut kept = 0;
+        for i in 0..self.asker_count {
+            let (slot, wanted) = self.askers[i];
+            if seq_newer(wanted, seq) {
+                self.askers[kept] = (slot, wanted);
+                kept += 1;
+            } else {
+                satisfied.push(slot);
+            }
+        }
+        self.asker_count = kept;
+        satisfied
     }
 }
 
@@ -772,9 +807,11 @@ impl Router {
                 // we fall back to the best neighbour that brought the number.
                 self.relay_deadline
                     .insert(ogm.originator, now + RELAY_FALLBACK);
-                // Whole-mesh floods answer failures and must be fast; scoped periodic
-                // refreshes can wait for the next probe tick.
-                self.queue_advert(now, ogm.originator, relay_ttl == TTL_UNLIMITED);
+                // Floods that answer a request are awaited and go out within flush_delay;
+                // periodic refreshes wait for the next probe tick.
+                let urgent = ogm.flags & OGM_FLAG_URGENT != 0;
+                entry.relay_urgent = urgent;
+                self.queue_advert(now, ogm.originator, urgent);
             }
         }
         self.reselect(now, ogm.originator);
@@ -784,25 +821,29 @@ impl Router {
     /// If a request we forwarded for `destination` is now satisfied, send our fresh route to
     /// the neighbour that asked, so the answer travels back along the request's path.
     fn pass_back_answer(&mut self, now: Timestamp, destination: NodeId) {
-        let Some(forwarded) = self.recent_requests.get(&destination).copied() else {
-            return;
-        };
         let Some(entry) = self.table.get(&destination) else {
             return;
         };
-        let satisfied = entry
-            .selected_candidate()
-            .is_some_and(|c| !seq_newer(forwarded.seq, c.seq));
-        if satisfied {
-            let via = entry.selected;
+        let Some(route_seq) = entry.selected_candidate().map(|c| c.seq) else {
+            return;
+        };
+        let via = entry.selected;
+        let Some(forwarded) = self.recent_requests.get_mut(&destination) else {
+            return;
+        };
+        let satisfied = forwarded.take_satisfied(route_seq);
+        if forwarded.asker_count == 0 {
             self.recent_requests.remove(&destination);
-            for &asker in &forwarded.askers[..forwarded.asker_count] {
-                if asker != via {
-                    self.answers.push((asker, destination));
-                }
-            }
-            self.schedule_flush(now);
         }
+        if satisfied.is_empty() {
+            return;
+        }
+        for asker in satisfied {
+            if asker != via {
+                self.answers.push((asker, destination));
+            }
+        }
+        self.schedule_flush(now);
     }
 
     /// Re-runs route selection for `destination` and reacts to the outcome: events, triggered
@@ -932,6 +973,7 @@ impl Router {
                     cost: COST_INFINITE,
                     hops: 0,
                     ttl: 0,
+                    flags: 0,
                 },
                 via_slot: NO_SLOT,
                 is_relay: false,
@@ -995,18 +1037,23 @@ impl Router {
         }
         entry.pending = false;
         let relay_ttl = std::mem::take(&mut entry.relay_ttl);
+        let relay_urgent = std::mem::take(&mut entry.relay_urgent);
         let ogm = match entry.selected_candidate() {
-            Some(candidate) => Ogm {
-                originator: destination,
-                seq: candidate.seq,
-                cost: entry.selected_total,
-                hops: candidate.hops,
-                ttl: if candidate.seq == entry.newest_seq {
-                    relay_ttl
-                } else {
-                    0
-                },
-            },
+            Some(candidate) => {
+                let relays = candidate.seq == entry.newest_seq && relay_ttl != 0;
+                Ogm {
+                    originator: destination,
+                    seq: candidate.seq,
+                    cost: entry.selected_total,
+                    hops: candidate.hops,
+                    ttl: if relays { relay_ttl } else { 0 },
+                    flags: if relays && relay_urgent {
+                        OGM_FLAG_URGENT
+                    } else {
+                        0
+                    },
+                }
+            }
             None if entry.adv_cost == COST_INFINITE => {
                 self.relay_deadline.remove(&destination);
                 return PreparedAdvert::Nothing;
@@ -1017,6 +1064,7 @@ impl Router {
                 cost: COST_INFINITE,
                 hops: 0,
                 ttl: 0,
+                flags: 0,
             },
         };
         entry.note_advertised(ogm.seq, ogm.cost);
@@ -1078,6 +1126,7 @@ impl Router {
                     cost: 0,
                     hops: 0,
                     ttl: 0,
+                    flags: 0,
                 });
                 count += 1;
             }
@@ -1111,6 +1160,7 @@ impl Router {
             cost: entry.selected_total,
             hops: candidate.hops,
             ttl: 0,
+            flags: 0,
         })
     }
 
@@ -1145,6 +1195,7 @@ impl Router {
             cost: 0,
             hops: 0,
             ttl,
+            flags: if forced { OGM_FLAG_URGENT } else { 0 },
         };
         for slot in 0..self.links.len() as u16 {
             if self.usable_link_cost(slot).is_some() {
@@ -1260,42 +1311,34 @@ impl Router {
         let next = entry.selected;
         // Remember who asked even when we cannot forward (we lost the route too and asked
         // ourselves): whoever answers us, we pass the answer on.
-        if let Some(known) = self.recent_requests.get_mut(&request.target)
-            && !seq_newer(request.seq, known.seq)
-            && now < known.at + ASKER_MEMORY
-        {
-            known.add_asker(slot);
-            if now < known.at + REQUEST_DEDUP || selected.is_none() || request.hop_limit <= 1 {
-                return;
+        if !self.recent_requests.contains_key(&request.target) {
+            if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
+                self.recent_requests
+                    .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
             }
-            known.at = now;
-            let onward = SeqnoRequest {
-                hop_limit: request.hop_limit - 1,
-                ..*request
-            };
-            self.send_message(next, Message::SeqnoRequest(onward));
-            self.stats.seqno_requests_tx += 1;
-            return;
-        }
-        if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
-            self.recent_requests
-                .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
             if self.recent_requests.len() >= MAX_RECENT_REQUESTS {
                 self.stats.dropped_request_limit += 1;
                 return;
             }
+            self.recent_requests
+                .insert(request.target, ForwardedRequest::new(now));
         }
-        let mut forwarded = ForwardedRequest {
-            seq: request.seq,
-            at: now,
-            askers: [NO_SLOT; MAX_ASKERS],
-            asker_count: 0,
+        let Some(record) = self.recent_requests.get_mut(&request.target) else {
+            return;
         };
-        forwarded.add_asker(slot);
-        self.recent_requests.insert(request.target, forwarded);
+        record.at = now;
+        record.add_asker(slot, request.seq);
         if selected.is_none() || request.hop_limit <= 1 {
             return;
         }
+        // Forward unless the same or a stricter request went the same way moments ago.
+        if let Some((at, seq)) = record.forwarded
+            && now < at + REQUEST_DEDUP
+            && !seq_newer(request.seq, seq)
+        {
+            return;
+        }
+        record.forwarded = Some((now, request.seq));
         let onward = SeqnoRequest {
             hop_limit: request.hop_limit - 1,
             ..*request

@@ -82,6 +82,8 @@ pub(crate) struct RouteEntry {
     pub adv_cost: u32,
     /// Flood TTL to relay at the next flush (0: no relay pending).
     pub relay_ttl: u8,
+    /// The pending relay answers a request and must not wait for the probe tick.
+    pub relay_urgent: bool,
     /// Already in the pending-advertisement list.
     pub pending: bool,
     pub changed_at: Timestamp,
@@ -99,6 +101,7 @@ impl RouteEntry {
             adv_seq: 0,
             adv_cost: COST_INFINITE,
             relay_ttl: 0,
+            relay_urgent: false,
             pending: false,
             changed_at: now,
         }

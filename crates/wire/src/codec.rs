@@ -22,7 +22,7 @@ pub const TLV_HEADER_BYTES: usize = 3;
 /// a tunnel header to spare, so control packets are never fragmented.
 pub const MAX_PACKET_BYTES: usize = 1400;
 /// Size of one OGM entry inside an OGM batch.
-pub const OGM_ENTRY_BYTES: usize = NodeId::LEN + 4 + 4 + 1 + 1;
+pub const OGM_ENTRY_BYTES: usize = NodeId::LEN + 4 + 4 + 1 + 1 + 1;
 
 const TYPE_HELLO: u8 = 1;
 const TYPE_PROBE: u8 = 2;
@@ -185,6 +185,7 @@ fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeErr
                     cost: be_u32(entry, 20),
                     hops: entry[24],
                     ttl: entry[25],
+                    flags: entry[26],
                 })
                 .collect();
             Message::Ogms(ogms)
@@ -224,6 +225,7 @@ fn write_ogm(out: &mut Vec<u8>, ogm: &Ogm) {
     out.extend_from_slice(&ogm.cost.to_be_bytes());
     out.push(ogm.hops);
     out.push(ogm.ttl);
+    out.push(ogm.flags);
 }
 
 /// Encoded size of a message, TLV header included.
@@ -373,6 +375,7 @@ mod tests {
             cost: 300,
             hops: 2,
             ttl: 5,
+            flags: 0,
         }
     }
 

@@ -18,4 +18,6 @@ pub use codec::{
     TLV_HEADER_BYTES, VERSION, encoded_len,
 };
 pub use id::{NodeId, ParseNodeIdError};
-pub use message::{COST_INFINITE, Hello, Message, Ogm, Probe, SeqnoRequest, TTL_UNLIMITED};
+pub use message::{
+    COST_INFINITE, Hello, Message, OGM_FLAG_URGENT, Ogm, Probe, SeqnoRequest, TTL_UNLIMITED,
+};

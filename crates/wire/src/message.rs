@@ -8,6 +8,10 @@ pub const COST_INFINITE: u32 = u32::MAX;
 /// TTL value meaning "flood to the whole mesh"; it is never decremented.
 pub const TTL_UNLIMITED: u8 = u8::MAX;
 
+/// OGM flag: relay at once instead of with the next probe. Set on floods that answer a
+/// sequence-number request, i.e. on routes someone is waiting for.
+pub const OGM_FLAG_URGENT: u8 = 0b0000_0001;
+
 /// One control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -63,6 +67,8 @@ pub struct Ogm {
     pub hops: u8,
     /// How many more hops this OGM may be flooded; [`TTL_UNLIMITED`] floods everywhere.
     pub ttl: u8,
+    /// [`OGM_FLAG_URGENT`] or 0; unknown bits are reserved, ignored and relayed as zero.
+    pub flags: u8,
 }
 
 /// Asks `target` to originate a sequence number at least `seq` (Babel's seqno request).

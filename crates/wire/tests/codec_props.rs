@@ -16,13 +16,15 @@ fn ogm() -> impl Strategy<Value = Ogm> {
         any::<u32>(),
         any::<u8>(),
         any::<u8>(),
+        any::<u8>(),
     )
-        .prop_map(|(originator, seq, cost, hops, ttl)| Ogm {
+        .prop_map(|(originator, seq, cost, hops, ttl, flags)| Ogm {
             originator,
             seq,
             cost,
             hops,
             ttl,
+            flags,
         })
 }
 
