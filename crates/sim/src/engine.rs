@@ -42,6 +42,9 @@ const SAMPLED_DESTINATIONS_PER_NODE: usize = 2;
 /// check the sampled sequence numbers of every live node at every check instant.
 pub const FULL_STEP_CHECKS_MAX_NODES: usize = 100;
 
+/// Broken pairs described in the report after each full audit (the last audit's are kept).
+const MAX_BROKEN_PAIR_EXAMPLES: usize = 5;
+
 /// Violation messages kept for the report; further ones are only counted.
 const MAX_RECORDED_VIOLATIONS: usize = 8;
 
@@ -168,6 +171,8 @@ pub struct Simulation {
     /// The idle window and the bytes and packets sent within it.
     window: Option<(u64, u64, u64, u64)>,
     unreachable_pairs_after: u64,
+    /// Where the walks of some broken pairs failed, from the last full audit.
+    broken_pair_examples: Vec<String>,
 }
 
 /// Virtual microseconds as seconds.
@@ -262,6 +267,7 @@ impl Judge<'_> {
                 });
             }
             Finding::Loop { .. } => *self.loops_before_convergence += 1,
+            Finding::DeadEnd { .. } => {}
             Finding::ForeignNextHop { node, destination, next_hop } => self.violations.record(now_us, || {
                 format!("node {node} forwards to node {destination} via {next_hop}, which is no simulated node")
             }),
@@ -285,6 +291,46 @@ impl Judge<'_> {
                 }
             }
         }
+    }
+}
+
+/// Appends a one-line description of where a broken pair's walk failed; loops and next-hop
+/// violations are described by the violations themselves.
+fn describe_breakage(finding: &Finding<'_>, examples: &mut Vec<String>) {
+    match *finding {
+        Finding::DeadEnd {
+            source,
+            node,
+            destination,
+        } if source == node => {
+            examples.push(format!("{source} -> {destination}: no route at the source"));
+        }
+        Finding::DeadEnd {
+            source,
+            node,
+            destination,
+        } => {
+            examples.push(format!(
+                "{source} -> {destination}: no route at node {node}"
+            ));
+        }
+        Finding::DeadNextHop {
+            node,
+            destination,
+            next_hop,
+        } => {
+            examples.push(format!(
+                "-> {destination}: node {node} forwards to crashed node {next_hop}"
+            ));
+        }
+        Finding::Loop { destination, cycle } => {
+            examples.push(format!(
+                "-> {destination}: loop through {} nodes from node {}",
+                cycle.len(),
+                cycle[0]
+            ));
+        }
+        _ => {}
     }
 }
 
@@ -393,6 +439,7 @@ impl Simulation {
             window_opening_traffic: (0, 0),
             window: None,
             unreachable_pairs_after: 0,
+            broken_pair_examples: Vec::new(),
             ids,
         })
     }
@@ -890,13 +937,21 @@ impl Simulation {
         if self.ids.len() > FULL_STEP_CHECKS_MAX_NODES {
             self.validate_live_routers();
         }
+        let mut examples = Vec::new();
         let (view, walker, _, _, mut judge) = self.walk_parts();
         let n = view.ids.len() as u32;
-        (0..n)
+        let broken = (0..n)
             .map(|destination| {
-                u64::from(walker.walk(&view, destination, false, &mut |f| judge.judge(f)))
+                u64::from(walker.walk(&view, destination, false, &mut |f| {
+                    if examples.len() < MAX_BROKEN_PAIR_EXAMPLES {
+                        describe_breakage(&f, &mut examples);
+                    }
+                    judge.judge(f)
+                }))
             })
-            .sum()
+            .sum();
+        self.broken_pair_examples = examples;
+        broken
     }
 
     /// `Router::validate` on every router that has not crashed.
@@ -996,6 +1051,7 @@ impl Simulation {
             survivor_components: self.survivor_components,
             connected_pairs_after: self.connected_pairs,
             unreachable_pairs_after: self.unreachable_pairs_after,
+            unreachable_examples: self.broken_pair_examples.clone(),
             idle_window_start_s: window.map(|w| seconds(w.0)),
             idle_window_end_s: window.map(|w| seconds(w.1)),
             control_bytes_per_node_s: window.map(|w| w.2 / n as f64),

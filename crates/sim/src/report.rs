@@ -47,6 +47,8 @@ pub struct SimReport {
     pub connected_pairs_after: u64,
     /// Those pairs without a working path at the end of the run.
     pub unreachable_pairs_after: u64,
+    /// Where the walks of up to five of those pairs failed (source -> destination: reason).
+    pub unreachable_examples: Vec<String>,
     /// Start of the idle window the control traffic is measured over.
     pub idle_window_start_s: Option<f64>,
     /// End of the idle window (the crash instant).
@@ -178,6 +180,9 @@ impl SimReport {
             "  unreachable    {} of {} connected pairs at {:.3} s",
             self.unreachable_pairs_after, self.connected_pairs_after, self.duration_s
         );
+        for example in &self.unreachable_examples {
+            let _ = writeln!(out, "    {example}");
+        }
         let _ = writeln!(
             out,
             "  control        {} B/s per node, {} B/s per node per neighbour (idle window {}..{}, {} B IPv6+UDP header per packet included); B.A.T.M.A.N. IV: >= {:.0} B/s per node per neighbour",

@@ -39,10 +39,19 @@ pub trait MeshView {
     fn listed_alive(&self, link: usize) -> bool;
 }
 
-/// Something wrong the walker saw on the way. Dead ends (no route) are not findings: they are
-/// normal while a mesh converges, and they show up in the broken-pair count.
+/// Something the walker saw on the way. Dead ends are normal while a mesh converges; the
+/// others are wrong at least once the mesh has converged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finding<'a> {
+    /// The walk from `source` reached `node`, which has no route to `destination`.
+    DeadEnd {
+        /// Where the walk started.
+        source: u32,
+        /// The node without a route.
+        node: u32,
+        /// The destination.
+        destination: u32,
+    },
     /// Following next hops towards `destination` came back to a node: `cycle` lists the loop's
     /// nodes in forwarding order, starting at the first node walked into twice.
     Loop {
@@ -187,7 +196,14 @@ impl Walker {
             self.marks[node as usize] = Mark::OnPath;
             self.path.push(node);
             let next_hop = match view.next_hop(node, destination) {
-                NextHop::None => return Mark::Broken,
+                NextHop::None => {
+                    on_finding(Finding::DeadEnd {
+                        source,
+                        node,
+                        destination,
+                    });
+                    return Mark::Broken;
+                }
                 NextHop::Foreign(next_hop) => {
                     on_finding(Finding::ForeignNextHop {
                         node,
@@ -331,7 +347,11 @@ mod tests {
     #[test]
     fn dead_ends_and_bad_next_hops_are_broken() {
         let cases: Vec<Breakage> = vec![
-            (|m| m.table[1][3] = None, 2, ""),
+            (
+                |m| m.table[1][3] = None,
+                2,
+                "DeadEnd { source: 0, node: 1, destination: 3 }",
+            ),
             (
                 |m| m.table[1][3] = Some(3),
                 2,
