@@ -54,6 +54,9 @@ const SETTLE_MAX_US: u64 = 2_000_000;
 /// Longest idle window over which steady-state control traffic is measured.
 const IDLE_WINDOW_MAX_US: u64 = 10_000_000;
 
+/// Longest fault-free heal phase at the end of the run.
+const HEAL_MAX_US: u64 = 10_000_000;
+
 /// `timer_armed_at_us` value of a node with no pending wake-up.
 const NOT_ARMED: u64 = u64::MAX;
 
@@ -170,6 +173,8 @@ pub struct Simulation {
     window_opening_traffic: (u64, u64),
     /// The idle window and the bytes and packets sent within it.
     window: Option<(u64, u64, u64, u64)>,
+    /// Start of the fault-free heal phase, from which no packet is lost (set at the crash).
+    heal_from_us: Option<u64>,
     unreachable_pairs_after: u64,
     /// Where the walks of some broken pairs failed, from the last full audit.
     broken_pair_examples: Vec<String>,
@@ -440,6 +445,7 @@ impl Simulation {
             window: None,
             unreachable_pairs_after: 0,
             broken_pair_examples: Vec::new(),
+            heal_from_us: None,
             ids,
         })
     }
@@ -596,7 +602,12 @@ impl Simulation {
         let copy_bytes = transmit.payload.len() as u64 + IPV6_UDP_HEADER_BYTES;
         self.counters.packets_sent += self.fanout.len() as u64;
         self.counters.bytes_sent += copy_bytes * self.fanout.len() as u64;
-        let loss = self.config.loss;
+        // Loss is a fault: it stops when the fault-free heal phase starts.
+        let loss = if self.heal_from_us.is_some_and(|heal| self.now_us >= heal) {
+            0.0
+        } else {
+            self.config.loss
+        };
         if loss > 0.0 {
             let rng = &mut self.network_rng;
             let before = self.fanout.len();
@@ -768,6 +779,7 @@ impl Simulation {
                     let bytes = self.counters.bytes_sent - opening_bytes;
                     let packets = self.counters.packets_sent - opening_packets;
                     self.window = Some((window_start_us, fail_at_us, bytes, packets));
+                    self.heal_from_us = Some(self.heal_start(now_us));
                     self.crash();
                     self.phase = if self.failed_nodes > 0 {
                         Phase::Recovering
@@ -810,6 +822,17 @@ impl Simulation {
         } else {
             Phase::Healed
         }
+    }
+
+    /// Start of the fault-free heal phase for a crash at `crash_us`: the last min(10 s, half
+    /// of what is left) of the run, on the check grid. Loss stops then, as faults stop in a
+    /// VOPR's liveness phase, so the end of the run asks whether the mesh heals once nothing
+    /// fails any more; flapping under loss before it shows in `unstable_audits`.
+    fn heal_start(&self, crash_us: u64) -> u64 {
+        let grid_us = self.config.check_interval_us();
+        let end_us = self.config.duration_us;
+        let heal_us = HEAL_MAX_US.min(end_us.saturating_sub(crash_us) / 2) / grid_us * grid_us;
+        end_us - heal_us.min(end_us)
     }
 
     /// Crashes `floor(fail * N)` nodes chosen by the crash stream, all at once: they stop
@@ -1043,6 +1066,7 @@ impl Simulation {
             converged_s: self.converged_at_us.map(seconds),
             failed_nodes: self.failed_nodes,
             fail_at_s: self.crash_at_us.map(seconds),
+            heal_from_s: self.heal_from_us.map(seconds),
             recovered_s: self
                 .recovered_at_us
                 .zip(self.crash_at_us)

@@ -21,9 +21,9 @@
 //! - Links are the topology's edges; they do not fail, nodes do. A transmit to
 //!   `Destination::Discovery` goes to every linked node (the role of link-local multicast
 //!   plus static peers); `Destination::Neighbour(id)` only over an existing link.
-//! - Each copy is lost independently with probability `loss`, and otherwise arrives after the
-//!   link latency plus a uniform jitter of up to 10 % (so packets may reorder if sent closer
-//!   together than the jitter). Copies that reach a crashed or not yet started node are lost.
+//! - Until the heal phase, each copy is lost independently with probability `loss`; it
+//!   otherwise arrives after the link latency plus a uniform jitter of up to 10 % (so packets
+//!   may reorder if sent closer together than the jitter). Copies that reach a crashed or not yet started node are lost.
 //! - Bytes are counted once per copy put on a link, including 48 bytes of IPv6 + UDP header
 //!   ([`config::IPV6_UDP_HEADER_BYTES`]): the routers emit UDP payloads only.
 //!
@@ -37,7 +37,8 @@
 //! 4. **Crash**: at the end of the idle window, `floor(fail * N)` nodes chosen by the seed
 //!    crash at once. `recovered_s` is the time until every pair of survivors that is still
 //!    connected through survivors has a working path (at the same check resolution).
-//! 5. **Heal**: fault-free until `duration_s`; `unreachable_pairs_after` counts the connected
+//! 5. **Heal**: the last min(10 s, half the time after the crash) is fault-free (no packet
+//!    loss, as in a VOPR's liveness phase); `unreachable_pairs_after` counts the connected
 //!    surviving pairs without a working path at the end.
 //!
 //! # Invariants

@@ -36,6 +36,9 @@ pub struct SimReport {
     pub failed_nodes: usize,
     /// When the nodes crashed: `converged_s` + settle + idle window (see the crate docs).
     pub fail_at_s: Option<f64>,
+    /// Start of the fault-free heal phase (the last min(10 s, half the time after the crash)
+    /// of the run): packet loss stops there.
+    pub heal_from_s: Option<f64>,
     /// Time from the crash to the first check instant at which every pair of surviving nodes
     /// that is still connected through surviving nodes had a working path.
     pub recovered_s: Option<f64>,
@@ -174,6 +177,12 @@ impl SimReport {
             None => {
                 let _ = writeln!(out, "  crashed        nothing");
             }
+        }
+        if let Some(heal) = self.heal_from_s {
+            let _ = writeln!(
+                out,
+                "  heal phase     fault-free (no loss) from {heal:.3} s"
+            );
         }
         let _ = writeln!(
             out,

@@ -118,6 +118,8 @@ fn random_mesh_of_40_with_5_percent_loss_recovers() {
         recovered_within_s: 3.0,
     });
     assert!(report.packets_lost > 0, "5 % loss lost nothing");
+    let heal_from_s = report.heal_from_s.expect("a heal phase");
+    assert!(heal_from_s < report.duration_s, "the heal phase has some length");
 }
 
 #[test]
