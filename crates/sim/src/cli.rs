@@ -108,7 +108,7 @@ pub fn run(args: &SimArgs) -> Result<String, SimError> {
     let config = args.to_config()?;
     // The crate's only clock read. wall_ms is measured around the run and only reported, so
     // the simulation itself stays a pure function of its arguments.
-    let started = Instant::now();
+    let started = Instant::now(); // tidy: wall-clock measurement only
     let outcome = crate::run(&config);
     let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {

@@ -119,7 +119,10 @@ fn random_mesh_of_40_with_5_percent_loss_recovers() {
     });
     assert!(report.packets_lost > 0, "5 % loss lost nothing");
     let heal_from_s = report.heal_from_s.expect("a heal phase");
-    assert!(heal_from_s < report.duration_s, "the heal phase has some length");
+    assert!(
+        heal_from_s < report.duration_s,
+        "the heal phase has some length"
+    );
 }
 
 #[test]
