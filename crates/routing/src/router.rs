@@ -47,7 +47,7 @@ const MAX_PENDING_REQUESTS: usize = 4096;
 /// Recently forwarded requests remembered for duplicate suppression, at most.
 const MAX_RECENT_REQUESTS: usize = 4096;
 /// How often an unanswered request of ours is repeated, and how many times.
-/// Doubles after every attempt (100 ms, 200 ms, ... 12.8 s): early attempts often die at
+/// Doubles after every attempt (100 ms, 200 ms, ... 6.4 s): early attempts often die at
 /// nodes that lost the route in the same failure, later ones find the mesh repaired.
 const REQUEST_RETRY: Duration = Duration::from_millis(100);
 const REQUEST_ATTEMPTS: u8 = 8;
@@ -1280,7 +1280,7 @@ impl Router {
             }
             request.attempts_left -= 1;
             let attempts_made = u32::from(REQUEST_ATTEMPTS - request.attempts_left);
-            request.next_at = now + REQUEST_RETRY * (1 << attempts_made.min(7));
+            request.next_at = now + REQUEST_RETRY * (1 << (attempts_made - 1).min(7));
             self.send_request(destination);
         }
         self.next_request_at = self.requests.values().map(|r| r.next_at).min();
