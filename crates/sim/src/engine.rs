@@ -339,6 +339,25 @@ fn describe_breakage(finding: &Finding<'_>, examples: &mut Vec<String>) {
     }
 }
 
+/// What `router`'s own neighbour table says about `neighbour`, for violation messages.
+fn describe_neighbour(router: &Router, neighbour: &NodeId) -> String {
+    match router
+        .neighbours()
+        .into_iter()
+        .find(|info| info.id == *neighbour)
+    {
+        Some(info) => format!(
+            "its table: alive {}, tq {}, rx {}, tx {}, last heard {} us",
+            info.alive,
+            info.tq,
+            info.rx_quality,
+            info.tx_quality,
+            info.last_heard.as_micros()
+        ),
+        None => "not in its neighbour table".to_string(),
+    }
+}
+
 /// `node` and its route towards `destination` as "node[seq S cost C hops H alt A B]", so a
 /// loop's report shows on which advertisements each hop based its choice.
 fn describe_route(router: &Router, node: u32, destination: &NodeId, node_count: usize) -> String {
@@ -702,10 +721,14 @@ impl Simulation {
             let link = node_index(&next_hop, self.ids.len())
                 .and_then(|hop| self.topology.link_index(node, hop));
             if !link.is_some_and(|link| self.listed_alive[link]) {
+                let n = self.ids.len();
                 self.violations.record(now_us, || {
-                    format!(
-                        "node {node} switched its route to node {destination} to next hop {next_hop}, which is not a linked neighbour listed alive"
-                    )
+                    let hop = node_index(&next_hop, n).map_or_else(|| next_hop.to_string(), |i| format!("node {i}"));
+                    let why = match link {
+                        None => "which it has no link to".to_string(),
+                        Some(_) => format!("which its events never reported up ({})", describe_neighbour(router, &next_hop)),
+                    };
+                    format!("node {node} switched its route to node {destination} to next hop {hop}, {why}")
                 });
             }
         }
