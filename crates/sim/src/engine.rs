@@ -153,6 +153,8 @@ pub struct Simulation {
     /// The destination that failed the last check, tried first next time.
     failing_hint: u32,
     walker: Walker,
+    /// Per node: the router's `dropped_events` counter as last seen.
+    dropped_events_seen: Vec<u64>,
     /// Own newest sequence number last seen per node.
     own_seq: Vec<Option<u32>>,
     /// Per node: sampled destinations and the newest sequence number last seen for each.
@@ -448,6 +450,7 @@ impl Simulation {
             failing_hint: 0,
             walker: Walker::new(n),
             own_seq: vec![None; n],
+            dropped_events_seen: vec![0; n],
             sampled_seq,
             violations: Violations::default(),
             counters: Counters::default(),
@@ -594,6 +597,11 @@ impl Simulation {
                 });
             }
         }
+        let dropped_events = self.routers[i].stats().dropped_events;
+        if dropped_events != self.dropped_events_seen[i] {
+            self.dropped_events_seen[i] = dropped_events;
+            self.resync_after_lost_events(node);
+        }
         self.check_step_invariants(node);
         self.rearm(node)
     }
@@ -671,6 +679,27 @@ impl Simulation {
                 format!("node {node} reported neighbour {neighbour} (alive: {alive}), which it has no link to")
             }),
         }
+    }
+
+    /// The router's bounded event queue overflowed and dropped events (its `dropped_events`
+    /// grew), so the event-derived state can be stale: reload the node's neighbour liveness
+    /// from `Router::neighbours` and treat every destination as changed.
+    fn resync_after_lost_events(&mut self, node: u32) {
+        let n = self.ids.len();
+        let links = self.topology.links_of(node);
+        self.listed_alive[links].fill(false);
+        for info in self.routers[node as usize]
+            .neighbours()
+            .iter()
+            .filter(|info| info.alive)
+        {
+            if let Some(link) =
+                node_index(&info.id, n).and_then(|to| self.topology.link_index(node, to))
+            {
+                self.listed_alive[link] = true;
+            }
+        }
+        self.clean.fill(false);
     }
 
     /// The per-step invariants, O(1) router queries each: `Router::validate` (in meshes of at
@@ -1067,6 +1096,13 @@ impl Simulation {
             )
         });
         let ogm_interval_s = config.router.ogm_interval.as_secs_f64();
+        let (router_dropped_events, router_dropped_transmits) =
+            self.routers.iter().fold((0, 0), |(events, transmits), r| {
+                (
+                    events + r.stats().dropped_events,
+                    transmits + r.stats().dropped_transmits,
+                )
+            });
         let (route_changes, fast_reroutes) =
             self.routers.iter().fold((0, 0), |(changes, reroutes), r| {
                 (
@@ -1116,6 +1152,8 @@ impl Simulation {
             dropped_neighbour_limit: self.counters.dropped_neighbour_limit,
             route_changes,
             fast_reroutes,
+            router_dropped_events,
+            router_dropped_transmits,
             loops_before_convergence: self.counters.loops_before_convergence,
             audits: self.counters.audits,
             unstable_audits: self.counters.unstable_audits,

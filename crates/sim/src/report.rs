@@ -88,6 +88,11 @@ pub struct SimReport {
     pub route_changes: u64,
     /// Sum over routers of their switches to a precomputed alternate.
     pub fast_reroutes: u64,
+    /// Sum over routers of events their bounded event queue dropped before the engine drained
+    /// them (the engine then reloads that node's neighbour state from its table).
+    pub router_dropped_events: u64,
+    /// Sum over routers of packets their bounded transmit queue dropped.
+    pub router_dropped_transmits: u64,
     /// Forwarding loops seen before the first convergence (allowed, reported for insight).
     pub loops_before_convergence: u64,
     /// Full audits of the converged mesh (idle and heal phases).
@@ -212,6 +217,13 @@ impl SimReport {
             self.route_changes,
             self.fast_reroutes
         );
+        if self.router_dropped_events + self.router_dropped_transmits > 0 {
+            let _ = writeln!(
+                out,
+                "  router queues  {} events and {} transmits dropped by the routers' own bounded queues",
+                self.router_dropped_events, self.router_dropped_transmits
+            );
+        }
         let _ = writeln!(
             out,
             "  invariants     {} violations; {} of {} audits found broken pairs; {} loops before convergence",
