@@ -28,8 +28,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use wire::{
-    COST_INFINITE, Hello, Message, NodeId, OGM_FLAG_URGENT, Ogm, Packet, PacketWriter,
-    SeqnoRequest, TTL_UNLIMITED,
+    COST_INFINITE, Hello, Message, MessageView, NodeId, OGM_FLAG_URGENT, Ogm, PacketView,
+    PacketWriter, SeqnoRequest, TTL_UNLIMITED,
 };
 
 use crate::link::Link;
@@ -47,10 +47,13 @@ const MAX_PENDING_REQUESTS: usize = 4096;
 /// Recently forwarded requests remembered for duplicate suppression, at most.
 const MAX_RECENT_REQUESTS: usize = 4096;
 /// How often an unanswered request of ours is repeated, and how many times.
-/// Doubles after every attempt (100 ms, 200 ms, ... 6.4 s): early attempts often die at
-/// nodes that lost the route in the same failure, later ones find the mesh repaired.
+/// Doubles after every attempt (100, 200, 400, 800 ms): early attempts often die at nodes
+/// that lost the route in the same failure, later ones find the mesh repaired. After the
+/// last one (1.5 s after the loss) the destination is most likely gone; if it is not,
+/// triggered updates and floods bring it back without more requests, which after a mass
+/// failure would mostly chase dead nodes.
 const REQUEST_RETRY: Duration = Duration::from_millis(100);
-const REQUEST_ATTEMPTS: u8 = 8;
+const REQUEST_ATTEMPTS: u8 = 5;
 /// Neighbours remembered per forwarded request, to pass the answer back to each of them.
 const MAX_ASKERS: usize = 8;
 /// Hop limit of a new sequence-number request; larger than any sane mesh diameter.
@@ -377,7 +380,7 @@ impl Router {
     pub fn handle_datagram(&mut self, now: Timestamp, bytes: &[u8]) -> Result<NodeId, DropReason> {
         self.stats.packets_rx += 1;
         self.stats.bytes_rx += bytes.len() as u64;
-        let packet = match Packet::decode(bytes) {
+        let packet = match PacketView::parse(bytes) {
             Ok(packet) => packet,
             Err(error) => {
                 match error {
@@ -397,16 +400,16 @@ impl Router {
             self.stats.dropped_neighbour_limit += 1;
             return Err(DropReason::NeighbourLimit);
         };
-        for message in &packet.messages {
+        for message in packet.messages() {
             match message {
-                Message::Hello(hello) => self.on_hello(slot, hello),
-                Message::Probe(probe) => self.on_probe(now, slot, probe),
-                Message::Ogms(ogms) => {
+                MessageView::Hello(hello) => self.on_hello(slot, &hello),
+                MessageView::Probe(probe) => self.on_probe(now, slot, &probe),
+                MessageView::Ogms(ogms) => {
                     for ogm in ogms {
-                        self.on_ogm(now, slot, ogm);
+                        self.on_ogm(now, slot, &ogm);
                     }
                 }
-                Message::SeqnoRequest(request) => self.on_seqno_request(now, slot, request),
+                MessageView::SeqnoRequest(request) => self.on_seqno_request(now, slot, &request),
             }
         }
         Ok(packet.sender)
@@ -1242,11 +1245,24 @@ impl Router {
             seq: base.wrapping_add(1),
             hop_limit: REQUEST_HOP_LIMIT,
         };
-        for slot in 0..self.links.len() as u16 {
-            if self.usable_link_cost(slot).is_some() {
-                self.send_message(slot, Message::SeqnoRequest(request));
-                self.stats.seqno_requests_tx += 1;
-            }
+        // Ask the neighbours that still advertise some route (they can forward the request
+        // towards the target); only when none does, ask every neighbour.
+        let advertisers: Vec<u16> = entry
+            .candidates
+            .iter()
+            .filter(|c| !c.is_empty() && self.usable_link_cost(c.slot).is_some())
+            .map(|c| c.slot)
+            .collect();
+        let targets: Vec<u16> = if advertisers.is_empty() {
+            (0..self.links.len() as u16)
+                .filter(|&slot| self.usable_link_cost(slot).is_some())
+                .collect()
+        } else {
+            advertisers
+        };
+        for slot in targets {
+            self.send_message(slot, Message::SeqnoRequest(request));
+            self.stats.seqno_requests_tx += 1;
         }
     }
 

@@ -78,42 +78,11 @@ pub struct Packet {
 impl Packet {
     /// Decodes one packet. Never panics; every failure is a [`DecodeError`].
     pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
-        if bytes.len() > MAX_PACKET_BYTES {
-            return Err(DecodeError::Oversized(bytes.len()));
-        }
-        if bytes.len() < HEADER_BYTES {
-            return Err(DecodeError::TooShort(bytes.len()));
-        }
-        if bytes[0..2] != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        if bytes[2] != VERSION {
-            return Err(DecodeError::UnsupportedVersion(bytes[2]));
-        }
-        let sender = read_node_id(&bytes[4..HEADER_BYTES]);
-        let mut messages = Vec::new();
-        let mut unknown_tlvs: u16 = 0;
-        let mut offset = HEADER_BYTES;
-        while offset < bytes.len() {
-            let rest = &bytes[offset..];
-            if rest.len() < TLV_HEADER_BYTES {
-                return Err(DecodeError::Truncated { offset });
-            }
-            let tlv_type = rest[0];
-            let length = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
-            let value = rest
-                .get(TLV_HEADER_BYTES..TLV_HEADER_BYTES + length)
-                .ok_or(DecodeError::Truncated { offset })?;
-            match decode_value(tlv_type, value)? {
-                Some(message) => messages.push(message),
-                None => unknown_tlvs = unknown_tlvs.saturating_add(1),
-            }
-            offset += TLV_HEADER_BYTES + length;
-        }
+        let view = PacketView::parse(bytes)?;
         Ok(Packet {
-            sender,
-            messages,
-            unknown_tlvs,
+            sender: view.sender,
+            messages: view.messages().map(MessageView::to_message).collect(),
+            unknown_tlvs: view.unknown_tlvs,
         })
     }
 
@@ -127,6 +96,127 @@ impl Packet {
         }
         out
     }
+}
+
+/// A validated packet borrowed from the receive buffer. Parsing checks every TLV exactly as
+/// [`Packet::decode`] does but allocates nothing; OGM batches are read lazily.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketView<'a> {
+    /// The node that sent the packet.
+    pub sender: NodeId,
+    /// How many TLVs of unknown type were skipped.
+    pub unknown_tlvs: u16,
+    body: &'a [u8],
+}
+
+/// One message of a [`PacketView`].
+#[derive(Debug, Clone, Copy)]
+pub enum MessageView<'a> {
+    /// See [`Message::Hello`].
+    Hello(Hello),
+    /// See [`Message::Probe`].
+    Probe(Probe),
+    /// See [`Message::Ogms`]; iterate it for the entries.
+    Ogms(OgmBatch<'a>),
+    /// See [`Message::SeqnoRequest`].
+    SeqnoRequest(SeqnoRequest),
+}
+
+impl MessageView<'_> {
+    /// The owned message.
+    pub fn to_message(self) -> Message {
+        match self {
+            MessageView::Hello(hello) => Message::Hello(hello),
+            MessageView::Probe(probe) => Message::Probe(probe),
+            MessageView::Ogms(batch) => Message::Ogms(batch.collect()),
+            MessageView::SeqnoRequest(request) => Message::SeqnoRequest(request),
+        }
+    }
+}
+
+/// The entries of an OGM batch, decoded one at a time. Its length is a validated multiple
+/// of [`OGM_ENTRY_BYTES`].
+#[derive(Debug, Clone, Copy)]
+pub struct OgmBatch<'a>(&'a [u8]);
+
+impl Iterator for OgmBatch<'_> {
+    type Item = Ogm;
+
+    fn next(&mut self) -> Option<Ogm> {
+        let (entry, rest) = self.0.split_at_checked(OGM_ENTRY_BYTES)?;
+        self.0 = rest;
+        Some(Ogm {
+            originator: read_node_id(entry),
+            seq: be_u32(entry, 16),
+            cost: be_u32(entry, 20),
+            hops: entry[24],
+            ttl: entry[25],
+            flags: entry[26],
+        })
+    }
+}
+
+impl<'a> PacketView<'a> {
+    /// Validates the header and every TLV of `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<PacketView<'a>, DecodeError> {
+        if bytes.len() > MAX_PACKET_BYTES {
+            return Err(DecodeError::Oversized(bytes.len()));
+        }
+        if bytes.len() < HEADER_BYTES {
+            return Err(DecodeError::TooShort(bytes.len()));
+        }
+        if bytes[0..2] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if bytes[2] != VERSION {
+            return Err(DecodeError::UnsupportedVersion(bytes[2]));
+        }
+        let mut unknown_tlvs: u16 = 0;
+        let mut offset = HEADER_BYTES;
+        while let Some((tlv_type, value, next)) = next_tlv(bytes, offset)? {
+            if view_value(tlv_type, value)?.is_none() {
+                unknown_tlvs = unknown_tlvs.saturating_add(1);
+            }
+            offset = next;
+        }
+        Ok(PacketView {
+            sender: read_node_id(&bytes[4..HEADER_BYTES]),
+            unknown_tlvs,
+            body: bytes,
+        })
+    }
+
+    /// The known messages, in order (unknown TLVs skipped).
+    pub fn messages(&self) -> impl Iterator<Item = MessageView<'a>> + use<'a> {
+        let bytes = self.body;
+        let mut offset = HEADER_BYTES;
+        std::iter::from_fn(move || {
+            loop {
+                // `parse` validated every TLV, so neither call can fail here; stopping on an
+                // error would only end the iteration early.
+                let (tlv_type, value, next) = next_tlv(bytes, offset).ok()??;
+                offset = next;
+                if let Ok(Some(message)) = view_value(tlv_type, value) {
+                    return Some(message);
+                }
+            }
+        })
+    }
+}
+
+/// The TLV at `offset`: its type, value and the offset after it; `None` at the end.
+fn next_tlv(bytes: &[u8], offset: usize) -> Result<Option<(u8, &[u8], usize)>, DecodeError> {
+    let Some(rest) = bytes.get(offset..).filter(|rest| !rest.is_empty()) else {
+        return Ok(None);
+    };
+    if rest.len() < TLV_HEADER_BYTES {
+        return Err(DecodeError::Truncated { offset });
+    }
+    let length = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+    let value = rest
+        .get(TLV_HEADER_BYTES..TLV_HEADER_BYTES + length)
+        .ok_or(DecodeError::Truncated { offset })?;
+    Ok(Some((rest[0], value, offset + TLV_HEADER_BYTES + length)))
 }
 
 fn read_node_id(bytes: &[u8]) -> NodeId {
@@ -143,9 +233,9 @@ fn be_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([bytes[at], bytes[at + 1]])
 }
 
-/// Decodes a TLV value of a known type; `Ok(None)` for an unknown type.
-/// Callers guarantee nothing about `value`, so every read is checked against its length first.
-fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeError> {
+/// Views a TLV value of a known type; `Ok(None)` for an unknown type.
+/// Nothing is known about `value`, so every read is checked against its length first.
+fn view_value(tlv_type: u8, value: &[u8]) -> Result<Option<MessageView<'_>>, DecodeError> {
     let bad_length = || DecodeError::BadLength {
         tlv_type,
         length: value.len(),
@@ -155,7 +245,7 @@ fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeErr
             if value.len() != HELLO_BYTES {
                 return Err(bad_length());
             }
-            Message::Hello(Hello {
+            MessageView::Hello(Hello {
                 probe_interval_ms: be_u16(value, 0),
             })
         }
@@ -163,7 +253,7 @@ fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeErr
             if value.len() != PROBE_BYTES {
                 return Err(bad_length());
             }
-            Message::Probe(Probe {
+            MessageView::Probe(Probe {
                 seq: be_u32(value, 0),
                 tx_time_us: be_u32(value, 4),
                 echo_time_us: be_u32(value, 8),
@@ -177,24 +267,13 @@ fn decode_value(tlv_type: u8, value: &[u8]) -> Result<Option<Message>, DecodeErr
             if value.is_empty() || !value.len().is_multiple_of(OGM_ENTRY_BYTES) {
                 return Err(bad_length());
             }
-            let ogms = value
-                .chunks_exact(OGM_ENTRY_BYTES)
-                .map(|entry| Ogm {
-                    originator: read_node_id(entry),
-                    seq: be_u32(entry, 16),
-                    cost: be_u32(entry, 20),
-                    hops: entry[24],
-                    ttl: entry[25],
-                    flags: entry[26],
-                })
-                .collect();
-            Message::Ogms(ogms)
+            MessageView::Ogms(OgmBatch(value))
         }
         TYPE_SEQNO_REQUEST => {
             if value.len() != SEQNO_REQUEST_BYTES {
                 return Err(bad_length());
             }
-            Message::SeqnoRequest(SeqnoRequest {
+            MessageView::SeqnoRequest(SeqnoRequest {
                 target: read_node_id(value),
                 requester: read_node_id(&value[16..]),
                 seq: be_u32(value, 32),
@@ -300,7 +379,8 @@ impl PacketWriter {
     }
 
     fn start_packet(&mut self) {
-        self.current = Vec::with_capacity(MAX_PACKET_BYTES);
+        // Most packets are a probe or a few OGMs; the buffer grows when a batch is larger.
+        self.current = Vec::with_capacity(128);
         write_header(&mut self.current, self.sender);
         self.open_ogm_batch = None;
     }

@@ -14,8 +14,8 @@ pub mod id;
 pub mod message;
 
 pub use codec::{
-    DecodeError, HEADER_BYTES, MAGIC, MAX_PACKET_BYTES, OGM_ENTRY_BYTES, Packet, PacketWriter,
-    TLV_HEADER_BYTES, VERSION, encoded_len,
+    DecodeError, HEADER_BYTES, MAGIC, MAX_PACKET_BYTES, MessageView, OGM_ENTRY_BYTES, OgmBatch,
+    Packet, PacketView, PacketWriter, TLV_HEADER_BYTES, VERSION, encoded_len,
 };
 pub use id::{NodeId, ParseNodeIdError};
 pub use message::{
