@@ -57,6 +57,16 @@ const IDLE_WINDOW_MAX_US: u64 = 10_000_000;
 /// Longest fault-free heal phase at the end of the run.
 const HEAL_MAX_US: u64 = 10_000_000;
 
+/// Next-hop snapshot entry: no route.
+const SNAPSHOT_NO_ROUTE: u16 = u16::MAX;
+
+/// Next-hop snapshot entry: a next hop that is no simulated node.
+const SNAPSHOT_FOREIGN: u16 = u16::MAX - 1;
+
+/// Meshes up to this size take a next-hop snapshot for full audits; node indices must fit
+/// below the two sentinels, and [`crate::config::MAX_NODES`] is far below this.
+const SNAPSHOT_MAX_NODES: usize = SNAPSHOT_FOREIGN as usize;
+
 /// `timer_armed_at_us` value of a node with no pending wake-up.
 const NOT_ARMED: u64 = u64::MAX;
 
@@ -163,6 +173,9 @@ pub struct Simulation {
     counters: Counters,
     /// Next-hop lookups made by the walks (a `Cell` so the shared walk view can count).
     checker_lookups: Cell<u64>,
+    /// Scratch for full audits: `next_hop_snapshot[node * N + destination]`, a node index or
+    /// one of the `SNAPSHOT_*` sentinels; 2 bytes per pair (200 MB at 10,000 nodes).
+    next_hop_snapshot: Vec<u16>,
     phase: Phase,
     now_us: u64,
     converged_at_us: Option<u64>,
@@ -216,6 +229,9 @@ struct View<'a> {
     listed_alive: &'a [bool],
     /// Next-hop lookups the walks made, for the report's cost figures.
     lookups: &'a Cell<u64>,
+    /// During full audits: every live node's next hop towards every destination, read from
+    /// the routers node by node just before the walks (see [`Simulation::snapshot_next_hops`]).
+    snapshot: Option<&'a [u16]>,
 }
 
 impl MeshView for View<'_> {
@@ -229,6 +245,14 @@ impl MeshView for View<'_> {
     }
 
     fn next_hop(&self, node: u32, destination: u32) -> NextHop {
+        if let Some(snapshot) = self.snapshot {
+            match snapshot[node as usize * self.ids.len() + destination as usize] {
+                SNAPSHOT_NO_ROUTE => return NextHop::None,
+                // Rare (a router bug): ask the router again for the identifier to report.
+                SNAPSHOT_FOREIGN => {}
+                hop => return NextHop::Node(u32::from(hop)),
+            }
+        }
         self.lookups.set(self.lookups.get() + 1);
         match self.routers[node as usize].next_hop(&self.ids[destination as usize]) {
             None => NextHop::None,
@@ -455,6 +479,7 @@ impl Simulation {
             violations: Violations::default(),
             counters: Counters::default(),
             checker_lookups: Cell::new(0),
+            next_hop_snapshot: Vec::new(),
             phase: Phase::Converging,
             now_us: 0,
             converged_at_us: None,
@@ -915,7 +940,10 @@ impl Simulation {
     }
 
     /// Splits the borrows a walk needs: the read-only view, the walker, and a judge.
-    fn walk_parts(&mut self) -> (View<'_>, &mut Walker, &mut Vec<bool>, &mut u32, Judge<'_>) {
+    fn walk_parts(
+        &mut self,
+        use_snapshot: bool,
+    ) -> (View<'_>, &mut Walker, &mut Vec<bool>, &mut u32, Judge<'_>) {
         let now_us = self.now_us;
         let converged = self.converged_at_us.is_some();
         let crash_at_us = self.crash_at_us;
@@ -932,6 +960,7 @@ impl Simulation {
             violations,
             counters,
             checker_lookups,
+            next_hop_snapshot,
             ..
         } = self;
         let judge = Judge {
@@ -952,6 +981,8 @@ impl Simulation {
                 topology,
                 listed_alive,
                 lookups: checker_lookups,
+                snapshot: (use_snapshot && !next_hop_snapshot.is_empty())
+                    .then_some(next_hop_snapshot.as_slice()),
             },
             walker,
             clean,
@@ -965,7 +996,7 @@ impl Simulation {
     /// one that failed last time; if all pass, a confirmation walk over every destination, so
     /// the verdict never rests on the routers' change events.
     fn all_pairs_work(&mut self) -> bool {
-        let (view, walker, clean, failing_hint, mut judge) = self.walk_parts();
+        let (view, walker, clean, failing_hint, mut judge) = self.walk_parts(false);
         let n = view.ids.len() as u32;
         for k in 0..n {
             let destination = (*failing_hint + k) % n;
@@ -1012,8 +1043,9 @@ impl Simulation {
         if self.ids.len() > FULL_STEP_CHECKS_MAX_NODES {
             self.validate_live_routers();
         }
+        self.snapshot_next_hops();
         let mut examples = Vec::new();
-        let (view, walker, _, _, mut judge) = self.walk_parts();
+        let (view, walker, _, _, mut judge) = self.walk_parts(true);
         let n = view.ids.len() as u32;
         let broken = (0..n)
             .map(|destination| {
@@ -1027,6 +1059,35 @@ impl Simulation {
             .sum();
         self.broken_pair_examples = examples;
         broken
+    }
+
+    /// Reads every live node's next hop towards every destination into `next_hop_snapshot`,
+    /// router by router. The same N^2 lookups as walking destination by destination, but each
+    /// router's table stays in cache while it is read, instead of every lookup landing in a
+    /// different router's table: this made full audits several times cheaper at 1,000 nodes.
+    fn snapshot_next_hops(&mut self) {
+        let n = self.ids.len();
+        if n > SNAPSHOT_MAX_NODES {
+            self.next_hop_snapshot = Vec::new();
+            return;
+        }
+        self.next_hop_snapshot.clear();
+        self.next_hop_snapshot.resize(n * n, SNAPSHOT_NO_ROUTE);
+        for (node, router) in self.routers.iter().enumerate() {
+            if self.component[node] == CRASHED {
+                continue;
+            }
+            let row = &mut self.next_hop_snapshot[node * n..(node + 1) * n];
+            for (entry, destination) in row.iter_mut().zip(&self.ids) {
+                *entry = match router.next_hop(destination) {
+                    None => SNAPSHOT_NO_ROUTE,
+                    // node_index is below n <= SNAPSHOT_MAX_NODES, so it fits below the sentinels.
+                    Some(hop) => node_index(&hop, n).map_or(SNAPSHOT_FOREIGN, |hop| hop as u16),
+                };
+            }
+        }
+        self.checker_lookups
+            .set(self.checker_lookups.get() + (n * n) as u64);
     }
 
     /// `Router::validate` on every router that has not crashed.
