@@ -15,6 +15,7 @@
 # memory (max RSS, from GNU time) depend on the machine's load; every other figure is a pure
 # function of the arguments. Not part of the test suite.
 #
+# Figures measured so far are in docs/SIMULATOR.md.
 # Usage: bench/sim_scaling.sh            (everything; the 10,000-node run can take very long)
 #        SKIP_10K=1 bench/sim_scaling.sh (skip it)
 #        DURATION_10K=5 TIMEOUT_10K=1800 MEMORY_LIMIT_GB=16 bench/sim_scaling.sh
@@ -65,7 +66,7 @@ run "1000 random, target" 3600 --nodes 1000 --topology random --fail 0.4 --seed 
 echo "== scaling of idle control traffic (fisheye on, then off)"
 run "100 random" 600 --nodes 100 --topology random --fail 0.4 --seed 1
 run "100 random, no fisheye" 600 --nodes 100 --topology random --fail 0.4 --seed 1 --no-fisheye
-run "1000 random, no fisheye" 3600 --nodes 1000 --topology random --fail 0.4 --seed 1 --no-fisheye --duration-s 20
+run "1000 random, no fisheye" 3600 --nodes 1000 --topology random --fail 0.4 --seed 1 --no-fisheye --duration-s 30
 if [[ -z "${SKIP_10K:-}" ]]; then
     run "10000 random (${duration_10k} s)" "$timeout_10k" --nodes 10000 --topology random --fail 0.4 --seed 1 \
         --duration-s "$duration_10k"
