@@ -4,7 +4,7 @@
 # checks (invariant violation, no convergence, no recovery, unreachable pairs at the end) with
 # its first problem. Any failing line reproduces exactly by re-running it.
 #
-# Usage: bench/sim_sweep.sh [SEEDS] [NODES] [DURATION_S]      (defaults 20 60 20)
+# Usage: [LOSSES="0 0.05"] bench/sim_sweep.sh [SEEDS] [NODES] [DURATION_S]   (defaults 20 60 20)
 #   e.g. bench/sim_sweep.sh 100 200 30
 # Runs as many simulations at once as the machine has cores. Not part of the test suite.
 set -euo pipefail
@@ -39,7 +39,7 @@ export nodes duration
 
 for seed in $(seq 1 "$seeds"); do
     for topology in ring grid random; do
-        for loss in 0 0.05; do
+        for loss in ${LOSSES:-0 0.05}; do
             echo "$seed $topology $loss"
         done
     done
