@@ -19,7 +19,7 @@
 //!   intervals and full-mesh floods every 64: per-node traffic grows sub-linearly with mesh size.
 //! - *Changes* do not wait for floods: a lost, gained or much changed route is advertised to
 //!   the neighbours within `flush_delay` (triggered update, TTL 0).
-//! - *Fast reroute*: every destination keeps up to three loop-free alternates (feasible
+//! - *Fast reroute*: every destination keeps up to two loop-free alternates (feasible
 //!   candidates via other neighbours). When a neighbour dies, traffic moves to an alternate
 //!   at once. With no feasible alternate the node retracts the route and sends a
 //!   sequence-number request towards the destination, which answers with a fresh full flood.
@@ -290,7 +290,6 @@ pub struct Router {
     tq_used: Vec<u8>,
     table: NodeMap<RouteEntry>,
     own_seq: u32,
-    originated_once: bool,
     /// Destinations with an advertisement to send at the next flush.
     pending: Vec<NodeId>,
     /// Relays waiting for the best neighbour's copy of a new sequence number, until the deadline.
@@ -340,7 +339,6 @@ impl Router {
             tq_used: Vec::new(),
             table: NodeMap::default(),
             own_seq: initial_seq,
-            originated_once: false,
             pending: Vec::new(),
             relay_deadline: NodeMap::default(),
             dumps: Vec::new(),
@@ -1183,7 +1181,9 @@ impl Router {
     /// first OGM and request-driven ones flood the whole mesh.
     fn originate(&mut self, now: Timestamp, forced: bool) {
         self.own_seq = self.own_seq.wrapping_add(1);
-        let ttl = if forced || !self.originated_once || !self.config.fisheye {
+        // The first OGM is scoped like any other: the neighbours that learn a new node pass
+        // it on as a gained route (a triggered update), which already reaches the whole mesh.
+        let ttl = if forced || !self.config.fisheye {
             TTL_UNLIMITED
         } else {
             fisheye_ttl(self.own_seq)
@@ -1191,7 +1191,6 @@ impl Router {
         if forced {
             self.last_forced_origination = Some(now);
         }
-        self.originated_once = true;
         let ogm = Ogm {
             originator: self.local,
             seq: self.own_seq,
@@ -1442,10 +1441,27 @@ impl Router {
         interval.mul_f64(1.0 - fraction + 2.0 * fraction * self.rng.unit())
     }
 
+    /// Queues an event. When the queue is full, route changes are what gives way: a
+    /// neighbour event is never dropped for one (the routes can be read from the table at any
+    /// time, a missed neighbour transition cannot).
     fn push_event(&mut self, event: Event) {
         if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
             self.stats.dropped_events += 1;
+            if matches!(event, Event::RouteChanged { .. }) {
+                return;
+            }
+            match self
+                .events
+                .iter()
+                .position(|e| matches!(e, Event::RouteChanged { .. }))
+            {
+                Some(index) => {
+                    self.events.remove(index);
+                }
+                None => {
+                    self.events.pop_front();
+                }
+            }
         }
         self.events.push_back(event);
     }
@@ -1511,4 +1527,41 @@ fn candidate_timeout_ms(hops: u8, ogm_ms: u32, fisheye: bool) -> u32 {
         1
     };
     ogm_ms.saturating_mul(period_ogms * 3 + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_event_queue_drops_route_changes_before_neighbour_events() {
+        let mut router = Router::new(
+            NodeId::from_index(1),
+            RouterConfig::default(),
+            0,
+            1,
+            Timestamp::ZERO,
+        );
+        let change = |i: u64| Event::RouteChanged {
+            destination: NodeId::from_index(i),
+            next_hop: None,
+        };
+        router.push_event(Event::NeighbourUp(NodeId::from_index(2)));
+        for i in 0..MAX_EVENTS as u64 {
+            router.push_event(change(i));
+        }
+        router.push_event(Event::NeighbourDown(NodeId::from_index(3)));
+        let events: Vec<Event> = std::iter::from_fn(|| router.poll_event()).collect();
+        assert_eq!(events.len(), MAX_EVENTS);
+        assert_eq!(events[0], Event::NeighbourUp(NodeId::from_index(2)));
+        assert_eq!(
+            events[MAX_EVENTS - 1],
+            Event::NeighbourDown(NodeId::from_index(3))
+        );
+        assert_eq!(
+            router.stats().dropped_events,
+            2,
+            "one change evicted, one change refused"
+        );
+    }
 }
