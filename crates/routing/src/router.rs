@@ -35,7 +35,9 @@ use wire::{
 use crate::link::Link;
 use crate::metric::{LinkCosts, add_costs, cost_to_tq};
 use crate::rng::Rng;
-use crate::table::{Candidate, NO_SLOT, NodeMap, RouteEntry, seq_newer};
+use std::hash::BuildHasher;
+
+use crate::table::{Candidate, NO_SLOT, NodeIdHasher, NodeMap, RouteEntry, seq_newer};
 use crate::{NeighbourInfo, RouterConfig, Timestamp};
 
 /// Undrained events kept at most; older ones are dropped and counted.
@@ -75,8 +77,12 @@ const COST_CHANGE_DIVISOR: u32 = 4;
 const FULL_SCOPE_SHIFT: u32 = 6;
 /// Dead neighbours are forgotten after this long (their slot is reused).
 const NEIGHBOUR_PURGE: Duration = Duration::from_secs(60);
-/// How often expired candidates are swept out.
+/// How often expired candidates are swept out (and a slice of the table re-advertised).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// The whole table is re-advertised at least this often, and more slowly for large tables
+/// (by the square root of destinations / `SYNC_REFERENCE_DESTINATIONS`).
+const SYNC_PERIOD_MIN: Duration = Duration::from_secs(15);
+const SYNC_REFERENCE_DESTINATIONS: f64 = 100.0;
 /// A retraction is sent this many extra times, because a lost retraction would leave
 /// neighbours forwarding into a dead end until their candidate expires.
 const RETRACTION_REPEATS: u8 = 2;
@@ -311,6 +317,8 @@ pub struct Router {
     next_ogm: Timestamp,
     next_hello: Timestamp,
     next_sweep: Timestamp,
+    /// Sweeps so far; picks the slice of the table that the next sweep re-advertises.
+    sweeps: u64,
     flush_at: Option<Timestamp>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -353,6 +361,7 @@ impl Router {
             next_ogm: first_ogm,
             next_hello: now,
             next_sweep: now + SWEEP_INTERVAL,
+            sweeps: 0,
             flush_at: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -1421,6 +1430,35 @@ impl Router {
         });
         self.recent_requests
             .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
+        self.queue_table_slice(now);
+    }
+
+    /// Re-advertises one slice of the routing table, so that the whole table reaches every
+    /// neighbour once per sync period even when triggered updates and floods were lost
+    /// (a lossy link must not leave a route unknown until the next mesh-wide flood). The
+    /// entries ride on the next probe packets. The period grows with the square root of the
+    /// table, so this traffic stays sub-linear in the mesh size: about 7 entries per second
+    /// and neighbour at 100 destinations, 21 at 1,000, 67 at 10,000.
+    fn queue_table_slice(&mut self, now: Timestamp) {
+        let size_factor = (self.table.len() as f64 / SYNC_REFERENCE_DESTINATIONS)
+            .sqrt()
+            .max(1.0);
+        let slices = (SYNC_PERIOD_MIN.as_secs_f64() * size_factor / SWEEP_INTERVAL.as_secs_f64())
+            .round()
+            .max(1.0) as u64;
+        let turn = self.sweeps % slices;
+        self.sweeps = self.sweeps.wrapping_add(1);
+        let hasher = std::hash::BuildHasherDefault::<NodeIdHasher>::default();
+        let due: Vec<NodeId> = self
+            .table
+            .iter()
+            .filter(|(_, entry)| entry.selected != NO_SLOT && !entry.pending)
+            .filter(|(destination, _)| hasher.hash_one(destination) % slices == turn)
+            .map(|(destination, _)| *destination)
+            .collect();
+        for destination in due {
+            self.queue_advert(now, destination, false);
+        }
     }
 
     fn send_hello(&mut self) {
