@@ -92,8 +92,8 @@ impl RouterConfig {
         if ms(self.flush_delay) > 1000 {
             return err("flush_delay_ms", "must be at most 1000");
         }
-        if !(1..=1024).contains(&self.max_neighbours) {
-            return err("max_neighbours", "must be between 1 and 1024");
+        if !(1..=254).contains(&self.max_neighbours) {
+            return err("max_neighbours", "must be between 1 and 254");
         }
         if !(1..=1_000_000).contains(&self.max_destinations) {
             return err("max_destinations", "must be between 1 and 1000000");

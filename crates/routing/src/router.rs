@@ -37,7 +37,7 @@ use crate::metric::{LinkCosts, add_costs, cost_to_tq};
 use crate::rng::Rng;
 use std::hash::BuildHasher;
 
-use crate::table::{Candidate, NO_SLOT, NodeIdHasher, NodeMap, RouteEntry, seq_newer};
+use crate::table::{Candidate, NO_SLOT, NodeIdHasher, NodeMap, RouteEntry, Slot, seq_newer};
 use crate::{NeighbourInfo, RouterConfig, Timestamp};
 
 /// Undrained events kept at most; older ones are dropped and counted.
@@ -226,7 +226,7 @@ struct ForwardedRequest {
     /// When and with which sequence number we last forwarded one.
     forwarded: Option<(Timestamp, u32)>,
     /// Neighbours waiting for an answer, each with the sequence number it needs.
-    askers: [(u16, u32); MAX_ASKERS],
+    askers: [(Slot, u32); MAX_ASKERS],
     asker_count: usize,
 }
 
@@ -240,7 +240,7 @@ impl ForwardedRequest {
         }
     }
 
-    fn add_asker(&mut self, slot: u16, seq: u32) {
+    fn add_asker(&mut self, slot: Slot, seq: u32) {
         let known = &mut self.askers[..self.asker_count];
         match known.iter_mut().find(|(s, _)| *s == slot) {
             Some((_, wanted)) if seq_newer(seq, *wanted) => *wanted = seq,
@@ -254,7 +254,7 @@ impl ForwardedRequest {
     }
 
     /// Removes and returns the askers that a route based on `seq` satisfies.
-    fn take_satisfied(&mut self, seq: u32) -> Vec<u16> {
+    fn take_satisfied(&mut self, seq: u32) -> Vec<Slot> {
         let mut satisfied = Vec::new();
         let mut kept = 0;
         for i in 0..self.asker_count {
@@ -277,7 +277,7 @@ struct Advert {
     ogm: Ogm,
     /// The neighbour our route goes through: it gets a retraction (poisoned reverse) for a
     /// triggered update, and nothing for a flood relay (it already has the newer sequence).
-    via_slot: u16,
+    via_slot: Slot,
     is_relay: bool,
 }
 
@@ -291,7 +291,7 @@ pub struct Router {
     /// Neighbour slots; a slot index is stable while the neighbour is known, so candidates
     /// refer to neighbours by slot (2 bytes) instead of by id (16 bytes).
     links: Vec<Option<Link>>,
-    slot_of: NodeMap<u16>,
+    slot_of: NodeMap<Slot>,
     /// TQ each link's routes were last ranked with (see `TQ_HYSTERESIS`).
     tq_used: Vec<u8>,
     table: NodeMap<RouteEntry>,
@@ -301,9 +301,9 @@ pub struct Router {
     /// Relays waiting for the best neighbour's copy of a new sequence number, until the deadline.
     relay_deadline: NodeMap<Timestamp>,
     /// Neighbours that get our whole table at the next flush (they just came up).
-    dumps: Vec<u16>,
+    dumps: Vec<Slot>,
     /// Answers to sequence-number requests: (neighbour, destination).
-    answers: Vec<(u16, NodeId)>,
+    answers: Vec<(Slot, NodeId)>,
     retraction_repeats: Vec<(NodeId, Timestamp, u8)>,
     requests: NodeMap<PendingRequest>,
     /// Earliest `next_at` among `requests` (may be early after a removal; never late).
@@ -317,6 +317,8 @@ pub struct Router {
     next_ogm: Timestamp,
     next_hello: Timestamp,
     next_sweep: Timestamp,
+    /// The latest `now` passed in, to turn coarse stored times back into timestamps.
+    last_now: Timestamp,
     /// Sweeps so far; picks the slice of the table that the next sweep re-advertises.
     sweeps: u64,
     flush_at: Option<Timestamp>,
@@ -361,6 +363,7 @@ impl Router {
             next_ogm: first_ogm,
             next_hello: now,
             next_sweep: now + SWEEP_INTERVAL,
+            last_now: now,
             sweeps: 0,
             flush_at: None,
             transmits: VecDeque::new(),
@@ -385,6 +388,7 @@ impl Router {
     /// Feeds one received datagram. Returns the sender's id (so the caller can remember its
     /// address) or why the packet was dropped; drops are also counted in [`Stats`].
     pub fn handle_datagram(&mut self, now: Timestamp, bytes: &[u8]) -> Result<NodeId, DropReason> {
+        self.last_now = self.last_now.max(now);
         self.stats.packets_rx += 1;
         self.stats.bytes_rx += bytes.len() as u64;
         let packet = match PacketView::parse(bytes) {
@@ -424,6 +428,7 @@ impl Router {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         self.check_liveness(now);
         if now >= self.next_hello {
             self.send_hello();
@@ -519,7 +524,7 @@ impl Router {
                     hops: candidate.hops,
                     seq: candidate.seq,
                     alternates,
-                    changed_at: entry.changed_at,
+                    changed_at: self.timestamp_of(entry.changed_ms),
                 })
             })
             .collect();
@@ -574,7 +579,7 @@ impl Router {
         }
         for (slot, link) in self.links.iter().enumerate() {
             if let Some(link) = link
-                && self.slot_of.get(&link.id) != Some(&(slot as u16))
+                && self.slot_of.get(&link.id) != Some(&(slot as Slot))
             {
                 return fail(format!("slot {slot} of {} is not indexed", link.id.short()));
             }
@@ -621,19 +626,25 @@ impl Router {
         Ok(())
     }
 
+    /// The timestamp of a coarse millisecond time within the last 49 days.
+    fn timestamp_of(&self, coarse: u32) -> Timestamp {
+        let age_ms = coarse_ms(self.last_now).wrapping_sub(coarse);
+        self.last_now - Duration::from_millis(u64::from(age_ms))
+    }
+
     // ----- neighbours --------------------------------------------------------------------
 
-    fn link(&self, slot: u16) -> Option<&Link> {
+    fn link(&self, slot: Slot) -> Option<&Link> {
         self.links.get(usize::from(slot)).and_then(Option::as_ref)
     }
 
     /// Cost of the hop to `slot` if routes may use that neighbour now.
-    fn usable_link_cost(&self, slot: u16) -> Option<u32> {
+    fn usable_link_cost(&self, slot: Slot) -> Option<u32> {
         usable_cost(&self.links, &self.tq_used, &self.link_costs, slot)
     }
 
     /// Finds or creates the link to `id`, refreshing its liveness. `None` if the table is full.
-    fn touch_link(&mut self, now: Timestamp, id: NodeId) -> Option<u16> {
+    fn touch_link(&mut self, now: Timestamp, id: NodeId) -> Option<Slot> {
         let slot = match self.slot_of.get(&id) {
             Some(&slot) => slot,
             None => {
@@ -653,8 +664,8 @@ impl Router {
                         self.links.len() - 1
                     }
                 };
-                // max_neighbours is validated to be at most 1024, so slots fit in u16.
-                let slot = slot as u16;
+                // max_neighbours is validated to be at most 254, so slots fit in a Slot below NO_SLOT.
+                let slot = slot as Slot;
                 self.slot_of.insert(id, slot);
                 slot
             }
@@ -665,13 +676,13 @@ impl Router {
         Some(slot)
     }
 
-    fn on_hello(&mut self, slot: u16, hello: &Hello) {
+    fn on_hello(&mut self, slot: Slot, hello: &Hello) {
         if let Some(link) = self.links[usize::from(slot)].as_mut() {
             link.peer_interval = Duration::from_millis(u64::from(hello.probe_interval_ms.max(1)));
         }
     }
 
-    fn on_probe(&mut self, now: Timestamp, slot: u16, probe: &wire::Probe) {
+    fn on_probe(&mut self, now: Timestamp, slot: Slot, probe: &wire::Probe) {
         let window = self.config.window;
         let Some(link) = self.links[usize::from(slot)].as_mut() else {
             return;
@@ -705,7 +716,7 @@ impl Router {
             };
             let deadline = link.deadline(self.config.probe_interval, self.config.probe_miss_limit);
             if link.alive && now >= deadline {
-                self.declare_dead(now, slot as u16);
+                self.declare_dead(now, slot as Slot);
             } else if !link.alive && now >= link.last_heard + NEIGHBOUR_PURGE {
                 self.slot_of.remove(&link.id);
                 self.links[slot] = None;
@@ -714,7 +725,7 @@ impl Router {
     }
 
     /// The neighbour is gone: drop its advertisements and move its routes to alternates.
-    fn declare_dead(&mut self, now: Timestamp, slot: u16) {
+    fn declare_dead(&mut self, now: Timestamp, slot: Slot) {
         let Some(link) = self.links[usize::from(slot)].as_mut() else {
             return;
         };
@@ -746,7 +757,7 @@ impl Router {
 
     // ----- routes ------------------------------------------------------------------------
 
-    fn on_ogm(&mut self, now: Timestamp, slot: u16, ogm: &Ogm) {
+    fn on_ogm(&mut self, now: Timestamp, slot: Slot, ogm: &Ogm) {
         self.stats.ogms_rx += 1;
         if ogm.originator == self.local {
             return;
@@ -788,7 +799,7 @@ impl Router {
                 hops: ogm.hops.saturating_add(1),
                 seq: ogm.seq,
                 cost: ogm.cost,
-                updated_ms: coarse_ms(now),
+                updated_qs: coarse_quarter_seconds(now),
             };
             entry.upsert(candidate, |c| {
                 add_costs(
@@ -878,7 +889,7 @@ impl Router {
         entry.selected = new_slot;
         entry.selected_total = new_total;
         if new_slot != old_slot {
-            entry.changed_at = now;
+            entry.changed_ms = coarse_ms(now);
         }
         let advertised = entry.adv_cost;
         // A new next hop is advertised too: the old one was poisoned and must learn our route,
@@ -920,7 +931,7 @@ impl Router {
         }
     }
 
-    fn note_route_change(&mut self, destination: NodeId, slot: u16) {
+    fn note_route_change(&mut self, destination: NodeId, slot: Slot) {
         self.stats.route_changes += 1;
         let next_hop = self.link(slot).map(|link| link.id);
         self.push_event(Event::RouteChanged {
@@ -1038,7 +1049,7 @@ impl Router {
             {
                 let slot = entry.candidates[choice.index].slot;
                 if slot != entry.selected {
-                    entry.changed_at = now;
+                    entry.changed_ms = coarse_ms(now);
                     switched_to = Some(slot);
                 }
                 entry.selected = slot;
@@ -1097,7 +1108,7 @@ impl Router {
         let answers = std::mem::take(&mut self.answers);
         let dead_after = self.config.dead_after();
         let mut extra_adverts: Vec<Ogm> = Vec::new();
-        for slot in 0..self.links.len() as u16 {
+        for slot in 0..self.links.len() as Slot {
             let usable = self.usable_link_cost(slot).is_some();
             let mut writer = PacketWriter::new(self.local);
             if with_probes && let Some(link) = self.links[usize::from(slot)].as_mut() {
@@ -1161,7 +1172,7 @@ impl Router {
     }
 
     /// Our current route to `destination` as an OGM for neighbour `to`, unless it goes via `to`.
-    fn current_advert(&self, destination: &NodeId, to: u16) -> Option<Ogm> {
+    fn current_advert(&self, destination: &NodeId, to: Slot) -> Option<Ogm> {
         let entry = self.table.get(destination)?;
         let candidate = entry.selected_candidate()?;
         (entry.selected != to).then_some(Ogm {
@@ -1174,7 +1185,7 @@ impl Router {
         })
     }
 
-    fn send_packets(&mut self, slot: u16, writer: PacketWriter) {
+    fn send_packets(&mut self, slot: Slot, writer: PacketWriter) {
         let Some(id) = self.link(slot).map(|link| link.id) else {
             return;
         };
@@ -1208,7 +1219,7 @@ impl Router {
             ttl,
             flags: if forced { OGM_FLAG_URGENT } else { 0 },
         };
-        for slot in 0..self.links.len() as u16 {
+        for slot in 0..self.links.len() as Slot {
             if self.usable_link_cost(slot).is_some() {
                 let mut writer = PacketWriter::new(self.local);
                 writer.push_ogm(&ogm);
@@ -1255,14 +1266,14 @@ impl Router {
         };
         // Ask the neighbours that still advertise some route (they can forward the request
         // towards the target); only when none does, ask every neighbour.
-        let advertisers: Vec<u16> = entry
+        let advertisers: Vec<Slot> = entry
             .candidates
             .iter()
             .filter(|c| !c.is_empty() && self.usable_link_cost(c.slot).is_some())
             .map(|c| c.slot)
             .collect();
-        let targets: Vec<u16> = if advertisers.is_empty() {
-            (0..self.links.len() as u16)
+        let targets: Vec<Slot> = if advertisers.is_empty() {
+            (0..self.links.len() as Slot)
                 .filter(|&slot| self.usable_link_cost(slot).is_some())
                 .collect()
         } else {
@@ -1274,7 +1285,7 @@ impl Router {
         }
     }
 
-    fn send_message(&mut self, slot: u16, message: Message) {
+    fn send_message(&mut self, slot: Slot, message: Message) {
         let mut writer = PacketWriter::new(self.local);
         writer.push(&message);
         self.send_packets(slot, writer);
@@ -1310,7 +1321,7 @@ impl Router {
         self.next_request_at = self.requests.values().map(|r| r.next_at).min();
     }
 
-    fn on_seqno_request(&mut self, now: Timestamp, slot: u16, request: &SeqnoRequest) {
+    fn on_seqno_request(&mut self, now: Timestamp, slot: Slot, request: &SeqnoRequest) {
         if request.target == self.local {
             self.answer_own_request(now, request.seq);
             return;
@@ -1396,15 +1407,15 @@ impl Router {
 
     /// Removes candidates nobody refreshed in time and forgets long-unreachable destinations.
     fn sweep(&mut self, now: Timestamp) {
-        let now_ms = coarse_ms(now);
+        let now_qs = coarse_quarter_seconds(now);
         let ogm_ms = u32::try_from(self.config.ogm_interval.as_millis()).unwrap_or(u32::MAX);
         let fisheye = self.config.fisheye;
         let mut affected = Vec::new();
         for (destination, entry) in &mut self.table {
             let mut removed = false;
             for candidate in entry.candidates.iter_mut().filter(|c| !c.is_empty()) {
-                let age = now_ms.wrapping_sub(candidate.updated_ms);
-                if age > candidate_timeout_ms(candidate.hops, ogm_ms, fisheye) {
+                let age_qs = now_qs.wrapping_sub(candidate.updated_qs);
+                if u32::from(age_qs) > candidate_timeout_ms(candidate.hops, ogm_ms, fisheye) / 250 {
                     *candidate = Candidate {
                         slot: NO_SLOT,
                         ..*candidate
@@ -1425,7 +1436,7 @@ impl Router {
                 && entry.selected == NO_SLOT
                 && !entry.pending
                 && !requests.contains_key(destination)
-                && now.saturating_since(entry.changed_at) > DESTINATION_GC;
+                && coarse_ms(now).wrapping_sub(entry.changed_ms) > DESTINATION_GC_MS;
             !forgotten
         });
         self.recent_requests
@@ -1518,7 +1529,7 @@ impl Router {
 /// Unreachable destinations with no candidates are forgotten after this long. Until then
 /// their feasibility distance protects against stale advertisements (Babel keeps sources
 /// for a few minutes for the same reason).
-const DESTINATION_GC: Duration = Duration::from_secs(180);
+const DESTINATION_GC_MS: u32 = 180_000;
 
 enum PreparedAdvert {
     Send(Advert),
@@ -1530,7 +1541,7 @@ fn usable_cost(
     links: &[Option<Link>],
     tq_used: &[u8],
     link_costs: &LinkCosts,
-    slot: u16,
+    slot: Slot,
 ) -> Option<u32> {
     let link = links.get(usize::from(slot))?.as_ref()?;
     if !link.alive {
@@ -1543,6 +1554,12 @@ fn usable_cost(
 /// Milliseconds on the caller's clock, wrapping every 49 days; only short ages are taken.
 fn coarse_ms(now: Timestamp) -> u32 {
     (now.as_micros() / 1000) as u32
+}
+
+/// Quarter seconds on the caller's clock, wrapping every 4.5 hours: candidate ages, which
+/// never exceed `CANDIDATE_TIMEOUT_MAX_MS` before the sweep removes them.
+fn coarse_quarter_seconds(now: Timestamp) -> u16 {
+    (now.as_micros() / 250_000) as u16
 }
 
 /// Fisheye TTL of our sequence number `seq`: 1 + its trailing zero bits, so TTL h goes out
@@ -1559,6 +1576,15 @@ fn fisheye_ttl(seq: u32) -> u8 {
 /// How long a candidate `hops` away survives without refresh: three refresh periods of the
 /// fisheye scope that reaches it, plus two OGM intervals of slack.
 fn candidate_timeout_ms(hops: u8, ogm_ms: u32, fisheye: bool) -> u32 {
+    candidate_timeout_uncapped_ms(hops, ogm_ms, fisheye).min(CANDIDATE_TIMEOUT_MAX_MS)
+}
+
+/// Candidate ages are kept in wrapping quarter seconds (16 bits), so timeouts stay well
+/// below the wrap: two hours, far above the default 194 s (reached only with very long OGM
+/// intervals).
+const CANDIDATE_TIMEOUT_MAX_MS: u32 = 2 * 3600 * 1000;
+
+fn candidate_timeout_uncapped_ms(hops: u8, ogm_ms: u32, fisheye: bool) -> u32 {
     let period_ogms = if fisheye {
         1u32 << u32::from(hops.max(1) - 1).min(FULL_SCOPE_SHIFT)
     } else {

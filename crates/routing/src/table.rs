@@ -23,25 +23,30 @@ use crate::metric::add_costs;
 /// rarely usable: alternates must be strictly closer to the destination than we are.
 pub(crate) const MAX_CANDIDATES: usize = 3;
 
+/// Index of a neighbour in the router's link table. One byte keeps candidates small; the
+/// neighbour limit (`max_neighbours` at most 254) keeps every slot below `NO_SLOT`.
+pub(crate) type Slot = u8;
+
 /// Marks an empty candidate or "no selection".
-pub(crate) const NO_SLOT: u16 = u16::MAX;
+pub(crate) const NO_SLOT: Slot = Slot::MAX;
 
 /// `a` is newer than `b` in RFC 1982 serial-number arithmetic over u32.
 pub(crate) fn seq_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 1 << 31
 }
 
-/// One neighbour's advertisement for a destination.
+/// One neighbour's advertisement for a destination (12 bytes: every node holds up to three
+/// per destination).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Candidate {
-    pub slot: u16,
-    /// Our hop count through this neighbour.
-    pub hops: u8,
     pub seq: u32,
     /// The neighbour's own cost to the destination (without our link).
     pub cost: u32,
-    /// When it was last advertised, in coarse milliseconds (wrapping; ages are short).
-    pub updated_ms: u32,
+    /// When it was last advertised, in wrapping quarter seconds (ages are short).
+    pub updated_qs: u16,
+    pub slot: Slot,
+    /// Our hop count through this neighbour.
+    pub hops: u8,
 }
 
 impl Candidate {
@@ -50,7 +55,7 @@ impl Candidate {
         hops: 0,
         seq: 0,
         cost: COST_INFINITE,
-        updated_ms: 0,
+        updated_qs: 0,
     };
 
     pub fn is_empty(&self) -> bool {
@@ -70,7 +75,7 @@ pub(crate) struct Choice {
 pub(crate) struct RouteEntry {
     pub candidates: [Candidate; MAX_CANDIDATES],
     /// Neighbour slot of the selected candidate, or `NO_SLOT`.
-    pub selected: u16,
+    pub selected: Slot,
     /// Total cost of the selected route when it was last (re)selected.
     pub selected_total: u32,
     /// Feasibility distance: the best (seq, cost) we advertised; `fd_cost` infinite = none.
@@ -87,7 +92,8 @@ pub(crate) struct RouteEntry {
     pub relay_urgent: bool,
     /// Already in the pending-advertisement list.
     pub pending: bool,
-    pub changed_at: Timestamp,
+    /// When the next hop last changed, in coarse milliseconds (wrapping every 49 days).
+    pub changed_ms: u32,
 }
 
 impl RouteEntry {
@@ -104,7 +110,7 @@ impl RouteEntry {
             relay_ttl: 0,
             relay_urgent: false,
             pending: false,
-            changed_at: now,
+            changed_ms: (now.as_micros() / 1000) as u32,
         }
     }
 
@@ -137,7 +143,7 @@ impl RouteEntry {
         }
     }
 
-    pub fn candidate_index(&self, slot: u16) -> Option<usize> {
+    pub fn candidate_index(&self, slot: Slot) -> Option<usize> {
         self.candidates.iter().position(|c| c.slot == slot)
     }
 
@@ -175,7 +181,7 @@ impl RouteEntry {
         }
     }
 
-    pub fn remove_slot(&mut self, slot: u16) -> bool {
+    pub fn remove_slot(&mut self, slot: Slot) -> bool {
         match self.candidate_index(slot) {
             Some(i) => {
                 self.candidates[i] = Candidate::EMPTY;
@@ -187,8 +193,8 @@ impl RouteEntry {
 
     /// The best route among feasible candidates and the currently selected one.
     /// `link_cost(slot)` is `None` when the neighbour is not usable.
-    pub fn select(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Option<Choice> {
-        let mut best: Option<(Choice, bool, u16)> = None;
+    pub fn select(&self, link_cost: impl Fn(Slot) -> Option<u32>) -> Option<Choice> {
+        let mut best: Option<(Choice, bool, Slot)> = None;
         for (index, c) in self.candidates.iter().enumerate() {
             if c.is_empty() || c.cost == COST_INFINITE {
                 continue;
@@ -219,7 +225,7 @@ impl RouteEntry {
 
     /// The best usable feasible candidate carrying the newest sequence number (for flood
     /// relays). Feasibility still applies: we may have advertised this number already.
-    pub fn select_newest(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Option<Choice> {
+    pub fn select_newest(&self, link_cost: impl Fn(Slot) -> Option<u32>) -> Option<Choice> {
         self.candidates
             .iter()
             .enumerate()
@@ -234,8 +240,8 @@ impl RouteEntry {
     }
 
     /// Loop-free alternates: feasible usable candidates other than the selected one, best first.
-    pub fn alternates(&self, link_cost: impl Fn(u16) -> Option<u32>) -> Vec<(u16, u32)> {
-        let mut alternates: Vec<(u16, u32)> = self
+    pub fn alternates(&self, link_cost: impl Fn(Slot) -> Option<u32>) -> Vec<(Slot, u32)> {
+        let mut alternates: Vec<(Slot, u32)> = self
             .candidates
             .iter()
             .filter(|c| !c.is_empty() && c.slot != self.selected && self.is_feasible(c.seq, c.cost))
@@ -280,17 +286,17 @@ pub(crate) type NodeMap<V> = HashMap<NodeId, V, BuildHasherDefault<NodeIdHasher>
 mod tests {
     use super::*;
 
-    fn cand(slot: u16, seq: u32, cost: u32) -> Candidate {
+    fn cand(slot: Slot, seq: u32, cost: u32) -> Candidate {
         Candidate {
             slot,
             hops: 1,
             seq,
             cost,
-            updated_ms: 0,
+            updated_qs: 0,
         }
     }
 
-    fn link(_slot: u16) -> Option<u32> {
+    fn link(_slot: Slot) -> Option<u32> {
         Some(100)
     }
 
@@ -305,6 +311,17 @@ mod tests {
             buckets.len() > 500,
             "only {} of 1024 buckets used",
             buckets.len()
+        );
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        // Every node holds one entry per destination: 10,000 nodes simulate 10^8 of them.
+        assert_eq!(std::mem::size_of::<Candidate>(), 12);
+        assert!(
+            std::mem::size_of::<RouteEntry>() <= 68,
+            "{}",
+            std::mem::size_of::<RouteEntry>()
         );
     }
 
@@ -378,7 +395,7 @@ mod tests {
     #[test]
     fn full_table_evicts_the_worst_candidate_only_for_a_better_one() {
         let mut entry = RouteEntry::new(Timestamp::ZERO);
-        for slot in 0..MAX_CANDIDATES as u16 {
+        for slot in 0..MAX_CANDIDATES as Slot {
             assert!(entry.upsert(cand(slot, 1, 1000 + u32::from(slot)), |c| c.cost));
         }
         assert!(!entry.upsert(cand(9, 1, 5000), |c| c.cost));
