@@ -1111,12 +1111,12 @@ impl Router {
         for slot in 0..self.links.len() as Slot {
             let usable = self.usable_link_cost(slot).is_some();
             let mut writer = PacketWriter::new(self.local);
-            if with_probes && let Some(link) = self.links[usize::from(slot)].as_mut() {
-                if link.alive || now.saturating_since(link.last_heard) <= dead_after {
-                    let probe =
-                        link.make_probe(now, self.config.window, self.config.probe_interval);
-                    writer.push(&Message::Probe(probe));
-                }
+            if with_probes
+                && let Some(link) = self.links[usize::from(slot)].as_mut()
+                && (link.alive || now.saturating_since(link.last_heard) <= dead_after)
+            {
+                let probe = link.make_probe(now, self.config.window, self.config.probe_interval);
+                writer.push(&Message::Probe(probe));
             }
             if !usable {
                 self.send_packets(slot, writer);

@@ -12,18 +12,30 @@ use std::path::{Path, PathBuf};
 const PURE_CRATES: &[&str] = &["wire", "routing", "sim"];
 
 /// Source patterns a pure crate must not contain.
-const IMPURE_PATTERNS: &[&str] =
-    &["Instant::now", "SystemTime::now", "thread_rng", "rand::rng", "tokio", "std::net::", "std::thread::spawn"];
+const IMPURE_PATTERNS: &[&str] = &[
+    "Instant::now",
+    "SystemTime::now",
+    "thread_rng",
+    "rand::rng",
+    "tokio",
+    "std::net::",
+    "std::thread::spawn",
+];
 
 /// Marker that allows one clock read in a pure crate: the simulator measures its own wall time.
 const WALL_CLOCK_ALLOWANCE: &str = "tidy: wall-clock measurement only";
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -44,12 +56,19 @@ fn all_rust_files() -> Vec<PathBuf> {
     for dir in ["crates", "fuzz", "bench"] {
         rust_files(&root.join(dir), &mut files);
     }
-    assert!(files.len() > 20, "found only {} Rust files; is the walk broken?", files.len());
+    assert!(
+        files.len() > 20,
+        "found only {} Rust files; is the walk broken?",
+        files.len()
+    );
     files
 }
 
 fn relative(path: &Path) -> String {
-    path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -58,12 +77,18 @@ fn every_rust_file_starts_with_a_module_doc() {
         .into_iter()
         .filter(|path| {
             let text = fs::read_to_string(path).unwrap_or_default();
-            let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            let first = text
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
             !first.starts_with("//!")
         })
         .map(|path| relative(&path))
         .collect();
-    assert!(offenders.is_empty(), "files without a leading `//!` line: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "files without a leading `//!` line: {offenders:#?}"
+    );
 }
 
 #[test]
@@ -91,7 +116,10 @@ fn pure_crates_do_no_io_and_read_no_clock() {
             }
         }
     }
-    assert!(offenders.is_empty(), "pure crates must not do I/O or read clocks: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "pure crates must not do I/O or read clocks: {offenders:#?}"
+    );
 }
 
 #[test]
@@ -111,7 +139,10 @@ fn tests_cannot_be_silenced() {
             }
         }
     }
-    assert!(offenders.is_empty(), "silenced or empty tests: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "silenced or empty tests: {offenders:#?}"
+    );
 }
 
 /// Library code: files under `crates/*/src`, up to the first `#[cfg(test)]`.
@@ -127,19 +158,31 @@ fn library_code_does_not_unwrap() {
             continue;
         }
         let source = fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = source.lines().take_while(|line| !line.contains("#[cfg(test)]")).collect();
+        let lines: Vec<&str> = source
+            .lines()
+            .take_while(|line| !line.contains("#[cfg(test)]"))
+            .collect();
         for (index, line) in lines.iter().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if code.contains(".unwrap()") {
                 offenders.push(format!("{}:{}: unwrap", text, index + 1));
             }
             if code.contains(".expect(") {
-                let justified = lines[index.saturating_sub(3)..=index].iter().any(|l| l.contains("//"));
+                let justified = lines[index.saturating_sub(3)..=index]
+                    .iter()
+                    .any(|l| l.contains("//"));
                 if !justified {
-                    offenders.push(format!("{}:{}: expect without a comment saying why it holds", text, index + 1));
+                    offenders.push(format!(
+                        "{}:{}: expect without a comment saying why it holds",
+                        text,
+                        index + 1
+                    ));
                 }
             }
         }
     }
-    assert!(offenders.is_empty(), "library code must not panic on errors: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "library code must not panic on errors: {offenders:#?}"
+    );
 }

@@ -204,8 +204,11 @@ impl<'a> PacketView<'a> {
     }
 }
 
-/// The TLV at `offset`: its type, value and the offset after it; `None` at the end.
-fn next_tlv(bytes: &[u8], offset: usize) -> Result<Option<(u8, &[u8], usize)>, DecodeError> {
+/// One TLV: its type, its value and the offset of the next TLV.
+type Tlv<'a> = (u8, &'a [u8], usize);
+
+/// The TLV at `offset`; `None` at the end.
+fn next_tlv(bytes: &[u8], offset: usize) -> Result<Option<Tlv<'_>>, DecodeError> {
     let Some(rest) = bytes.get(offset..).filter(|rest| !rest.is_empty()) else {
         return Ok(None);
     };
