@@ -56,6 +56,11 @@ const MAX_RECENT_REQUESTS: usize = 4096;
 /// failure would mostly chase dead nodes.
 const REQUEST_RETRY: Duration = Duration::from_millis(100);
 const REQUEST_ATTEMPTS: u8 = 5;
+/// A *starved* destination (neighbours advertise routes, but none is feasible: only a newer
+/// sequence number from the destination can unlock them) keeps being asked for at this
+/// slower pace, for as long as someone advertises it. Without this, a lossy path could leave
+/// it starved until the destination's next mesh-wide flood, up to 64 s away.
+const STARVED_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Neighbours remembered per forwarded request, to pass the answer back to each of them.
 const MAX_ASKERS: usize = 8;
 /// Hop limit of a new sequence-number request; larger than any sane mesh diameter.
@@ -86,7 +91,13 @@ const SYNC_REFERENCE_DESTINATIONS: f64 = 100.0;
 /// A retraction is sent this many extra times, because a lost retraction would leave
 /// neighbours forwarding into a dead end until their candidate expires.
 const RETRACTION_REPEATS: u8 = 2;
-const RETRACTION_REPEAT_GAP: Duration = Duration::from_millis(50);
+/// Other triggered updates are sent once more: on a link losing a few percent of packets, a
+/// cascade of triggered updates crossing many hops would otherwise often break somewhere
+/// and wait for the table sync.
+const UPDATE_REPEATS: u8 = 1;
+const REPEAT_GAP: Duration = Duration::from_millis(50);
+/// Pending repeats at most; beyond it (a mass failure) updates go out once.
+const MAX_REPEATS: usize = 65_536;
 
 /// Where a packet produced by the router must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +315,8 @@ pub struct Router {
     dumps: Vec<Slot>,
     /// Answers to sequence-number requests: (neighbour, destination).
     answers: Vec<(Slot, NodeId)>,
-    retraction_repeats: Vec<(NodeId, Timestamp, u8)>,
+    /// Triggered updates to send again: (destination, when, times left).
+    repeats: Vec<(NodeId, Timestamp, u8)>,
     requests: NodeMap<PendingRequest>,
     /// Earliest `next_at` among `requests` (may be early after a removal; never late).
     next_request_at: Option<Timestamp>,
@@ -353,7 +365,7 @@ impl Router {
             relay_deadline: NodeMap::default(),
             dumps: Vec::new(),
             answers: Vec::new(),
-            retraction_repeats: Vec::new(),
+            repeats: Vec::new(),
             requests: NodeMap::default(),
             next_request_at: None,
             recent_requests: NodeMap::default(),
@@ -907,16 +919,21 @@ impl Router {
         }
         if trigger {
             self.mark_pending(now, destination);
-            if new_total == COST_INFINITE {
-                self.retraction_repeats.push((
-                    destination,
-                    now + RETRACTION_REPEAT_GAP,
-                    RETRACTION_REPEATS,
-                ));
+            let repeats = if new_total == COST_INFINITE {
+                RETRACTION_REPEATS
+            } else {
+                UPDATE_REPEATS
+            };
+            if self.repeats.len() < MAX_REPEATS {
+                self.repeats.push((destination, now + REPEAT_GAP, repeats));
             }
         }
         if new_slot == NO_SLOT {
-            if old_slot != NO_SLOT {
+            let starved = self
+                .table
+                .get(&destination)
+                .is_some_and(|e| e.candidates.iter().any(|c| !c.is_empty()));
+            if old_slot != NO_SLOT || starved {
                 self.start_request(now, destination);
             }
         } else {
@@ -976,7 +993,7 @@ impl Router {
             }
         }
         self.pending = waiting;
-        let mut repeats = std::mem::take(&mut self.retraction_repeats);
+        let mut repeats = std::mem::take(&mut self.repeats);
         repeats.retain_mut(|(destination, at, left)| {
             if now < *at {
                 return true;
@@ -984,11 +1001,17 @@ impl Router {
             let Some(entry) = self.table.get(destination) else {
                 return false;
             };
-            if entry.selected != NO_SLOT {
-                return false;
-            }
-            adverts.push(Advert {
-                ogm: Ogm {
+            // Repeat the current state, whatever it is by now.
+            let ogm = match entry.selected_candidate() {
+                Some(candidate) => Ogm {
+                    originator: *destination,
+                    seq: candidate.seq,
+                    cost: entry.selected_total,
+                    hops: candidate.hops,
+                    ttl: 0,
+                    flags: 0,
+                },
+                None => Ogm {
                     originator: *destination,
                     seq: entry.adv_seq,
                     cost: COST_INFINITE,
@@ -996,14 +1019,22 @@ impl Router {
                     ttl: 0,
                     flags: 0,
                 },
-                via_slot: NO_SLOT,
+            };
+            adverts.push(Advert {
+                ogm,
+                via_slot: entry.selected,
                 is_relay: false,
             });
             *left -= 1;
-            *at = now + RETRACTION_REPEAT_GAP;
+            *at = now + REPEAT_GAP;
             *left > 0
         });
-        self.retraction_repeats = repeats;
+        for advert in &adverts {
+            if let Some(entry) = self.table.get_mut(&advert.ogm.originator) {
+                entry.note_feasibility(advert.ogm.seq, advert.ogm.cost);
+            }
+        }
+        self.repeats = repeats;
         self.emit(now, &adverts, with_probes);
         let next_wait = self
             .pending
@@ -1011,7 +1042,7 @@ impl Router {
             .filter_map(|d| self.relay_deadline.get(d))
             .min()
             .copied();
-        let next_repeat = self.retraction_repeats.iter().map(|(_, at, _)| *at).min();
+        let next_repeat = self.repeats.iter().map(|(_, at, _)| *at).min();
         for at in [next_wait, next_repeat].into_iter().flatten() {
             self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
         }
@@ -1302,20 +1333,23 @@ impl Router {
             .map(|(d, _)| *d)
             .collect();
         for destination in due {
-            let routed = self
-                .table
-                .get(&destination)
-                .is_some_and(|e| e.selected != NO_SLOT);
+            let entry = self.table.get(&destination);
+            let routed = entry.is_some_and(|e| e.selected != NO_SLOT);
+            let starved = entry.is_some_and(|e| e.candidates.iter().any(|c| !c.is_empty()));
             let Some(request) = self.requests.get_mut(&destination) else {
                 continue;
             };
-            if routed || request.attempts_left == 0 {
+            if routed || (request.attempts_left == 0 && !starved) {
                 self.requests.remove(&destination);
                 continue;
             }
-            request.attempts_left -= 1;
-            let attempts_made = u32::from(REQUEST_ATTEMPTS - request.attempts_left);
-            request.next_at = now + REQUEST_RETRY * (1 << (attempts_made - 1).min(7));
+            if request.attempts_left == 0 {
+                request.next_at = now + STARVED_REQUEST_INTERVAL;
+            } else {
+                request.attempts_left -= 1;
+                let attempts_made = u32::from(REQUEST_ATTEMPTS - request.attempts_left);
+                request.next_at = now + REQUEST_RETRY * (1 << (attempts_made - 1).min(7));
+            }
             self.send_request(destination);
         }
         self.next_request_at = self.requests.values().map(|r| r.next_at).min();
