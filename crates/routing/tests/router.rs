@@ -262,3 +262,31 @@ fn a_one_way_neighbour_is_not_up() {
     assert!(!router.neighbours()[0].alive);
     assert_eq!(router.next_hop(&id(8)), None);
 }
+
+#[test]
+fn routes_from_a_one_way_neighbour_are_ignored() {
+    let mut router = Router::new(id(9), RouterConfig::default(), 0, 3, Timestamp::ZERO);
+    let ogm = wire::Ogm {
+        originator: id(7),
+        seq: 5,
+        cost: 0,
+        hops: 0,
+        ttl: 1,
+        flags: 0,
+    };
+    let packet = Packet {
+        sender: id(8),
+        messages: vec![Message::Ogms(vec![ogm])],
+        unknown_tlvs: 0,
+    };
+    router
+        .handle_datagram(Timestamp::from_millis(1), &packet.encode())
+        .expect("well-formed packet");
+    assert!(router.routes().is_empty());
+    assert_eq!(
+        router.newest_seq(&id(7)),
+        None,
+        "nothing stored about the originator"
+    );
+    assert_eq!(router.stats().dropped_not_bidirectional, 1);
+}
