@@ -192,8 +192,6 @@ pub struct Stats {
     pub seqno_requests_tx: u64,
     /// Sequence-number requests dropped because too many were in flight.
     pub dropped_request_limit: u64,
-    /// Route messages ignored because the sender is not (yet) a bidirectional neighbour.
-    pub dropped_not_bidirectional: u64,
     /// Events dropped because the caller did not drain `poll_event`.
     pub dropped_events: u64,
     /// Packets dropped because the caller did not drain `poll_transmit`.
@@ -426,24 +424,18 @@ impl Router {
             return Err(DropReason::NeighbourLimit);
         };
         for message in packet.messages() {
-            // Routes are only taken from neighbours that proved the link works both ways
-            // (as B.A.T.M.A.N. ignores OGMs from non-bidirectional neighbours); a probe in the
-            // same packet may have just proved it.
-            let bidirectional = self.link(slot).is_some_and(|link| link.alive);
+            // Advertisements from a neighbour that is not usable yet are kept (its dump may
+            // arrive just before its probe proves the link): selection skips unusable
+            // neighbours, and a purged neighbour's advertisements are removed with it.
             match message {
                 MessageView::Hello(hello) => self.on_hello(slot, &hello),
                 MessageView::Probe(probe) => self.on_probe(now, slot, &probe),
-                MessageView::Ogms(ogms) if bidirectional => {
+                MessageView::Ogms(ogms) => {
                     for ogm in ogms {
                         self.on_ogm(now, slot, &ogm);
                     }
                 }
-                MessageView::SeqnoRequest(request) if bidirectional => {
-                    self.on_seqno_request(now, slot, &request)
-                }
-                MessageView::Ogms(_) | MessageView::SeqnoRequest(_) => {
-                    self.stats.dropped_not_bidirectional += 1;
-                }
+                MessageView::SeqnoRequest(request) => self.on_seqno_request(now, slot, &request),
             }
         }
         Ok(packet.sender)

@@ -264,7 +264,7 @@ fn a_one_way_neighbour_is_not_up() {
 }
 
 #[test]
-fn routes_from_a_one_way_neighbour_are_ignored() {
+fn a_forgotten_neighbour_leaves_no_advertisements_behind() {
     let mut router = Router::new(id(9), RouterConfig::default(), 0, 3, Timestamp::ZERO);
     let ogm = wire::Ogm {
         originator: id(7),
@@ -282,11 +282,22 @@ fn routes_from_a_one_way_neighbour_are_ignored() {
     router
         .handle_datagram(Timestamp::from_millis(1), &packet.encode())
         .expect("well-formed packet");
-    assert!(router.routes().is_empty());
-    assert_eq!(
-        router.newest_seq(&id(7)),
-        None,
-        "nothing stored about the originator"
+    assert!(
+        router.routes().is_empty(),
+        "a one-way neighbour gives no route"
     );
-    assert_eq!(router.stats().dropped_not_bidirectional, 1);
+    // Silent for longer than the purge time: the neighbour is forgotten, its slot freed.
+    let mut now = Timestamp::from_millis(1);
+    while now < Timestamp::from_millis(62_000) {
+        now = router
+            .poll_timeout()
+            .expect("timer armed")
+            .max(now + Duration::from_millis(1));
+        router.handle_timeout(now);
+        while router.poll_transmit().is_some() {}
+    }
+    assert!(router.neighbours().is_empty());
+    router
+        .validate()
+        .expect("no advertisement refers to the freed slot");
 }
