@@ -93,7 +93,8 @@ const SYNC_REFERENCE_DESTINATIONS: f64 = 100.0;
 const RETRACTION_REPEATS: u8 = 2;
 /// Other triggered updates are sent once more: on a link losing a few percent of packets, a
 /// cascade of triggered updates crossing many hops would otherwise often break somewhere
-/// and wait for the table sync.
+/// and wait for the table sync. Repeats only go over links that lost probes recently
+/// (TQ below 255): on clean links they would only double the traffic of a mass failure.
 const UPDATE_REPEATS: u8 = 1;
 const REPEAT_GAP: Duration = Duration::from_millis(50);
 /// Pending repeats at most; beyond it (a mass failure) updates go out once.
@@ -290,6 +291,8 @@ struct Advert {
     /// triggered update, and nothing for a flood relay (it already has the newer sequence).
     via_slot: Slot,
     is_relay: bool,
+    /// A repeat of a triggered update: only links that lost packets recently get it.
+    is_repeat: bool,
 }
 
 /// The routing state machine of one node.
@@ -316,7 +319,8 @@ pub struct Router {
     /// Answers to sequence-number requests: (neighbour, destination).
     answers: Vec<(Slot, NodeId)>,
     /// Triggered updates to send again: (destination, when, times left).
-    repeats: Vec<(NodeId, Timestamp, u8)>,
+    /// In time order: entries are queued at `now + REPEAT_GAP` with a constant gap.
+    repeats: VecDeque<(NodeId, Timestamp, u8)>,
     requests: NodeMap<PendingRequest>,
     /// Earliest `next_at` among `requests` (may be early after a removal; never late).
     next_request_at: Option<Timestamp>,
@@ -365,7 +369,7 @@ impl Router {
             relay_deadline: NodeMap::default(),
             dumps: Vec::new(),
             answers: Vec::new(),
-            repeats: Vec::new(),
+            repeats: VecDeque::new(),
             requests: NodeMap::default(),
             next_request_at: None,
             recent_requests: NodeMap::default(),
@@ -927,8 +931,9 @@ impl Router {
             } else {
                 UPDATE_REPEATS
             };
-            if self.repeats.len() < MAX_REPEATS {
-                self.repeats.push((destination, now + REPEAT_GAP, repeats));
+            if repeats > 0 && self.repeats.len() < MAX_REPEATS {
+                self.repeats
+                    .push_back((destination, now + REPEAT_GAP, repeats));
             }
         }
         if new_slot == NO_SLOT {
@@ -996,18 +1001,19 @@ impl Router {
             }
         }
         self.pending = waiting;
-        let mut repeats = std::mem::take(&mut self.repeats);
-        repeats.retain_mut(|(destination, at, left)| {
-            if now < *at {
-                return true;
+        let first_repeat = adverts.len();
+        while let Some(&(destination, at, left)) = self.repeats.front() {
+            if now < at {
+                break;
             }
-            let Some(entry) = self.table.get(destination) else {
-                return false;
+            self.repeats.pop_front();
+            let Some(entry) = self.table.get(&destination) else {
+                continue;
             };
             // Repeat the current state, whatever it is by now.
             let ogm = match entry.selected_candidate() {
                 Some(candidate) => Ogm {
-                    originator: *destination,
+                    originator: destination,
                     seq: candidate.seq,
                     cost: entry.selected_total,
                     hops: candidate.hops,
@@ -1015,7 +1021,7 @@ impl Router {
                     flags: 0,
                 },
                 None => Ogm {
-                    originator: *destination,
+                    originator: destination,
                     seq: entry.adv_seq,
                     cost: COST_INFINITE,
                     hops: 0,
@@ -1027,17 +1033,18 @@ impl Router {
                 ogm,
                 via_slot: entry.selected,
                 is_relay: false,
+                is_repeat: true,
             });
-            *left -= 1;
-            *at = now + REPEAT_GAP;
-            *left > 0
-        });
-        for advert in &adverts {
+            if left > 1 {
+                self.repeats
+                    .push_back((destination, now + REPEAT_GAP, left - 1));
+            }
+        }
+        for advert in &adverts[first_repeat..] {
             if let Some(entry) = self.table.get_mut(&advert.ogm.originator) {
                 entry.note_feasibility(advert.ogm.seq, advert.ogm.cost);
             }
         }
-        self.repeats = repeats;
         self.emit(now, &adverts, with_probes);
         let next_wait = self
             .pending
@@ -1045,7 +1052,7 @@ impl Router {
             .filter_map(|d| self.relay_deadline.get(d))
             .min()
             .copied();
-        let next_repeat = self.repeats.iter().map(|(_, at, _)| *at).min();
+        let next_repeat = self.repeats.front().map(|(_, at, _)| *at);
         for at in [next_wait, next_repeat].into_iter().flatten() {
             self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
         }
@@ -1132,6 +1139,7 @@ impl Router {
             ogm,
             via_slot,
             is_relay: ogm.ttl != 0,
+            is_repeat: false,
         })
     }
 
@@ -1157,7 +1165,11 @@ impl Router {
                 continue;
             }
             let mut count = 0u64;
+            let lossless = self.tq_used[usize::from(slot)] == u8::MAX;
             for advert in adverts {
+                if advert.is_repeat && lossless {
+                    continue;
+                }
                 if advert.via_slot == slot {
                     // Poisoned reverse: the neighbour we route through must not count on us.
                     if !advert.is_relay && advert.ogm.cost != COST_INFINITE {
