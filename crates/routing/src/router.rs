@@ -739,6 +739,11 @@ impl Router {
             } else if !link.alive && now >= link.last_heard + NEIGHBOUR_PURGE {
                 self.slot_of.remove(&link.id);
                 self.links[slot] = None;
+                // A neighbour that never became usable may still have left advertisements;
+                // its slot will be reused, so they must not outlive it.
+                for entry in self.table.values_mut() {
+                    entry.remove_slot(slot as Slot);
+                }
             }
         }
     }

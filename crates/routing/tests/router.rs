@@ -270,7 +270,7 @@ fn a_forgotten_neighbour_leaves_no_advertisements_behind() {
         originator: id(7),
         seq: 5,
         cost: 0,
-        hops: 0,
+        hops: 10,
         ttl: 1,
         flags: 0,
     };
