@@ -195,6 +195,19 @@ pub struct Simulation {
     broken_pair_examples: Vec<String>,
 }
 
+/// Fails the step once one router produced more than `MAX_OUTPUTS_PER_STEP` outputs: an
+/// endless `poll_*` loop would otherwise hang the run.
+fn check_outputs(node: u32, outputs: usize, now_us: u64) -> Result<(), SimError> {
+    if outputs > MAX_OUTPUTS_PER_STEP {
+        return Err(SimError::Livelock {
+            node,
+            count: outputs as u32,
+            at_s: seconds(now_us),
+        });
+    }
+    Ok(())
+}
+
 /// Virtual microseconds as seconds.
 fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
@@ -602,25 +615,13 @@ impl Simulation {
         while let Some(transmit) = self.routers[i].poll_transmit() {
             self.send(node, transmit)?;
             outputs += 1;
-            if outputs > MAX_OUTPUTS_PER_STEP {
-                return Err(SimError::Livelock {
-                    node,
-                    count: outputs as u32,
-                    at_s: seconds(self.now_us),
-                });
-            }
+            check_outputs(node, outputs, self.now_us)?;
         }
         self.route_changes.clear();
         while let Some(event) = self.routers[i].poll_event() {
             self.note_event(node, event);
             outputs += 1;
-            if outputs > MAX_OUTPUTS_PER_STEP {
-                return Err(SimError::Livelock {
-                    node,
-                    count: outputs as u32,
-                    at_s: seconds(self.now_us),
-                });
-            }
+            check_outputs(node, outputs, self.now_us)?;
         }
         let dropped_events = self.routers[i].stats().dropped_events;
         if dropped_events != self.dropped_events_seen[i] {
