@@ -1,0 +1,1 @@
+//! Delta-state CRDTs ordered by hybrid logical clocks, and the bounded anti-entropy state machine that spreads them.
