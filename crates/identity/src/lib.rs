@@ -1,1 +1,27 @@
 //! Zero-trust identity: hybrid node keys, trust-domain CA, SPIFFE SVIDs, join tokens, revocation and link policy.
+//!
+//! # Layout
+//! - [`keys`]: the Ed25519 + ML-DSA-65 key set, hybrid signatures, derived node id.
+//! - [`spiffe`]: `spiffe://<trust-domain>/node/<node-id>` and trust domain names.
+//! - [`svid`]: CA and node certificates (X.509-SVIDs), issuing and reading.
+//! - [`verify`]: trust bundle, revocation set, and the rustls verifier of mesh links.
+//! - [`policy`]: allow/deny rules on SPIFFE IDs for who may link.
+//! - [`files`]: 0600 secret files whose errors name the file.
+//!
+//! Nothing here is trusted by default: a peer is a member only when its certificate chains to
+//! the trust bundle, is valid now, names a node its keys derive, is not revoked, and the
+//! policy allows it.
+
+pub mod files;
+pub mod keys;
+pub mod policy;
+pub mod spiffe;
+pub mod svid;
+pub mod verify;
+
+pub use files::FileError;
+pub use keys::{KeyError, KeySet, PublicKeys, SignatureError};
+pub use policy::{Decision, Policy, PolicyError};
+pub use spiffe::{NodeSpiffeId, SpiffeIdError, TrustDomain};
+pub use svid::{CertError, SvidInfo};
+pub use verify::{LinkVerifier, PeerCertError, RevocationSet, TrustBundle, VerifierState};

@@ -17,7 +17,7 @@ pub use codec::{
     DecodeError, HEADER_BYTES, MAGIC, MAX_PACKET_BYTES, MessageView, OGM_ENTRY_BYTES, OgmBatch,
     Packet, PacketView, PacketWriter, TLV_HEADER_BYTES, VERSION, encoded_len,
 };
-pub use id::{NodeId, ParseNodeIdError};
+pub use id::{NodeId, OVERLAY_PREFIX, OVERLAY_PREFIX_BITS, ParseNodeIdError};
 pub use message::{
     COST_INFINITE, Hello, Message, OGM_FLAG_URGENT, Ogm, Probe, SeqnoRequest, TTL_UNLIMITED,
 };
