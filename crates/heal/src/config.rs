@@ -233,8 +233,8 @@ impl Default for DetectorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NeighbourhoodConfig {
-    /// Fewest fresh reports about a node (besides this node's own view) before the node can be
-    /// blamed; with one reporter a bad link and a bad node look the same.
+    /// Fewest fresh views of a node (this node's own link to it included) before the node can
+    /// be blamed; with one view a bad link and a bad node look the same.
     pub min_reporters: u32,
     /// Share of the reporters that must see the node as bad, in (0, 1].
     pub blame_share: f64,

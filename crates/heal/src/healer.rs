@@ -40,7 +40,8 @@ pub const MAX_OPEN_INCIDENTS: usize = 64;
 pub const MAX_RECENT_INCIDENTS: usize = 64;
 /// Undrained events; when full, new events are dropped and counted (incidents stay queryable).
 pub const MAX_EVENTS: usize = 1024;
-/// Undrained actions: one step in flight per open incident, so this never fills.
+/// Undrained actions: one step is in flight per open incident, so a node that drains after
+/// every input never fills it.
 pub const MAX_PENDING_ACTIONS: usize = MAX_OPEN_INCIDENTS;
 /// Plan choices per incident, counting blocked attempts that were retried.
 pub const MAX_PLAN_CHOICES: usize = 16;
@@ -122,6 +123,8 @@ pub struct Stats {
     pub stray_results: u64,
     /// Actions stopped by the circuit breaker or the blast radius.
     pub blocked_actions: u64,
+    /// Actions dropped because the node left [`MAX_PENDING_ACTIONS`] undrained.
+    pub dropped_actions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -654,9 +657,9 @@ impl Healer {
         out
     }
 
-    /// Neighbourhood detector: nodes whose every (or `blame_share` of) fresh reporter sees bad
-    /// links to them, with at least `min_reporters` reporters besides this node. This node's
-    /// own view counts as one more reporter when it has a link to the node.
+    /// Neighbourhood detector: nodes to which every (or `blame_share` of) fresh view sees bad
+    /// links, with at least `min_reporters` views. This node's own view counts as one when it
+    /// has a link to the node; for this node itself only the neighbours' reports count.
     fn suspects(&self, now: Timestamp) -> Vec<NodeId> {
         let cfg = &self.config.neighbourhood;
         let mut tally: BTreeMap<NodeId, (u32, u32)> = BTreeMap::new();
@@ -670,7 +673,6 @@ impl Healer {
         }
         tally
             .into_iter()
-            .filter(|(_, (reporters, _))| *reporters >= cfg.min_reporters)
             .filter_map(|(target, (mut reporters, mut bad))| {
                 if target != self.local {
                     let own = [
@@ -687,7 +689,9 @@ impl Healer {
                         }));
                     }
                 }
-                (f64::from(bad) >= cfg.blame_share * f64::from(reporters)).then_some(target)
+                let enough = reporters >= cfg.min_reporters;
+                (enough && f64::from(bad) >= cfg.blame_share * f64::from(reporters))
+                    .then_some(target)
             })
             .collect()
     }
@@ -854,13 +858,17 @@ impl Healer {
             .find_map(|s| owner_of.get(&s.entity))
             .copied();
         match successor {
-            Some(by) if t.execution.is_none() => {
-                t.incident.state = IncidentState::Superseded { by };
-                t.incident
-                    .note(format!("evidence now explained by incident {}", by.0));
-                self.close(id);
+            Some(by) => {
+                // Moved, not cleared: a running plan cannot verify and ends by its own
+                // deadlines; the incident is superseded once no plan holds it.
+                if t.execution.is_none() {
+                    t.incident.state = IncidentState::Superseded { by };
+                    t.incident
+                        .note(format!("evidence now explained by incident {}", by.0));
+                    self.close(id);
+                }
             }
-            _ => {
+            None => {
                 t.cleared_at.get_or_insert(now);
                 if t.execution.is_none() {
                     t.incident.state = IncidentState::Resolved;
@@ -1210,7 +1218,10 @@ impl Healer {
         self.next_action += 1;
         // One step per open incident is in flight, so the queue stays within its bound; the
         // check keeps the bound even if the node stops draining.
-        if self.actions.len() < MAX_PENDING_ACTIONS {
+        if self.actions.len() >= MAX_PENDING_ACTIONS {
+            // The step then times out and rolls back like any unanswered action.
+            self.stats.dropped_actions += 1;
+        } else {
             self.actions.push_back(ActionRequest {
                 id,
                 incident,

@@ -581,3 +581,41 @@ fn results_for_unknown_actions_are_counted_not_applied() {
     assert_eq!(h.healer.stats().unknown_checks, 1);
     assert!(h.events.is_empty());
 }
+
+#[test]
+fn a_link_incident_is_superseded_when_the_neighbourhood_blames_the_node() {
+    let (b, c) = (node(1), node(2));
+    let mut h = Harness::new(test_config(), &[], PlaybookSet::empty());
+    let local = |loss: f64| mesh(vec![link(b, loss), link(c, 0.0)], 2);
+    for _ in 0..6 {
+        h.observe(local(0.0));
+    }
+    for _ in 0..3 {
+        h.observe(local(60.0));
+    }
+    let kinds: Vec<IncidentType> = h.opened().iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, vec![IncidentType::LinkDegraded]);
+    // In a line the relay's other neighbour is the only other view: two views, both bad.
+    h.observe_all(vec![
+        local(60.0),
+        Observation::NeighbourView {
+            reporter: c,
+            links: vec![link(b, 90.0)],
+        },
+    ]);
+    let opened: Vec<(IncidentType, heal::IncidentId)> =
+        h.opened().iter().map(|i| (i.kind, i.id)).collect();
+    assert_eq!(opened.len(), 2, "{opened:?}");
+    assert_eq!(opened[1].0, IncidentType::NodeFailure);
+    let closed = h.closed();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].id, opened[0].1);
+    assert_eq!(
+        closed[0].state,
+        IncidentState::Superseded { by: opened[1].1 }
+    );
+    assert_eq!(
+        closed[0].resolved_at, None,
+        "a superseded incident was not repaired"
+    );
+}
