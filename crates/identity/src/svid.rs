@@ -16,7 +16,6 @@ use wire::NodeId;
 use x509_parser::oid_registry::{OID_SIG_ED25519, OID_X509_SERIALNUMBER};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::keys::PublicKeys;
 use crate::spiffe::{NodeSpiffeId, SpiffeIdError, TrustDomain};
 
 /// Prefix of the subject `serialNumber` attribute that carries the ML-DSA-65 key digest.
@@ -148,8 +147,10 @@ impl PublicKeyData for Ed25519Subject {
 pub struct NodeCertificateRequest<'a> {
     /// Trust domain of the issuing CA.
     pub trust_domain: &'a TrustDomain,
-    /// The node's public keys.
-    pub keys: &'a PublicKeys,
+    /// The node's Ed25519 key (the certificate's subject key).
+    pub ed25519: [u8; 32],
+    /// SHA-256 of the node's ML-DSA-65 key.
+    pub ml_dsa_digest: [u8; 32],
     /// Issue time, Unix seconds.
     pub now: i64,
     /// Lifetime in seconds.
@@ -185,14 +186,14 @@ pub fn node_certificate(
     let issuer = Issuer::from_ca_cert_der(&ca_certificate_der.into(), ca_key).map_err(build)?;
     let spiffe_id = NodeSpiffeId {
         trust_domain: request.trust_domain.clone(),
-        node_id: request.keys.node_id(),
+        node_id: NodeId::from_public_keys(&request.ed25519, &request.ml_dsa_digest),
     };
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, spiffe_id.node_id.to_string());
     name.push(
         DnType::CustomDnType(SERIAL_NUMBER_ARCS.to_vec()),
-        digest_value(&request.keys.ml_dsa_digest())?,
+        digest_value(&request.ml_dsa_digest)?,
     );
     params.distinguished_name = name;
     params.subject_alt_names = vec![SanType::URI(
@@ -209,7 +210,7 @@ pub fn node_certificate(
     ];
     params.use_authority_key_identifier_extension = true;
     let certificate = params
-        .signed_by(&Ed25519Subject(request.keys.ed25519), &issuer)
+        .signed_by(&Ed25519Subject(request.ed25519), &issuer)
         .map_err(build)?;
     Ok(certificate.der().to_vec())
 }

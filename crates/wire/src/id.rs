@@ -63,11 +63,11 @@ impl NodeId {
     /// The node's overlay IPv6 address: [`OVERLAY_PREFIX`] followed by the first 12 bytes of
     /// the identifier. 96 key-derived bits make a deliberate collision cost about 2^48 key
     /// generations, and any address maps back to at most one known node.
-    pub fn overlay_addr(&self) -> std::net::Ipv6Addr {
+    pub fn overlay_addr(&self) -> core::net::Ipv6Addr {
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&OVERLAY_PREFIX);
         bytes[4..].copy_from_slice(&self.0[..12]);
-        std::net::Ipv6Addr::from(bytes)
+        core::net::Ipv6Addr::from(bytes)
     }
 
     /// Builds an identifier from a small integer; used by the simulator and tests, where nodes
