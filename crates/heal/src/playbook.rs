@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
 use wire::NodeId;
 
 use crate::config::ThresholdName;
@@ -33,10 +34,13 @@ pub const PEER_PLACEHOLDER: &str = "$peer";
 
 /// Why a playbook text is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{source_name}: {field}: {reason}")]
+#[error("{source_name}:{}: {field}: {reason}", line.map_or_else(String::new, |l| l.to_string()))]
 pub struct PlaybookError {
     /// Where the text came from (a file name, or `default:<name>`).
     pub source_name: String,
+    /// Line of the text the error is about: the syntax error's, or the offending step's
+    /// `action` line (none for whole-file errors).
+    pub line: Option<u64>,
     /// Dotted path of the offending field, e.g. `recovery_plan.steps[1].timeout`.
     pub field: String,
     /// Why, with the line and column for syntax errors.
@@ -280,7 +284,7 @@ struct PlaybookFile {
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     id: String,
-    incident_type: String,
+    incident_type: Spanned<String>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -293,7 +297,7 @@ struct RawPlan {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    action: String,
+    action: Spanned<String>,
     #[serde(default)]
     params: BTreeMap<String, Param>,
     #[serde(default)]
@@ -349,8 +353,9 @@ impl<'de> Deserialize<'de> for RawAction {
 
 /// Parses one playbook file's text. `source_name` only labels errors.
 pub fn parse_playbook(text: &str, source_name: &str) -> Result<Playbook, PlaybookError> {
-    let err = |field: &str, reason: String| PlaybookError {
+    let err = |field: &str, reason: String, line: Option<u64>| PlaybookError {
         source_name: source_name.to_string(),
+        line,
         field: field.to_string(),
         reason,
     };
@@ -358,12 +363,14 @@ pub fn parse_playbook(text: &str, source_name: &str) -> Result<Playbook, Playboo
         return Err(err(
             "recovery_plan",
             format!("text longer than {MAX_PLAYBOOK_BYTES} bytes"),
+            None,
         ));
     }
     if text.trim().is_empty() {
         return Err(err(
             "recovery_plan",
             "missing (the text must contain a `recovery_plan:` mapping)".into(),
+            None,
         ));
     }
     // serde_path_to_error records where deserialization stopped; the path leaves the YAML
@@ -391,14 +398,15 @@ pub fn parse_playbook(text: &str, source_name: &str) -> Result<Playbook, Playboo
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
+            error.location().map(|l| l.line()),
         )
     })?;
-    validate_plan(file.recovery_plan).map_err(|(field, reason)| err(&field, reason))
+    validate_plan(file.recovery_plan).map_err(|(field, reason, line)| err(&field, reason, line))
 }
 
 type FieldResult<T> = Result<T, (String, String)>;
 
-fn validate_plan(raw: RawPlan) -> FieldResult<Playbook> {
+fn validate_plan(raw: RawPlan) -> Result<Playbook, (String, String, Option<u64>)> {
     let at = |f: &str| format!("recovery_plan.{f}");
     if raw.id.is_empty()
         || raw.id.len() > 64
@@ -410,30 +418,43 @@ fn validate_plan(raw: RawPlan) -> FieldResult<Playbook> {
         return Err((
             at("id"),
             "must be 1 to 64 letters, digits, `-`, `_` or `.`".into(),
+            None,
         ));
     }
-    let incident_type = IncidentType::parse(&raw.incident_type).ok_or_else(|| {
+    let incident_type = IncidentType::parse(&raw.incident_type.value).ok_or_else(|| {
         let names: Vec<&str> = IncidentType::ALL.iter().map(|t| t.as_str()).collect();
         (
             at("incident_type"),
-            format!("`{}` is not one of {}", raw.incident_type, names.join(", ")),
+            format!(
+                "`{}` is not one of {}",
+                raw.incident_type.value,
+                names.join(", ")
+            ),
+            Some(raw.incident_type.referenced.line()),
         )
     })?;
     if raw.steps.is_empty() || raw.steps.len() > MAX_STEPS {
-        return Err((at("steps"), format!("must have 1 to {MAX_STEPS} steps")));
+        return Err((
+            at("steps"),
+            format!("must have 1 to {MAX_STEPS} steps"),
+            None,
+        ));
     }
     let verify_timeout = raw
         .verify_timeout
         .as_deref()
         .map(parse_duration)
         .transpose()
-        .map_err(|r| (at("verify_timeout"), r))?;
+        .map_err(|r| (at("verify_timeout"), r, None))?;
     let steps = raw
         .steps
         .into_iter()
         .enumerate()
-        .map(|(i, s)| validate_step(s, &at(&format!("steps[{i}]"))))
-        .collect::<FieldResult<Vec<Step>>>()?;
+        .map(|(i, s)| {
+            let line = s.action.referenced.line();
+            validate_step(s, &at(&format!("steps[{i}]"))).map_err(|(f, r)| (f, r, Some(line)))
+        })
+        .collect::<Result<Vec<Step>, _>>()?;
     Ok(Playbook {
         id: raw.id,
         incident_type,
@@ -446,7 +467,7 @@ fn validate_plan(raw: RawPlan) -> FieldResult<Playbook> {
 
 fn validate_step(raw: RawStep, at: &str) -> FieldResult<Step> {
     let field = |f: &str| format!("{at}.{f}");
-    let action = build_action(&raw.action, raw.params, at)?;
+    let action = build_action(&raw.action.value, raw.params, at)?;
     let timeout = match raw.timeout.as_deref() {
         None => DEFAULT_STEP_TIMEOUT,
         Some(text) => {
@@ -714,6 +735,7 @@ impl PlaybookSet {
         if !self.playbooks.contains_key(&playbook.id) && self.playbooks.len() >= MAX_PLAYBOOKS {
             return Err(PlaybookError {
                 source_name: source_name.to_string(),
+                line: None,
                 field: "recovery_plan.id".into(),
                 reason: format!("more than {MAX_PLAYBOOKS} playbooks loaded"),
             });

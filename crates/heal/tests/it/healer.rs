@@ -619,3 +619,48 @@ fn a_link_incident_is_superseded_when_the_neighbourhood_blames_the_node() {
         "a superseded incident was not repaired"
     );
 }
+
+#[test]
+fn ten_minutes_of_healthy_noise_open_no_incident() {
+    // Default settings, not the shortened test ones: this is the false-incident target.
+    let mut h = Harness::new(
+        heal::HealConfig::default(),
+        &[WEB_CHECK],
+        PlaybookSet::defaults().expect("defaults parse"),
+    );
+    let mut rng = heal::plan::SplitMix64::new(42);
+    let peers = [node(1), node(2), node(3), node(4), node(5)];
+    for second in 0..600 {
+        let links = peers
+            .iter()
+            .map(|p| LinkSample {
+                peer: *p,
+                loss_percent: if rng.next_f64() < 0.1 { 1.6 } else { 0.0 },
+                rtt_ms: 0.5 + rng.next_f64(),
+                tq: 240 + (rng.next_u64() % 16) as u8,
+            })
+            .collect();
+        h.observe_all(vec![
+            Observation::Node {
+                cpu_percent: 20.0 + 50.0 * rng.next_f64(),
+                memory_percent: 40.0 + 4.0 * rng.next_f64(),
+                disk_percent: 60.0,
+            },
+            Observation::Mesh {
+                links,
+                route_count: 5,
+                route_churn: u32::from(second % 15 == 0),
+            },
+            Observation::Check {
+                name: "web".into(),
+                passed: rng.next_f64() > 0.01,
+            },
+            Observation::Counter {
+                name: "xdp_drops".into(),
+                value: 100.0 + 10.0 * rng.next_f64(),
+            },
+        ]);
+    }
+    assert!(h.opened().is_empty(), "{:#?}", h.opened());
+    assert!(h.actions.is_empty());
+}

@@ -187,6 +187,7 @@ fn bad_playbooks_are_refused_with_the_field_named() {
                     e.reason
                 );
                 assert_eq!(e.source_name, "bad.yaml");
+                assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
             }
         }
     }
@@ -198,4 +199,25 @@ fn a_failed_user_load_leaves_the_set_unchanged() {
     let before = set.clone();
     assert!(set.add_text(BAD[0].1, "bad.yaml").is_err());
     assert_eq!(set, before);
+}
+
+#[test]
+fn errors_carry_the_line_of_the_offending_step() {
+    let text = "recovery_plan:\n  id: x\n  incident_type: SERVICE_DOWN\n  steps:\n    - action: restart_service\n    - action: restart_service\n      timeout: 1y\n";
+    let e = parse_playbook(text, "lines.yaml").expect_err("bad timeout");
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("lines.yaml:6: recovery_plan.steps[1].timeout:"),
+        "{e}"
+    );
+    let e = parse_playbook(
+        "recovery_plan:\n  id: x\n  incident_type: NOPE\n  steps: []\n",
+        "t.yaml",
+    )
+    .expect_err("bad type");
+    assert_eq!(e.line, Some(3), "{e}");
+    let e =
+        parse_playbook("recovery_plan:\n  id: x\n  steps: [\n", "s.yaml").expect_err("bad yaml");
+    assert!(e.line.is_some(), "{e}");
 }
