@@ -34,7 +34,9 @@
 //!
 //! # Layout
 //!
-//! - `healer.rs`: [`Healer`], the loop and its calling contract;
+//! - `healer.rs`: [`Healer`], the loop, its calling contract, bounds and events;
+//!   `healer/analyze.rs` turns observations into symptoms and incidents, `healer/run.rs`
+//!   chooses plans and drives their steps;
 //! - `observation.rs`: inputs and metric names;
 //! - `check.rs`: health-check declarations and their state machine;
 //! - `detect.rs`: EWMA, z-score, hysteresis;
