@@ -131,9 +131,10 @@ impl Hysteresis {
 }
 
 /// Why the last sample was anomalous.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Verdict {
     /// Within thresholds and the adaptive band.
+    #[default]
     Normal,
     /// Beyond the static threshold.
     Threshold {
@@ -160,6 +161,19 @@ pub struct MetricDetector {
     pub hysteresis: Hysteresis,
     /// Last sample.
     pub last_value: f64,
+    /// Verdict on the last anomalous sample, which explains an active symptom.
+    pub last_anomaly: Verdict,
+}
+
+impl Verdict {
+    /// Short explanation for incident evidence, e.g. `97.0 > 90` or `4.2 at z 6.1`.
+    pub fn explain(&self) -> String {
+        match self {
+            Verdict::Normal => "normal".to_string(),
+            Verdict::Threshold { value, limit } => format!("{value:.1} beyond threshold {limit}"),
+            Verdict::ZScore { value, z } => format!("{value:.1} at z-score {z:.1}"),
+        }
+    }
 }
 
 impl MetricDetector {
@@ -194,7 +208,9 @@ impl MetricDetector {
             },
         };
         let anomalous = verdict != Verdict::Normal;
-        if !anomalous {
+        if anomalous {
+            self.last_anomaly = verdict;
+        } else {
             self.baseline.update(value, cfg.alpha);
         }
         (verdict, self.hysteresis.feed(anomalous, now, cfg))

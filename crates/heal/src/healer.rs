@@ -37,6 +37,9 @@ pub const MAX_CHECKS: usize = 256;
 /// Most open incidents. Local incidents are about this node, its links and its services; past
 /// 64 simultaneous root causes new ones are dropped and counted, and the node needs an operator.
 pub const MAX_OPEN_INCIDENTS: usize = 64;
+/// Symptoms stored in one incident (earliest first); confidence uses all of them, but the
+/// record must stay small enough to store and gossip.
+pub const MAX_EVIDENCE_PER_INCIDENT: usize = 64;
 /// Closed incidents kept for queries; the node persists each one from its close event.
 pub const MAX_RECENT_INCIDENTS: usize = 64;
 /// Undrained events; when full, new events are dropped and counted (incidents stay queryable).

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use wire::NodeId;
 
 use super::{
-    Event, Healer, MAX_LINKS_PER_OBSERVATION, MAX_METRICS, MAX_OPEN_INCIDENTS, MAX_VIEWS, Tracked,
-    View,
+    Event, Healer, MAX_EVIDENCE_PER_INCIDENT, MAX_LINKS_PER_OBSERVATION, MAX_METRICS,
+    MAX_OPEN_INCIDENTS, MAX_VIEWS, Tracked, View,
 };
 use crate::cause::{self, Entity, Symptom};
 use crate::check::CheckStatus;
@@ -151,7 +151,7 @@ impl Healer {
             };
             out.push(Symptom {
                 entity,
-                detail: format!("{} = {:.1}", metric_name(key), detector.last_value),
+                detail: format!("{}: {}", metric_name(key), detector.last_anomaly.explain()),
                 first_at,
                 evidence: detector.hysteresis.evidence,
                 local: true,
@@ -267,7 +267,9 @@ impl Healer {
                 group.runner_up,
                 self.config.detector.open_after,
             );
-            let evidence: Vec<Symptom> = members.iter().map(|s| (*s).clone()).collect();
+            let mut evidence: Vec<Symptom> = members.iter().map(|s| (*s).clone()).collect();
+            evidence.sort_by_key(|s| s.first_at);
+            evidence.truncate(MAX_EVIDENCE_PER_INCIDENT);
             let existing = self
                 .incidents
                 .iter()

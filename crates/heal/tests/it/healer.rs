@@ -664,3 +664,45 @@ fn ten_minutes_of_healthy_noise_open_no_incident() {
     assert!(h.opened().is_empty(), "{:#?}", h.opened());
     assert!(h.actions.is_empty());
 }
+
+#[test]
+fn when_all_neighbours_lose_this_node_it_blames_itself() {
+    let (b, c) = (node(1), node(2));
+    let mut h = Harness::new(
+        test_config(),
+        &[],
+        PlaybookSet::defaults().expect("defaults parse"),
+    );
+    let local = mesh(vec![link(b, 0.0), link(c, 0.0)], 2);
+    for _ in 0..4 {
+        h.observe_all(vec![
+            local.clone(),
+            Observation::NeighbourView {
+                reporter: b,
+                links: vec![link(node(0), 40.0)],
+            },
+            Observation::NeighbourView {
+                reporter: c,
+                links: vec![link(node(0), 55.0)],
+            },
+        ]);
+    }
+    let opened = h.opened();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    let incident = h.healer.incident(opened[0].id).expect("open");
+    assert_eq!(incident.kind, IncidentType::NodeFailure);
+    assert_eq!(incident.root_cause, Entity::Node(node(0)));
+    assert!(
+        h.actions.is_empty(),
+        "peer playbooks cannot act on this node itself: {:?}",
+        h.actions
+    );
+    assert!(
+        incident
+            .notes
+            .iter()
+            .any(|n| n.contains("no applicable playbook")),
+        "{:?}",
+        incident.notes
+    );
+}
