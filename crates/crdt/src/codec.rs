@@ -466,7 +466,7 @@ impl<'a> Reader<'a> {
             cloud.insert(self.dot()?);
         }
         let ctx = crate::dot::CausalContext::from_parts(vv, cloud)?;
-        let count = self.count(NodeId::LEN + 8 + ENTRY_FIXED_BYTES)?;
+        let count = self.count(NodeId::LEN + ENTRY_FIXED_BYTES)?;
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let dot = self.dot()?;

@@ -34,15 +34,19 @@
 //! the sender has seen but no longer holds drops it. Only LWW-Map deletions keep a tombstone,
 //! because a deletion must carry a timestamp to beat an older concurrent write.
 //!
-//! **Garbage collection of tombstones.** A tombstone is dropped when (1) it was written more
-//! than `tombstone_horizon_ms` ago (default one day), and (2) every known peer has been seen to
-//! hold its dot (through the peer's version vector, a chunk it sent, or an equal digest), and
-//! (3) the replica has at least one peer. Peers silent for `peer_forget_ms` are forgotten so a
-//! dead node cannot block collection forever; the peer list is persisted so a restart does not
-//! forget who must acknowledge. After collection the dot stays in the version vector, so a peer
-//! still holding the tombstone or an older value drops it on the next exchange. The remaining
-//! hazard is a replica the collecting node has never known that holds an older value of the
-//! key and meets it only after the horizon; the horizon is what makes that unlikely.
+//! **Garbage collection of tombstones.** A replica drops a tombstone when (1) it was written
+//! more than `tombstone_horizon_ms` ago (default one day), (2) every known peer has been seen
+//! to hold its dot (through the peer's version vector, a chunk it sent, or an equal digest),
+//! and (3) the replica has at least one peer. Peers silent for `peer_forget_ms` are forgotten
+//! so a dead node cannot block collection forever; the peer list is persisted so a restart
+//! does not forget who must acknowledge. The dot stays in the version vector, so the absence
+//! travels like any removal: a peer still holding the tombstone, or an older value from a
+//! write the collector had seen, drops it on the next exchange, and all replicas converge.
+//! Stability is checked over neighbours only, not the whole mesh, so one hazard remains: a
+//! replica holding a write to the same key that was concurrent with the deletion, older than
+//! it, and seen by none of the collector's neighbours within the horizon would bring that
+//! value back. The one-day horizon is what makes that unlikely; whole-mesh stability (version
+//! vectors of all nodes) would remove it at the cost of carrying every node's vector.
 //!
 //! **Bounds.** See [`limits`]: keys 64 bytes, values 1024 bytes (refused with
 //! [`CrdtError::ValueTooLarge`]), 16,384 entries per collection, 4,096 writers, 16 collections,
