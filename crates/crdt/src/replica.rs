@@ -26,6 +26,7 @@
 //! that origin's live entries in chunks, so the peer drops what was removed. Fresh local writes
 //! are also pushed to every peer at once, so anti-entropy only repairs what the push lost.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 
 use wire::NodeId;
@@ -256,6 +257,26 @@ struct Collection {
     name: String,
     kind: Kind,
     crdt: Crdt,
+    /// The state digest, computed on first use after a change: every DIGEST from every peer
+    /// asks for it, and hashing the whole state each time would cost O(state) per datagram.
+    digest: Cell<Option<u64>>,
+}
+
+impl Collection {
+    fn digest(&self) -> u64 {
+        if let Some(digest) = self.digest.get() {
+            return digest;
+        }
+        let digest = self.crdt.store().digest();
+        self.digest.set(Some(digest));
+        digest
+    }
+
+    /// Mutable access to the state; forgets the cached digest.
+    fn crdt_mut(&mut self) -> &mut Crdt {
+        self.digest.set(None);
+        &mut self.crdt
+    }
 }
 
 /// What this replica knows of one peer.
@@ -294,6 +315,7 @@ impl Replica {
                 name: name.clone(),
                 kind: *kind,
                 crdt: kind.empty(),
+                digest: Cell::new(None),
             })
             .collect();
         Ok(Replica {
@@ -352,7 +374,7 @@ impl Replica {
     /// The 64-bit digest of a collection (equal on two nodes means equal state).
     pub fn digest(&self, collection: &str) -> Option<u64> {
         self.find(collection)
-            .map(|index| self.collections[index].crdt.store().digest())
+            .map(|index| self.collections[index].digest())
     }
 
     /// The dot store of a collection, for inspection.
@@ -487,7 +509,7 @@ impl Replica {
             .ok_or_else(|| CrdtError::UnknownCollection(collection.to_owned()))?;
         let node = self.config.node;
         let before = self.collections[index].crdt.store().context().max(node);
-        apply(&mut self.collections[index].crdt, &mut self.clock)?;
+        apply(self.collections[index].crdt_mut(), &mut self.clock)?;
         let after = self.collections[index].crdt.store().context().max(node);
         if after > before {
             let peers: Vec<NodeId> = self.peers.keys().copied().collect();
@@ -538,7 +560,7 @@ impl Replica {
             .iter()
             .map(|collection| CollectionDigest {
                 name: collection.name.as_bytes().to_vec(),
-                digest: collection.crdt.store().digest(),
+                digest: collection.digest(),
             })
             .collect();
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
@@ -591,8 +613,9 @@ impl Replica {
                 self.stats.dropped_unknown_collection += 1;
                 continue;
             };
-            let store = self.collections[index].crdt.store();
-            if store.digest() == item.digest {
+            let collection = &self.collections[index];
+            let store = collection.crdt.store();
+            if collection.digest() == item.digest {
                 // Equal digests mean the peer holds exactly our state, so it has seen our
                 // whole version vector.
                 let vector: BTreeMap<NodeId, u64> = store.context().vector().collect();
@@ -631,11 +654,12 @@ impl Replica {
             .filter(|(origin, _)| *origin >= page.from && *origin <= page.to)
             .map(|(origin, max)| (origin, max, store.origin_digest(origin)))
             .collect();
+        // Missing events go first, repairs second: a repair may drop an overwritten entry
+        // whose successor travels in another origin's range, and sending that range first
+        // keeps the key from vanishing in between unless a datagram is lost.
         let mut budget = MAX_DELTA_DATAGRAMS_PER_REPLY;
+        let mut repairs = Vec::new();
         for (origin, max, digest) in ours {
-            if budget == 0 {
-                break;
-            }
             let (their_max, their_digest) = theirs
                 .get(&origin)
                 .map_or((0, crate::store::EMPTY_ORIGIN_DIGEST), |s| {
@@ -646,26 +670,31 @@ impl Replica {
                 self.repairs.remove(&key);
                 self.send_range(peer, index, origin, their_max, max, &mut budget);
             } else if max == their_max && digest != their_digest {
-                let start = self
-                    .repairs
-                    .get(&key)
-                    .copied()
-                    .filter(|lo| *lo < max)
-                    .unwrap_or(0);
-                match self.send_range(peer, index, origin, start, max, &mut budget) {
-                    Some(next)
-                        if self.repairs.len() < MAX_REPAIR_CURSORS
-                            || self.repairs.contains_key(&key) =>
-                    {
-                        self.repairs.insert(key, next);
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.repairs.remove(&key);
-                    }
-                }
+                repairs.push((origin, max));
             } else {
                 self.repairs.remove(&key);
+            }
+        }
+        for (origin, max) in repairs {
+            let key = (peer, index, origin);
+            let start = self
+                .repairs
+                .get(&key)
+                .copied()
+                .filter(|lo| *lo < max)
+                .unwrap_or(0);
+            let resume = self.send_range(peer, index, origin, start, max, &mut budget);
+            match resume {
+                Some(next)
+                    if self.repairs.len() < MAX_REPAIR_CURSORS
+                        || self.repairs.contains_key(&key) =>
+                {
+                    self.repairs.insert(key, next);
+                }
+                Some(_) => {}
+                None => {
+                    self.repairs.remove(&key);
+                }
             }
         }
         Ok(())
@@ -687,7 +716,7 @@ impl Replica {
                 return Err(Dropped::ClockSkew);
             }
         }
-        let store = self.collections[index].crdt.store_mut();
+        let store = self.collections[index].crdt_mut().store_mut();
         if chunk.lo > store.context().max(chunk.origin) {
             self.stats.dropped_out_of_order += 1;
             return Err(Dropped::OutOfOrder);
@@ -780,6 +809,9 @@ impl Replica {
         hi: u64,
         budget: &mut usize,
     ) -> Option<u64> {
+        if *budget == 0 {
+            return Some(lo);
+        }
         let name = self.collections[index].name.as_bytes().to_vec();
         let overhead = DELTA_OVERHEAD_BYTES - MAX_COLLECTION_NAME_BYTES + name.len();
         let mut chunks = Vec::new();
@@ -874,6 +906,9 @@ impl Replica {
                 .crdt
                 .store_mut()
                 .collect_garbage(cutoff_ms, stable);
+            if collected > 0 {
+                collection.digest.set(None);
+            }
             self.stats.tombstones_collected += collected as u64;
         }
     }
@@ -914,7 +949,7 @@ impl Replica {
         if collection.kind != kind || collection.crdt.store().policy() != store.policy() {
             return Err(CrdtError::WrongKind(name.to_owned()));
         }
-        *collection.crdt.store_mut() = store;
+        *collection.crdt_mut().store_mut() = store;
         Ok(())
     }
 
@@ -959,6 +994,13 @@ impl Replica {
         let last = self.clock.last();
         for collection in &self.collections {
             let store = collection.crdt.store();
+            if collection
+                .digest
+                .get()
+                .is_some_and(|cached| cached != store.digest())
+            {
+                return Err(format!("{}: cached digest is stale", collection.name));
+            }
             let mut keys: BTreeMap<&[u8], usize> = BTreeMap::new();
             for (dot, entry) in store.entries() {
                 if !store.context().contains(dot) || entry.hlc.node != dot.origin {

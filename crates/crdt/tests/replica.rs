@@ -39,6 +39,9 @@ fn sync(replicas: &mut [Replica], skew: &[i64], now: &mut u64, rounds: usize) {
                     let _ = replicas[to].handle_message(sender, &transmit.payload, wall);
                 }
             }
+            for replica in replicas.iter() {
+                assert_eq!(replica.validate(), Ok(()));
+            }
             if !moved {
                 break;
             }
