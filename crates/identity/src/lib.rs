@@ -9,6 +9,7 @@
 //! - [`ca`]: the trust domain's CA: keys, join tokens, issuance log, revocations.
 //! - [`token`]: join tokens that pin the CA certificate.
 //! - [`record`]: hybrid-signed node records and revocations.
+//! - [`tls`]: rustls configurations of links, with key-exchange group recording.
 //! - [`files`]: 0600 secret files whose errors name the file.
 //!
 //! Nothing here is trusted by default: a peer is a member only when its certificate chains to
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod record;
 pub mod spiffe;
 pub mod svid;
+pub mod tls;
 pub mod token;
 pub mod verify;
 

@@ -53,4 +53,8 @@ pub enum TransportError {
         /// The limit.
         max: usize,
     },
+    /// A QUIC link could not be set up or used.
+    #[error("link: {0}")]
+    Link(String),
 }
+

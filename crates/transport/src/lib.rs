@@ -18,10 +18,12 @@
 
 pub mod address_book;
 pub mod error;
+pub mod links;
 pub mod udp;
 
 pub use address_book::{AddressBook, MAX_ADDRESS_BOOK_ENTRIES};
 pub use error::TransportError;
+pub use links::{LinkEndpoint, LinkEvent, LinkInfo, LinkSettings};
 pub use udp::{
     DISCOVERY_GROUP, Interface, MAX_INTERFACES, RECV_BUFFER_BYTES, StaticPeer, Transport,
     TransportConfig, TransportStats,
