@@ -50,3 +50,11 @@ pub const MAX_DELTA_DATAGRAMS_PER_REPLY: usize = 64;
 /// Repairs of equal-length but different origin histories (removals) in progress, per replica;
 /// each remembers where the next chunk starts so large histories make progress across rounds.
 pub const MAX_REPAIR_CURSORS: usize = 1_024;
+
+/// A chunk that brings at most this many new events is relayed to the other peers at once:
+/// it is most likely a fresh write. Larger catch-ups (a node back from a partition) are left to
+/// anti-entropy, so a returning node does not re-flood its whole backlog.
+pub const MAX_RELAY_EVENTS: u64 = 8;
+
+/// Datagrams one relay may send to one peer; eight events with the largest values need eight.
+pub const MAX_RELAY_DATAGRAMS: usize = 8;

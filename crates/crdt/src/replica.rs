@@ -24,7 +24,8 @@
 //! sends, per origin, the range of events the peer lacks as DELTA chunks; when both have seen
 //! the same events but hold different entries (a removal travelled only one way), it resends
 //! that origin's live entries in chunks, so the peer drops what was removed. Fresh local writes
-//! are also pushed to every peer at once, so anti-entropy only repairs what the push lost.
+//! are also pushed to every peer at once, and a node that learns a few new events relays them
+//! to its other peers at once, so anti-entropy only repairs what the pushes lost.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -41,7 +42,8 @@ use crate::error::{CrdtError, DecodeError};
 use crate::hlc::{DEFAULT_MAX_DRIFT_MS, HlcClock};
 use crate::limits::{
     MAX_COLLECTION_NAME_BYTES, MAX_COLLECTIONS, MAX_DELTA_DATAGRAMS_PER_REPLY, MAX_MESSAGE_BYTES,
-    MAX_ORIGINS, MAX_PEERS, MAX_QUEUED_TRANSMITS, MAX_REPAIR_CURSORS,
+    MAX_ORIGINS, MAX_PEERS, MAX_QUEUED_TRANSMITS, MAX_RELAY_DATAGRAMS, MAX_RELAY_EVENTS,
+    MAX_REPAIR_CURSORS,
 };
 use crate::map::LwwMap;
 use crate::orset::OrSet;
@@ -739,10 +741,12 @@ impl Replica {
             lo: chunk.lo,
             hi: chunk.hi,
         };
+        let before = store.context().max(chunk.origin);
         if store.join(&incoming, cover).is_err() {
             self.stats.dropped_rejected += 1;
             return Err(Dropped::Rejected);
         }
+        let after = store.context().max(chunk.origin);
         for (_, entry) in &chunk.entries {
             self.clock.witness(entry.hlc);
         }
@@ -754,7 +758,26 @@ impl Replica {
                 *slot = (*slot).max(chunk.hi);
             }
         }
+        if after > before && after - before <= MAX_RELAY_EVENTS {
+            self.relay(peer, index, chunk.origin, before, after);
+        }
         Ok(())
+    }
+
+    /// Passes a few fresh events on to every other peer at once, so a write crosses the mesh
+    /// at network speed rather than one digest round per hop. Each node relays an event only
+    /// when it first learns it, so a write costs about one chunk per link.
+    fn relay(&mut self, from: NodeId, index: usize, origin: NodeId, lo: u64, hi: u64) {
+        let peers: Vec<NodeId> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|peer| *peer != from && *peer != origin)
+            .collect();
+        for peer in peers {
+            let mut budget = MAX_RELAY_DATAGRAMS;
+            self.send_range(peer, index, origin, lo, hi, &mut budget);
+        }
     }
 }
 

@@ -417,3 +417,36 @@ fn mutations_of_the_wrong_kind_or_an_unknown_collection_are_refused() {
     assert!(a.map("directory").expect("map").is_empty());
     assert!(a.poll_transmit().is_none());
 }
+
+#[test]
+fn a_fresh_event_is_relayed_to_other_peers_but_a_backlog_is_not() {
+    let mut b = replica(2, T0);
+    b.add_peer(id(1), T0).expect("room");
+    b.add_peer(id(3), T0).expect("room");
+    let fresh = delta(
+        "directory",
+        id(1),
+        0,
+        1,
+        vec![(1, entry(id(1), T0, b"k", b"v"))],
+    );
+    b.handle_message(id(1), &fresh, T0).expect("applies");
+    let transmit = b.poll_transmit().expect("a relay");
+    assert_eq!(transmit.to, id(3), "not back to the sender");
+    assert_eq!(Message::decode(&transmit.payload), Message::decode(&fresh));
+    assert!(b.poll_transmit().is_none());
+    // The same chunk again is nothing new: no relay.
+    b.handle_message(id(1), &fresh, T0).expect("idempotent");
+    assert!(b.poll_transmit().is_none());
+    let over = crdt::limits::MAX_RELAY_EVENTS + 1;
+    let backlog = delta("directory", id(4), 0, over, vec![]);
+    b.handle_message(id(4), &backlog, T0).expect("applies");
+    assert!(
+        b.poll_transmit().is_none(),
+        "a backlog waits for anti-entropy"
+    );
+    assert_eq!(
+        b.store("directory").expect("store").context().max(id(4)),
+        over
+    );
+}
