@@ -55,8 +55,14 @@
 //! longer histories go out as chunks of consecutive ranges.
 //!
 //! **Trust.** The replica trusts that the caller authenticated the link a datagram came over;
-//! it does not verify that an entry's writer is who it claims. Values that need that (signed
-//! node records, revocations) carry their own signatures, checked by the node.
+//! it does not itself verify that an entry's writer is who it claims. Values that need that
+//! (signed node records, revocations) carry their own signatures, and the node installs an
+//! [`EntryCheck`] per collection that verifies them: entries that fail are skipped and counted.
+//!
+//! **A known transient.** Under last-writer-wins, a repair can drop a value that the sender
+//! overwrote before the overwriting entry (another writer's event) arrives; the key then reads
+//! as absent until it does. Replies send missing events before repairs, so this needs a lost
+//! datagram, and the next round ends it.
 
 pub mod codec;
 pub mod counter;
@@ -79,5 +85,5 @@ pub use hlc::{DEFAULT_MAX_DRIFT_MS, Hlc, HlcClock};
 pub use map::LwwMap;
 pub use orset::OrSet;
 pub use register::LwwRegister;
-pub use replica::{Dropped, Kind, Replica, ReplicaConfig, Stats, Transmit};
+pub use replica::{Dropped, EntryCheck, Kind, PeerStatus, Replica, ReplicaConfig, Stats, Transmit};
 pub use store::{DotStore, Entry, Policy};

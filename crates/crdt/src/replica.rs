@@ -29,6 +29,8 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
 
 use wire::NodeId;
 
@@ -219,6 +221,8 @@ pub struct Stats {
     pub dropped_rejected: u64,
     /// Not sent: the transmit queue was full (anti-entropy resends later).
     pub transmit_queue_full: u64,
+    /// Entries skipped because the node's [`EntryCheck`] refused them (bad signatures).
+    pub dropped_invalid_entries: u64,
     /// DELTA chunks applied.
     pub deltas_applied: u64,
     /// Tombstones collected.
@@ -285,6 +289,8 @@ impl Collection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Peer {
     last_heard_ms: u64,
+    /// Per collection, whether the peer's last DIGEST matched our state.
+    in_sync: Vec<bool>,
     /// Per collection, the events of each origin the peer has been seen to hold. Only grows
     /// from evidence (its vectors, its chunks, an equal digest), so it may lag but never lead;
     /// garbage collection relies on that. At most [`MAX_ORIGINS`] origins per collection.
@@ -304,6 +310,43 @@ pub struct Replica {
     repairs: BTreeMap<(NodeId, usize, NodeId), u64>,
     next_sync_ms: u64,
     stats: Stats,
+    /// Per collection, the node's test for remote entries (signatures), if any.
+    checks: Vec<Option<EntryCheck>>,
+}
+
+/// A test the node applies to every remote entry before it is merged, such as verifying the
+/// signature of a node record. An entry that fails is skipped and counted
+/// ([`Stats::dropped_invalid_entries`]); the rest of its chunk still applies, so one bad entry
+/// cannot stall the writer's history. Its dot counts as seen, so honest replicas also remove
+/// it from the peer that sent it, like any removal.
+#[derive(Clone)]
+pub struct EntryCheck(Arc<CheckFn>);
+
+/// The test itself: writer and entry in, accept or not out.
+type CheckFn = dyn Fn(NodeId, &Entry) -> bool + Send + Sync;
+
+impl EntryCheck {
+    /// Wraps a test taking the writer and the entry.
+    pub fn new(check: impl Fn(NodeId, &Entry) -> bool + Send + Sync + 'static) -> EntryCheck {
+        EntryCheck(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for EntryCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EntryCheck(..)")
+    }
+}
+
+/// What `ctl crdt status` shows about one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub peer: NodeId,
+    /// When it was last heard, wall-clock ms.
+    pub last_heard_ms: u64,
+    /// Per collection (configuration order): whether its last digest matched ours.
+    pub in_sync: Vec<(String, bool)>,
 }
 
 impl Replica {
@@ -321,6 +364,7 @@ impl Replica {
             })
             .collect();
         Ok(Replica {
+            checks: vec![None; config.collections.len()],
             clock: HlcClock::new(config.node, config.max_drift_ms),
             config,
             collections,
@@ -365,6 +409,36 @@ impl Replica {
         } else {
             Err(CrdtError::Config(format!("peers: at most {MAX_PEERS}")))
         }
+    }
+
+    /// Installs the node's test for remote entries of one collection (see [`EntryCheck`]).
+    pub fn set_entry_check(
+        &mut self,
+        collection: &str,
+        check: EntryCheck,
+    ) -> Result<(), CrdtError> {
+        let index = self
+            .find(collection)
+            .ok_or_else(|| CrdtError::UnknownCollection(collection.to_owned()))?;
+        self.checks[index] = Some(check);
+        Ok(())
+    }
+
+    /// Every peer with its sync state, for status output.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|(id, peer)| PeerStatus {
+                peer: *id,
+                last_heard_ms: peer.last_heard_ms,
+                in_sync: self
+                    .collections
+                    .iter()
+                    .zip(&peer.in_sync)
+                    .map(|(collection, in_sync)| (collection.name.clone(), *in_sync))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Stops synchronising with `peer`; it no longer holds back garbage collection.
@@ -623,8 +697,12 @@ impl Replica {
                 let vector: BTreeMap<NodeId, u64> = store.context().vector().collect();
                 if let Some(known) = self.peers.get_mut(&peer) {
                     known.acked[index] = vector;
+                    known.in_sync[index] = true;
                 }
             } else {
+                if let Some(known) = self.peers.get_mut(&peer) {
+                    known.in_sync[index] = false;
+                }
                 self.send_vector(peer, index);
             }
         }
@@ -718,14 +796,27 @@ impl Replica {
                 return Err(Dropped::ClockSkew);
             }
         }
-        let store = self.collections[index].crdt_mut().store_mut();
-        if chunk.lo > store.context().max(chunk.origin) {
+        if chunk.lo
+            > self.collections[index]
+                .crdt
+                .store()
+                .context()
+                .max(chunk.origin)
+        {
             self.stats.dropped_out_of_order += 1;
             return Err(Dropped::OutOfOrder);
         }
+        let check = self.checks[index].clone();
+        let accepted = |(_, entry): &&(u64, Entry)| {
+            check
+                .as_ref()
+                .is_none_or(|check| (check.0)(chunk.origin, entry))
+        };
+        let store = self.collections[index].crdt_mut().store_mut();
         let incoming: Vec<(Dot, &Entry)> = chunk
             .entries
             .iter()
+            .filter(accepted)
             .map(|(seq, entry)| {
                 (
                     Dot {
@@ -747,6 +838,8 @@ impl Replica {
             return Err(Dropped::Rejected);
         }
         let after = store.context().max(chunk.origin);
+        let applied = incoming.len();
+        self.stats.dropped_invalid_entries += (chunk.entries.len() - applied) as u64;
         for (_, entry) in &chunk.entries {
             self.clock.witness(entry.hlc);
         }
@@ -903,6 +996,7 @@ impl Replica {
             peer,
             Peer {
                 last_heard_ms: now_ms,
+                in_sync: vec![false; self.collections.len()],
                 acked: vec![BTreeMap::new(); self.collections.len()],
             },
         );
@@ -989,6 +1083,7 @@ impl Replica {
                     peer,
                     Peer {
                         last_heard_ms,
+                        in_sync: vec![false; self.collections.len()],
                         acked: vec![BTreeMap::new(); self.collections.len()],
                     },
                 );

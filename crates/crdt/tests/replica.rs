@@ -450,3 +450,66 @@ fn a_fresh_event_is_relayed_to_other_peers_but_a_backlog_is_not() {
         over
     );
 }
+
+#[test]
+fn entries_failing_the_node_check_are_skipped_counted_and_the_rest_applies() {
+    let mut a = replica(1, T0);
+    a.set_entry_check(
+        "directory",
+        crdt::EntryCheck::new(|_, entry| entry.value.as_deref() != Some(&b"forged"[..])),
+    )
+    .expect("configured");
+    a.add_peer(id(2), T0).expect("room");
+    let chunk = delta(
+        "directory",
+        id(2),
+        0,
+        3,
+        vec![
+            (1, entry(id(2), T0, b"good", b"signed")),
+            (2, entry(id(2), T0, b"bad", b"forged")),
+        ],
+    );
+    a.handle_message(id(2), &chunk, T0).expect("applies");
+    let map = a.map("directory").expect("map");
+    assert_eq!(map.get(b"good"), Some(&b"signed"[..]));
+    assert_eq!(map.get(b"bad"), None);
+    assert_eq!(a.stats().dropped_invalid_entries, 1);
+    // The history continues past the bad entry.
+    assert_eq!(a.store("directory").expect("store").context().max(id(2)), 3);
+    assert_eq!(a.validate(), Ok(()));
+}
+
+#[test]
+fn peer_status_shows_which_collections_are_in_sync() {
+    let mut replicas = vec![replica(1, T0), replica(2, T0)];
+    peer_all(&mut replicas, T0);
+    let mut now = T0;
+    replicas[0]
+        .map_insert("policies", b"p", b"v", now)
+        .expect("fits");
+    // Lose the push, so node 2 first sees a differing digest.
+    while replicas[0].poll_transmit().is_some() {}
+    replicas[0].handle_timeout(now + 1_000);
+    let digest = replicas[0].poll_transmit().expect("digest");
+    replicas[1]
+        .handle_message(id(1), &digest.payload, now)
+        .expect("accepted");
+    let status = replicas[1].peer_status();
+    assert_eq!(status.len(), 1);
+    assert_eq!(
+        status[0].in_sync,
+        vec![
+            ("directory".to_owned(), true),
+            ("revocations".to_owned(), true),
+            ("policies".to_owned(), false)
+        ]
+    );
+    sync(&mut replicas, &[0, 0], &mut now, 3);
+    assert!(
+        replicas[1].peer_status()[0]
+            .in_sync
+            .iter()
+            .all(|(_, in_sync)| *in_sync)
+    );
+}
