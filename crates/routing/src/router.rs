@@ -37,7 +37,9 @@ use crate::metric::{LinkCosts, add_costs, cost_to_tq};
 use crate::rng::Rng;
 use std::hash::BuildHasher;
 
-use crate::table::{Candidate, NO_SLOT, NodeIdHasher, NodeMap, RouteEntry, Slot, seq_newer};
+use crate::table::{
+    Candidate, NO_SLOT, NodeIdHasher, NodeMap, Queued, RouteEntry, RouteTable, Slot, seq_newer,
+};
 use crate::{NeighbourInfo, RouterConfig, Timestamp};
 
 /// Undrained events kept at most; older ones are dropped and counted.
@@ -61,6 +63,9 @@ const REQUEST_ATTEMPTS: u8 = 5;
 /// slower pace, for as long as someone advertises it. Without this, a lossy path could leave
 /// it starved until the destination's next mesh-wide flood, up to 64 s away.
 const STARVED_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
+/// Requests queued within one input before they are written out early: a packet batch per
+/// neighbour holds about 35, so this only bounds the scratch list.
+const MAX_QUEUED_REQUESTS: usize = 4096;
 /// Neighbours remembered per forwarded request, to pass the answer back to each of them.
 const MAX_ASKERS: usize = 8;
 /// Hop limit of a new sequence-number request; larger than any sane mesh diameter.
@@ -99,6 +104,10 @@ const UPDATE_REPEATS: u8 = 1;
 const REPEAT_GAP: Duration = Duration::from_millis(50);
 /// Pending repeats at most; beyond it (a mass failure) updates go out once.
 const MAX_REPEATS: usize = 65_536;
+/// Flood relays waiting for the selected neighbour's copy, at most: one per destination of a
+/// full default table. Past it a relay goes out at once with the best route that has the new
+/// sequence number, as it would at its deadline.
+const MAX_WAITING_RELAYS: usize = 65_536;
 
 /// Where a packet produced by the router must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,10 +317,16 @@ pub struct Router {
     slot_of: NodeMap<Slot>,
     /// TQ each link's routes were last ranked with (see `TQ_HYSTERESIS`).
     tq_used: Vec<u8>,
-    table: NodeMap<RouteEntry>,
+    table: RouteTable,
     own_seq: u32,
     /// Destinations with an advertisement to send at the next flush.
     pending: Vec<NodeId>,
+    /// Flood relays waiting for the selected neighbour's copy: (destination, deadline), in
+    /// deadline order. Kept apart from `pending` so that a flush costs what it sends, not
+    /// what waits (in a start-up of thousands of nodes most relays wait at every flush).
+    waiting: VecDeque<(NodeId, Timestamp)>,
+    /// Requests produced by the current input, written out before it returns.
+    queued_requests: Vec<(Slot, SeqnoRequest)>,
     /// Relays waiting for the best neighbour's copy of a new sequence number, until the deadline.
     relay_deadline: NodeMap<Timestamp>,
     /// Neighbours that get our whole table at the next flush (they just came up).
@@ -363,9 +378,11 @@ impl Router {
             links: Vec::new(),
             slot_of: NodeMap::default(),
             tq_used: Vec::new(),
-            table: NodeMap::default(),
+            table: RouteTable::default(),
             own_seq: initial_seq,
             pending: Vec::new(),
+            waiting: VecDeque::new(),
+            queued_requests: Vec::new(),
             relay_deadline: NodeMap::default(),
             dumps: Vec::new(),
             answers: Vec::new(),
@@ -442,6 +459,7 @@ impl Router {
                 MessageView::SeqnoRequest(request) => self.on_seqno_request(now, slot, &request),
             }
         }
+        self.send_queued_requests();
         Ok(packet.sender)
     }
 
@@ -474,6 +492,7 @@ impl Router {
         if self.flush_at.is_some_and(|at| now >= at) {
             self.flush(now, false);
         }
+        self.send_queued_requests();
     }
 
     // ----- outputs -----------------------------------------------------------------------
@@ -603,7 +622,7 @@ impl Router {
                 return fail(format!("slot {slot} of {} is not indexed", link.id.short()));
             }
         }
-        for (destination, entry) in &self.table {
+        for (destination, entry) in self.table.iter() {
             if *destination == self.local {
                 return fail("own id in the routing table".into());
             }
@@ -797,7 +816,7 @@ impl Router {
             }
             let mut entry = RouteEntry::new(now);
             entry.newest_seq = ogm.seq;
-            self.table.insert(ogm.originator, entry);
+            self.table.insert_new(ogm.originator, entry);
             fresh = true;
         }
         let Router {
@@ -926,6 +945,22 @@ impl Router {
                     || new_total.abs_diff(advertised) > advertised / COST_CHANGE_DIVISOR
             }
         };
+        // A relay parked for the selected neighbour's copy goes out once the route carries
+        // the newest sequence number.
+        let relay_ready = entry.queued == Queued::Waiting
+            && entry.relay_ttl != 0
+            && entry
+                .selected_candidate()
+                .is_some_and(|c| c.seq == entry.newest_seq);
+        if relay_ready {
+            entry.queued = Queued::Pending;
+            let urgent = entry.relay_urgent;
+            self.relay_deadline.remove(&destination);
+            self.pending.push(destination);
+            if urgent {
+                self.schedule_flush(now);
+            }
+        }
         if new_slot != old_slot {
             self.note_route_change(destination, new_slot);
         }
@@ -945,13 +980,25 @@ impl Router {
             let starved = self
                 .table
                 .get(&destination)
-                .is_some_and(|e| e.candidates.iter().any(|c| !c.is_empty()));
+                .is_some_and(|e| self.is_starved(e));
             if old_slot != NO_SLOT || starved {
                 self.start_request(now, destination);
             }
         } else {
             self.requests.remove(&destination);
         }
+    }
+
+    /// A destination is starved when a usable neighbour advertises it but no advertisement
+    /// is feasible, so only a newer sequence number can restore the route. Advertisements
+    /// from neighbours whose link is not proven yet do not count: at start-up every dump
+    /// arrives before the probes, and asking for thousands of destinations that the next
+    /// probe makes routable made each of them flood the whole mesh.
+    fn is_starved(&self, entry: &RouteEntry) -> bool {
+        entry
+            .candidates
+            .iter()
+            .any(|c| !c.is_empty() && self.usable_link_cost(c.slot).is_some())
     }
 
     fn reselect_all(&mut self, now: Timestamp) {
@@ -978,9 +1025,9 @@ impl Router {
 
     fn queue_advert(&mut self, now: Timestamp, destination: NodeId, urgent: bool) {
         if let Some(entry) = self.table.get_mut(&destination)
-            && !entry.pending
+            && entry.queued == Queued::No
         {
-            entry.pending = true;
+            entry.queued = Queued::Pending;
             self.pending.push(destination);
         }
         if urgent {
@@ -997,15 +1044,34 @@ impl Router {
     fn flush(&mut self, now: Timestamp, with_probes: bool) {
         self.flush_at = None;
         let mut adverts = Vec::with_capacity(self.pending.len());
-        let mut waiting = Vec::new();
         for destination in std::mem::take(&mut self.pending) {
             match self.prepare_advert(now, destination) {
                 PreparedAdvert::Send(advert) => adverts.push(advert),
-                PreparedAdvert::Wait => waiting.push(destination),
+                PreparedAdvert::Wait(deadline) => self.wait_for_relay(destination, deadline),
                 PreparedAdvert::Nothing => {}
             }
         }
-        self.pending = waiting;
+        // Relays whose fallback deadline passed. An item is stale when its destination left
+        // the waiting state (it became ready) or waits again with a later deadline.
+        while let Some(&(destination, at)) = self.waiting.front() {
+            if now < at {
+                break;
+            }
+            self.waiting.pop_front();
+            let current = self
+                .table
+                .get(&destination)
+                .is_some_and(|e| e.queued == Queued::Waiting)
+                && self.relay_deadline.get(&destination) == Some(&at);
+            if !current {
+                continue;
+            }
+            match self.prepare_advert(now, destination) {
+                PreparedAdvert::Send(advert) => adverts.push(advert),
+                PreparedAdvert::Wait(deadline) => self.wait_for_relay(destination, deadline),
+                PreparedAdvert::Nothing => {}
+            }
+        }
         let first_repeat = adverts.len();
         while let Some(&(destination, at, left)) = self.repeats.front() {
             if now < at {
@@ -1051,18 +1117,32 @@ impl Router {
             }
         }
         self.emit(now, &adverts, with_probes);
-        let next_wait = self
-            .pending
-            .iter()
-            .filter_map(|d| self.relay_deadline.get(d))
-            .min()
-            .copied();
+        // The front item may be stale (then the wake-up is early, never late).
+        let next_wait = self.waiting.front().map(|(_, at)| *at);
         let next_repeat = self.repeats.front().map(|(_, at, _)| *at);
         for at in [next_wait, next_repeat].into_iter().flatten() {
             self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
         }
         if !self.pending.is_empty() && self.flush_at.is_none() {
             self.schedule_flush(now);
+        }
+    }
+
+    /// Parks a flood relay until its selected neighbour's copy arrives (see `reselect`) or
+    /// `deadline` passes. Deadlines are `RELAY_FALLBACK` after the first copy, so the queue
+    /// stays in time order.
+    fn wait_for_relay(&mut self, destination: NodeId, deadline: Timestamp) {
+        if let Some(entry) = self.table.get_mut(&destination) {
+            entry.queued = Queued::Waiting;
+            if self.waiting.len() >= MAX_WAITING_RELAYS {
+                // Bounded: past the limit the relay goes out at the next flush with the best
+                // route that has the new number, as it would at its deadline.
+                self.relay_deadline.remove(&destination);
+                entry.queued = Queued::Pending;
+                self.pending.push(destination);
+                return;
+            }
+            self.waiting.push_back((destination, deadline));
         }
     }
 
@@ -1085,8 +1165,8 @@ impl Router {
                 .selected_candidate()
                 .is_none_or(|c| c.seq != entry.newest_seq)
         {
-            if deadline.is_some_and(|deadline| now < deadline) {
-                return PreparedAdvert::Wait;
+            if let Some(deadline) = deadline.filter(|deadline| now < *deadline) {
+                return PreparedAdvert::Wait(deadline);
             }
             // The best neighbour did not bring the new sequence number in time: the relay
             // must carry the route we forward on, so switch to the best route that has it.
@@ -1102,7 +1182,7 @@ impl Router {
                 entry.selected_total = choice.total;
             }
         }
-        entry.pending = false;
+        entry.queued = Queued::No;
         let relay_ttl = std::mem::take(&mut entry.relay_ttl);
         let relay_urgent = std::mem::take(&mut entry.relay_urgent);
         let ogm = match entry.selected_candidate() {
@@ -1300,6 +1380,11 @@ impl Router {
         self.send_request(destination);
     }
 
+    /// Asks the neighbours that still advertise some route to `destination` (they can
+    /// forward the request towards it); only when none does, every neighbour. Retries ask
+    /// every neighbour again: a neighbour whose route is intact does not advertise it again
+    /// unprompted, and the first request it forwarded may have died at a node that lost the
+    /// route in the same failure.
     fn send_request(&mut self, destination: NodeId) {
         let Some(entry) = self.table.get(&destination) else {
             return;
@@ -1315,8 +1400,6 @@ impl Router {
             seq: base.wrapping_add(1),
             hop_limit: REQUEST_HOP_LIMIT,
         };
-        // Ask the neighbours that still advertise some route (they can forward the request
-        // towards the target); only when none does, ask every neighbour.
         let advertisers: Vec<Slot> = entry
             .candidates
             .iter()
@@ -1331,15 +1414,39 @@ impl Router {
             advertisers
         };
         for slot in targets {
-            self.send_message(slot, Message::SeqnoRequest(request));
-            self.stats.seqno_requests_tx += 1;
+            self.queue_request(slot, request);
         }
     }
 
-    fn send_message(&mut self, slot: Slot, message: Message) {
-        let mut writer = PacketWriter::new(self.local);
-        writer.push(&message);
-        self.send_packets(slot, writer);
+    /// Queues a request for `slot`; the requests of one input share packets per neighbour
+    /// (see `send_queued_requests`), as adverts do. After a mass failure a node asks for
+    /// hundreds of destinations at once, and one packet each was most of the packets.
+    fn queue_request(&mut self, slot: Slot, request: SeqnoRequest) {
+        self.stats.seqno_requests_tx += 1;
+        self.queued_requests.push((slot, request));
+        if self.queued_requests.len() >= MAX_QUEUED_REQUESTS {
+            self.send_queued_requests();
+        }
+    }
+
+    /// Writes the queued requests, one packet batch per neighbour. Called before every
+    /// input returns, so requests are never delayed.
+    fn send_queued_requests(&mut self) {
+        if self.queued_requests.is_empty() {
+            return;
+        }
+        let mut queued = std::mem::take(&mut self.queued_requests);
+        // Stable: each neighbour's requests keep their order.
+        queued.sort_by_key(|(slot, _)| *slot);
+        for batch in queued.chunk_by(|a, b| a.0 == b.0) {
+            let mut writer = PacketWriter::new(self.local);
+            for (_, request) in batch {
+                writer.push(&Message::SeqnoRequest(*request));
+            }
+            self.send_packets(batch[0].0, writer);
+        }
+        queued.clear();
+        self.queued_requests = queued;
     }
 
     fn retry_requests(&mut self, now: Timestamp) {
@@ -1355,7 +1462,7 @@ impl Router {
         for destination in due {
             let entry = self.table.get(&destination);
             let routed = entry.is_some_and(|e| e.selected != NO_SLOT);
-            let starved = entry.is_some_and(|e| e.candidates.iter().any(|c| !c.is_empty()));
+            let starved = entry.is_some_and(|e| self.is_starved(e));
             let Some(request) = self.requests.get_mut(&destination) else {
                 continue;
             };
@@ -1432,8 +1539,7 @@ impl Router {
             hop_limit: request.hop_limit - 1,
             ..*request
         };
-        self.send_message(next, Message::SeqnoRequest(onward));
-        self.stats.seqno_requests_tx += 1;
+        self.queue_request(next, onward);
     }
 
     fn answer_own_request(&mut self, now: Timestamp, requested: u32) {
@@ -1465,7 +1571,7 @@ impl Router {
         let ogm_ms = u32::try_from(self.config.ogm_interval.as_millis()).unwrap_or(u32::MAX);
         let fisheye = self.config.fisheye;
         let mut affected = Vec::new();
-        for (destination, entry) in &mut self.table {
+        for (destination, entry) in self.table.iter_mut() {
             let mut removed = false;
             for candidate in entry.candidates.iter_mut().filter(|c| !c.is_empty()) {
                 let age_qs = now_qs.wrapping_sub(candidate.updated_qs);
@@ -1488,7 +1594,7 @@ impl Router {
         self.table.retain(|destination, entry| {
             let forgotten = entry.candidates.iter().all(Candidate::is_empty)
                 && entry.selected == NO_SLOT
-                && !entry.pending
+                && entry.queued == Queued::No
                 && !requests.contains_key(destination)
                 && coarse_ms(now).wrapping_sub(entry.changed_ms) > DESTINATION_GC_MS;
             !forgotten
@@ -1517,7 +1623,7 @@ impl Router {
         let due: Vec<NodeId> = self
             .table
             .iter()
-            .filter(|(_, entry)| entry.selected != NO_SLOT && !entry.pending)
+            .filter(|(_, entry)| entry.selected != NO_SLOT && entry.queued == Queued::No)
             .filter(|(destination, _)| hasher.hash_one(destination) % slices == turn)
             .map(|(destination, _)| *destination)
             .collect();
@@ -1587,7 +1693,8 @@ const DESTINATION_GC_MS: u32 = 180_000;
 
 enum PreparedAdvert {
     Send(Advert),
-    Wait,
+    /// A relay waiting for the selected neighbour's copy until the deadline.
+    Wait(Timestamp),
     Nothing,
 }
 

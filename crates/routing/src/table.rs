@@ -63,6 +63,18 @@ impl Candidate {
     }
 }
 
+/// Where a destination's next advertisement waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Nothing to send.
+    No,
+    /// In the router's pending list: sent at the next flush.
+    Pending,
+    /// A flood relay in the router's waiting queue: sent when the selected neighbour's copy
+    /// of the new sequence number arrives or the fallback deadline passes.
+    Waiting,
+}
+
 /// A route choice: which candidate and its total cost (neighbour cost plus our link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Choice {
@@ -90,8 +102,8 @@ pub(crate) struct RouteEntry {
     pub relay_ttl: u8,
     /// The pending relay answers a request and must not wait for the probe tick.
     pub relay_urgent: bool,
-    /// Already in the pending-advertisement list.
-    pub pending: bool,
+    /// Whether an advertisement for this destination is queued, and where.
+    pub queued: Queued,
     /// When the next hop last changed, in coarse milliseconds (wrapping every 49 days).
     pub changed_ms: u32,
 }
@@ -109,7 +121,7 @@ impl RouteEntry {
             adv_cost: COST_INFINITE,
             relay_ttl: 0,
             relay_urgent: false,
-            pending: false,
+            queued: Queued::No,
             changed_ms: (now.as_micros() / 1000) as u32,
         }
     }
@@ -282,6 +294,160 @@ impl Hasher for NodeIdHasher {
 /// insertion history, which keeps simulations reproducible.
 pub(crate) type NodeMap<V> = HashMap<NodeId, V, BuildHasherDefault<NodeIdHasher>>;
 
+/// Index slots of the routing table are at most this full (3/4): linear probing stays short.
+const INDEX_LOAD_NUMERATOR: usize = 3;
+const INDEX_LOAD_DENOMINATOR: usize = 4;
+
+/// The entry arrays grow by this fraction (1/8) of their size, not by doubling: a node keeps
+/// one entry per destination, so doubling would leave up to half of the largest structure of
+/// the process unused (at 10,000 simulated nodes, gigabytes).
+const ENTRY_GROWTH_DIVISOR: usize = 8;
+const ENTRY_GROWTH_MIN: usize = 16;
+
+/// Marks a free index slot.
+const FREE: u32 = u32::MAX;
+
+/// The routing table: one entry per destination, stored densely in insertion order, with an
+/// open-addressing index of 4-byte positions. A general hash map stores key and value in
+/// buckets rounded up to a power of two and left a fifth to a half of them empty; here only
+/// the small index is rounded, and the entries grow in steps of an eighth. Iteration order
+/// depends only on the insertion and removal history, which keeps simulations reproducible.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    ids: Vec<NodeId>,
+    entries: Vec<RouteEntry>,
+    /// Positions into `ids`/`entries` by hash, linear probing; `FREE` when empty. Its length
+    /// is zero or a power of two.
+    index: Vec<u32>,
+}
+
+impl RouteTable {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn home(&self, id: &NodeId) -> usize {
+        use std::hash::BuildHasher;
+        let hash = BuildHasherDefault::<NodeIdHasher>::default().hash_one(id);
+        (hash as usize) & (self.index.len() - 1)
+    }
+
+    fn position(&self, id: &NodeId) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let mut at = self.home(id);
+        loop {
+            let position = self.index[at];
+            if position == FREE {
+                return None;
+            }
+            if self.ids[position as usize] == *id {
+                return Some(position as usize);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    pub fn contains_key(&self, id: &NodeId) -> bool {
+        self.position(id).is_some()
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&RouteEntry> {
+        self.position(id).map(|position| &self.entries[position])
+    }
+
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut RouteEntry> {
+        self.position(id)
+            .map(|position| &mut self.entries[position])
+    }
+
+    /// Adds an entry for a destination not in the table yet (callers check first; a second
+    /// entry for a known id would only shadow the first).
+    pub fn insert_new(&mut self, id: NodeId, entry: RouteEntry) {
+        debug_assert!(!self.contains_key(&id), "{id} is already in the table");
+        if self.ids.len() == self.ids.capacity() {
+            let more = (self.ids.len() / ENTRY_GROWTH_DIVISOR).max(ENTRY_GROWTH_MIN);
+            self.ids.reserve_exact(more);
+            self.entries.reserve_exact(more);
+        }
+        self.ids.push(id);
+        self.entries.push(entry);
+        if self.ids.len() * INDEX_LOAD_DENOMINATOR > self.index.len() * INDEX_LOAD_NUMERATOR {
+            self.rebuild_index();
+        } else {
+            self.place(self.ids.len() - 1);
+        }
+    }
+
+    /// Puts `position` into the index at the first free slot from its id's home.
+    fn place(&mut self, position: usize) {
+        let mask = self.index.len() - 1;
+        let mut at = self.home(&self.ids[position]);
+        while self.index[at] != FREE {
+            at = (at + 1) & mask;
+        }
+        // Positions are below max_destinations, at most 1,000,000 by validation: below FREE.
+        self.index[at] = position as u32;
+    }
+
+    /// Sizes the index for the current entries (load at most 3/4) and refills it.
+    fn rebuild_index(&mut self) {
+        let wanted = (self.ids.len() * INDEX_LOAD_DENOMINATOR).div_ceil(INDEX_LOAD_NUMERATOR);
+        let size = wanted.next_power_of_two().max(ENTRY_GROWTH_MIN);
+        self.index.clear();
+        self.index.resize(size, FREE);
+        for position in 0..self.ids.len() {
+            self.place(position);
+        }
+    }
+
+    /// Keeps the entries for which `keep` returns true (in their order) and rebuilds the
+    /// index if any went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&NodeId, &RouteEntry) -> bool) {
+        let before = self.ids.len();
+        let mut kept = 0;
+        for position in 0..before {
+            if keep(&self.ids[position], &self.entries[position]) {
+                self.ids.swap(kept, position);
+                self.entries.swap(kept, position);
+                kept += 1;
+            }
+        }
+        if kept == before {
+            return;
+        }
+        self.ids.truncate(kept);
+        self.entries.truncate(kept);
+        self.rebuild_index();
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &NodeId> {
+        self.ids.iter()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &RouteEntry)> {
+        self.ids.iter().zip(&self.entries)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&NodeId, &mut RouteEntry)> {
+        self.ids.iter().zip(self.entries.iter_mut())
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut RouteEntry> {
+        self.entries.iter_mut()
+    }
+
+    /// Bytes held by the table.
+    #[cfg(test)]
+    pub fn allocated_bytes(&self) -> usize {
+        self.ids.capacity() * std::mem::size_of::<NodeId>()
+            + self.entries.capacity() * std::mem::size_of::<RouteEntry>()
+            + self.index.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +488,48 @@ mod tests {
             std::mem::size_of::<RouteEntry>() <= 68,
             "{}",
             std::mem::size_of::<RouteEntry>()
+        );
+    }
+
+    #[test]
+    fn route_table_finds_what_it_holds_after_growth_and_removal() {
+        let mut table = RouteTable::default();
+        for i in 0..5000u64 {
+            assert!(!table.contains_key(&NodeId::from_index(i)));
+            let mut entry = RouteEntry::new(Timestamp::ZERO);
+            entry.newest_seq = i as u32;
+            table.insert_new(NodeId::from_index(i), entry);
+        }
+        assert_eq!(table.len(), 5000);
+        table.retain(|id, _| id.0[15] % 3 != 0);
+        let kept = (0..5000u64)
+            .filter(|i| NodeId::from_index(*i).0[15] % 3 != 0)
+            .count();
+        assert_eq!(table.len(), kept);
+        for i in 0..5000u64 {
+            let id = NodeId::from_index(i);
+            match table.get(&id) {
+                Some(entry) => assert_eq!(entry.newest_seq, i as u32),
+                None => assert_eq!(id.0[15] % 3, 0, "node {i} lost"),
+            }
+        }
+        assert!(table.get(&NodeId::from_index(5000)).is_none());
+        assert_eq!(table.keys().count(), kept);
+    }
+
+    #[test]
+    fn route_table_grows_by_an_eighth_not_by_doubling() {
+        let mut table = RouteTable::default();
+        for i in 0..10_000u64 {
+            table.insert_new(NodeId::from_index(i), RouteEntry::new(Timestamp::ZERO));
+        }
+        let per_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<RouteEntry>();
+        // Entries within 1/8 of their size, plus a 4-byte index at most 3/4 full (16,384 slots).
+        let limit = 10_000 * per_entry * 9 / 8 + 16_384 * 4;
+        assert!(
+            table.allocated_bytes() <= limit,
+            "{} > {limit}",
+            table.allocated_bytes()
         );
     }
 
