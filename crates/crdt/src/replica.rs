@@ -499,7 +499,7 @@ impl Replica {
         value: &[u8],
         now_ms: u64,
     ) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, clock| match crdt {
+        self.mutate(collection, |crdt, clock| match crdt {
             Crdt::Map(map) => map.insert(clock, now_ms, key, value).map(|_| ()),
             _ => Err(CrdtError::WrongKind(collection.to_owned())),
         })
@@ -512,7 +512,7 @@ impl Replica {
         key: &[u8],
         now_ms: u64,
     ) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, clock| match crdt {
+        self.mutate(collection, |crdt, clock| match crdt {
             Crdt::Map(map) => map.remove(clock, now_ms, key).map(|_| ()),
             _ => Err(CrdtError::WrongKind(collection.to_owned())),
         })
@@ -525,7 +525,7 @@ impl Replica {
         element: &[u8],
         now_ms: u64,
     ) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, clock| match crdt {
+        self.mutate(collection, |crdt, clock| match crdt {
             Crdt::Set(set) => set.add(clock, now_ms, element).map(|_| ()),
             _ => Err(CrdtError::WrongKind(collection.to_owned())),
         })
@@ -533,13 +533,8 @@ impl Replica {
 
     /// Removes `element` from a set collection. Nothing is pushed: the removal reaches peers
     /// through the next digest round (their digests now differ).
-    pub fn set_remove(
-        &mut self,
-        collection: &str,
-        element: &[u8],
-        now_ms: u64,
-    ) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, _| match crdt {
+    pub fn set_remove(&mut self, collection: &str, element: &[u8]) -> Result<(), CrdtError> {
+        self.mutate(collection, |crdt, _| match crdt {
             Crdt::Set(set) => set.remove(element).map(|_| ()),
             _ => Err(CrdtError::WrongKind(collection.to_owned())),
         })
@@ -547,7 +542,7 @@ impl Replica {
 
     /// Adds `by` (negative: subtracts) to a counter collection and pushes it to every peer.
     pub fn counter_add(&mut self, collection: &str, by: i64, now_ms: u64) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, clock| match crdt {
+        self.mutate(collection, |crdt, clock| match crdt {
             Crdt::Counter(counter) if by >= 0 => counter
                 .increment(clock, now_ms, by.unsigned_abs())
                 .map(|_| ()),
@@ -565,7 +560,7 @@ impl Replica {
         value: &[u8],
         now_ms: u64,
     ) -> Result<(), CrdtError> {
-        self.mutate(collection, now_ms, |crdt, clock| match crdt {
+        self.mutate(collection, |crdt, clock| match crdt {
             Crdt::Register(register) => register.set(clock, now_ms, value).map(|_| ()),
             _ => Err(CrdtError::WrongKind(collection.to_owned())),
         })
@@ -577,7 +572,6 @@ impl Replica {
     fn mutate(
         &mut self,
         collection: &str,
-        _now_ms: u64,
         apply: impl FnOnce(&mut Crdt, &mut HlcClock) -> Result<(), CrdtError>,
     ) -> Result<(), CrdtError> {
         let index = self

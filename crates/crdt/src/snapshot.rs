@@ -16,6 +16,11 @@
 //! logical 4, key length 1 + key, value tag 1 (0 tombstone, 1 value) + length 2 + value).
 //! Peer acknowledgements are not stored: after a restart every peer must acknowledge again
 //! before a tombstone is collected, which can only delay collection.
+//!
+//! The node must restore its latest snapshot before writing. A node that restarts empty (or
+//! from an old copy) numbers its next write after the last event it knows of, which its peers
+//! may already have seen under the same number; they would ignore the write. Such a node
+//! should complete one digest round with a peer first, which brings its own history back.
 
 use std::collections::BTreeMap;
 

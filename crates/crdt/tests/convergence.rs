@@ -252,9 +252,7 @@ fn random_write(
         }
         4 => {
             let element = [rng.below(16) as u8];
-            replica
-                .set_remove("revocations", &element, now)
-                .expect("fits");
+            replica.set_remove("revocations", &element).expect("fits");
         }
         5 => {
             let by = rng.below(21) as i64 - 10;
@@ -404,12 +402,11 @@ fn a_removal_deep_in_a_long_history_reaches_the_peer_across_rounds() {
         t = mesh.next_time(t);
         assert!(t < 20_000, "no initial convergence");
     }
-    let now = mesh.now(1, t);
     mesh.nodes[1]
-        .set_remove("revocations", &2_999u32.to_be_bytes(), now)
+        .set_remove("revocations", &2_999u32.to_be_bytes())
         .expect("fits");
     mesh.nodes[1]
-        .set_remove("revocations", &0u32.to_be_bytes(), now)
+        .set_remove("revocations", &0u32.to_be_bytes())
         .expect("fits");
     let start = t;
     while !mesh.converged() {
