@@ -566,7 +566,7 @@ impl Replica {
         })
     }
 
-    /// Applies a local mutation, then pushes any new local event to every peer as a one-event
+    /// Applies a local mutation, then pushes the new local event to every peer as a one-event
     /// chunk. A peer that missed earlier events drops it as out of order; the next digest
     /// round repairs that.
     fn mutate(
@@ -584,9 +584,8 @@ impl Replica {
         if after > before {
             let peers: Vec<NodeId> = self.peers.keys().copied().collect();
             for peer in peers {
-                let mut budget = 1;
-                let lo = after - 1;
-                self.send_range(peer, index, node, lo, after, &mut budget);
+                let mut budget = MAX_RELAY_DATAGRAMS;
+                self.send_range(peer, index, node, before, after, &mut budget);
             }
         }
         Ok(())
