@@ -50,7 +50,8 @@
 //!
 //! **Bounds.** See [`limits`]: keys 64 bytes, values 1024 bytes (refused with
 //! [`CrdtError::ValueTooLarge`]), 16,384 entries per collection, 4,096 writers, 16 collections,
-//! 254 peers, 1,024 queued datagrams, 64 delta datagrams per reply. Every datagram is at most
+//! 254 peers, 1,024 queued datagrams, 64 delta datagrams per reply, relays of at most 8 fresh
+//! events (8 datagrams) per peer. Every datagram is at most
 //! 1,200 bytes, and the largest entry fits one on its own, so nothing is ever fragmented;
 //! longer histories go out as chunks of consecutive ranges.
 //!
