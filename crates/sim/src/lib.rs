@@ -11,6 +11,8 @@
 //! - [`engine`]: `Simulation`, the event loop, the network model, the per-step invariants,
 //!   the run phases (converge, idle, crash, recover, heal).
 //! - [`walk`]: the forwarding-path checker that walks next hops instead of trusting tables.
+//! - [`routed`]: which sources have a next hop per destination, a free necessary condition
+//!   that spares the walks while a route is still missing.
 //! - [`queue`]: the bounded event queue and the slab of packets in flight.
 //! - [`report`]: `SimReport`, the verdict and the human summary.
 //! - [`rng`]: the simulator's own SplitMix64 and its independent streams.
@@ -59,6 +61,7 @@ pub mod error;
 pub mod queue;
 pub mod report;
 pub mod rng;
+pub mod routed;
 pub mod topology;
 pub mod walk;
 
