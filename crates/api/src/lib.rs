@@ -14,6 +14,7 @@
 //! | `GET /api/v1/status` | `node::StatusView` |
 //! | `GET /api/v1/peers` | list of `node::PeerView` |
 //! | `GET /api/v1/routes` | list of `node::RouteView` |
+//! | `GET /api/v1/identity` | `node::IdentityView` |
 
 pub mod error;
 pub mod listener;

@@ -39,6 +39,7 @@ pub fn app(handle: NodeHandle) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/routes", get(routes))
+        .route("/api/v1/identity", get(identity))
         .fallback(not_found)
         .with_state(handle)
 }
@@ -70,6 +71,10 @@ async fn peers(State(handle): State<NodeHandle>) -> Result<Json<Vec<PeerView>>, 
 
 async fn routes(State(handle): State<NodeHandle>) -> Result<Json<Vec<RouteView>>, ApiError> {
     Ok(Json(ask(handle.routes()).await?))
+}
+
+async fn identity(State(handle): State<NodeHandle>) -> Result<Json<node::IdentityView>, ApiError> {
+    Ok(Json(ask(handle.identity()).await?))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -98,6 +98,11 @@ impl ApiClient {
         self.get("/api/v1/routes")
     }
 
+    /// `GET /api/v1/identity`.
+    pub fn identity(&self) -> Result<node::IdentityView, ClientError> {
+        self.get("/api/v1/identity")
+    }
+
     /// `GET /health`; true if the node answered that it is ok.
     pub fn healthy(&self) -> bool {
         self.get::<serde_json::Value>("/health")

@@ -41,6 +41,8 @@ pub enum CtlQuery {
     Peers,
     /// The routing table: next hop, cost, alternates per destination.
     Routes,
+    /// This node's SPIFFE ID, SVID expiry and key fingerprints.
+    Identity,
 }
 
 /// Runs `ctl`: prints the answer on stdout.
@@ -55,6 +57,8 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
         (CtlQuery::Peers, true) => to_json(&client.peers()?),
         (CtlQuery::Routes, false) => render::routes(&client.routes()?, &label),
         (CtlQuery::Routes, true) => to_json(&client.routes()?),
+        (CtlQuery::Identity, false) => render::identity(&client.identity()?),
+        (CtlQuery::Identity, true) => to_json(&client.identity()?),
     };
     println!("{text}");
     Ok(())

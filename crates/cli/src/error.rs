@@ -36,6 +36,12 @@ pub enum CliError {
     /// The simulation's flags were invalid, or the run failed its checks.
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    /// A command-line value is invalid (a token, a file to sign).
+    #[error("{0}")]
+    Usage(String),
+    /// A signature did not verify.
+    #[error("BAD signature: {0}")]
+    Verify(String),
     /// The demo was interrupted (SIGINT/SIGTERM); its nodes were stopped.
     #[error("interrupted; all demo nodes were stopped")]
     Interrupted,

@@ -1,8 +1,8 @@
-//! The `x0tta6bl4` command: `init`, `run`, `ctl`, `demo`, `sim`.
+//! The `x0tta6bl4` command: `init`, `ca`, `run`, `ctl`, `sign`, `verify`, `demo`, `sim`.
 //!
 //! # Layout
 //! - [`Cli`], [`Command`]: the command line (clap); `main.rs` only parses and reports errors.
-//! - [`cmd_init`], [`cmd_run`], [`cmd_ctl`]: one module per command; `run` wires the node
+//! - [`cmd_init`], [`cmd_ca`], [`cmd_run`], [`cmd_ctl`], [`cmd_sign`]: one module per command; `run` wires the node
 //!   runtime (`node`) and the HTTP API (`api`) together and waits for SIGINT/SIGTERM.
 //! - [`demo`]: `x0tta6bl4 demo`, a local mesh of real node processes that is broken on purpose
 //!   and measured while it heals.
@@ -15,9 +15,11 @@
 //! `sim` is the `sim` crate's own command (`sim::cli`); this crate only prints its output.
 
 pub mod client;
+pub mod cmd_ca;
 pub mod cmd_ctl;
 pub mod cmd_init;
 pub mod cmd_run;
+pub mod cmd_sign;
 pub mod demo;
 pub mod error;
 pub mod localnet;
@@ -46,8 +48,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the data directory and node key (and record a bootstrap peer list).
+    /// Create the data directory and node keys (record a bootstrap peer list; join a trust
+    /// domain with a token).
     Init(cmd_init::InitArgs),
+    /// The trust domain's CA (on the CA node): init, token, revoke.
+    Ca(cmd_ca::CaArgs),
+    /// Sign a file (config, playbook) with the node's hybrid Ed25519 + ML-DSA-65 keys.
+    Sign(cmd_sign::SignArgs),
+    /// Verify a hybrid signature made by `sign`.
+    Verify(cmd_sign::VerifyArgs),
     /// Run a node until SIGINT or SIGTERM.
     Run(cmd_run::RunArgs),
     /// Ask a running node for its status, peers or routes.
@@ -64,12 +73,22 @@ impl Cli {
     pub fn run(self) -> Result<ExitCode, CliError> {
         match self.command {
             Command::Init(args) => cmd_init::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Ca(args) => cmd_ca::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Sign(args) => cmd_sign::sign(&args).map(|()| ExitCode::SUCCESS),
+            Command::Verify(args) => cmd_sign::verify(&args).map(|()| ExitCode::SUCCESS),
             Command::Run(args) => cmd_run::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Ctl(args) => cmd_ctl::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Demo(args) => demo::run(&args),
             Command::Sim(args) => run_sim(&args),
         }
     }
+}
+
+/// The wall clock in Unix seconds (certificates and tokens are dated by it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Runs `sim` and prints its report on stdout. A run that completes but fails its checks

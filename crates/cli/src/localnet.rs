@@ -29,6 +29,13 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// milliseconds, so a second means the node is stuck.
 pub const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Trust domain of a local mesh. Node 1 is its CA node; the others join with one-time tokens
+/// when they are first started, exactly as an operator would.
+pub const TRUST_DOMAIN: &str = "mesh.local";
+
+/// How long a joining node waits for the CA node to come up and answer.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Lines of a node's log quoted when it dies unexpectedly.
 const LOG_TAIL_LINES: usize = 5;
 
@@ -88,6 +95,9 @@ pub struct LocalNetOptions {
     /// Extra YAML lines under `node_config.routing` (indented by four spaces), e.g.
     /// `"    probe_interval_ms: 50\n"`. Empty: the routing defaults.
     pub routing_yaml: String,
+    /// Extra sections under `node_config` (indented by two spaces), e.g.
+    /// `"  security:\n    svid_ttl_seconds: 10\n"`. Empty: none.
+    pub extra_yaml: String,
     /// Children survive this process (for `demo --keep`): no parent-death signal, and the
     /// directories are not deleted.
     pub detached: bool,
@@ -184,6 +194,7 @@ impl LocalNet {
                 *udp,
                 *api,
                 &options.routing_yaml,
+                &options.extra_yaml,
             )?);
         }
         for (position, node) in nodes.iter().enumerate() {
@@ -230,6 +241,35 @@ impl LocalNet {
         }
     }
 
+    fn join(&mut self, position: usize) -> Result<(), LocalNetError> {
+        let index = self.nodes[position].index;
+        let init_error = |source: node::NodeError| LocalNetError::Init { index, source };
+        if !self.nodes[0].is_running() {
+            self.start(0)?;
+        }
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        let ca_config = NodeConfig::load(&self.nodes[0].config_path).map_err(|error| init_error(error.into()))?;
+        let config = NodeConfig::load(&self.nodes[position].config_path).map_err(|error| init_error(error.into()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_error("starting a runtime to join"))?;
+        loop {
+            let token = node::membership::ca_token(&ca_config, 600, Some(self.nodes[0].udp), crate::unix_now())
+                .map_err(|error| init_error(error.into()))?;
+            match runtime.block_on(node::membership::join(&config, &token, crate::unix_now())) {
+                Ok(_) => return Ok(()),
+                // The CA node may still be starting: try again with a fresh token.
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(%error, index, "join attempt failed; retrying");
+                    self.check_running()?;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => return Err(init_error(error.into())),
+            }
+        }
+    }
+
     /// Starts every node that is not running.
     pub fn start_all(&mut self) -> Result<(), LocalNetError> {
         for position in 0..self.nodes.len() {
@@ -241,7 +281,12 @@ impl LocalNet {
     }
 
     /// Starts node `position` (0-based) as a `run` child process, logging to its `node.log`.
+    /// A node that is not yet a member first joins the trust domain: node 1 (the CA node) is
+    /// started if needed and mints a one-time token, which the node redeems over its link.
     pub fn start(&mut self, position: usize) -> Result<(), LocalNetError> {
+        if position != 0 && !self.nodes[position].dir.join("data").join(node::membership::SVID_NAME).exists() {
+            self.join(position)?;
+        }
         let detached = self.detached;
         let node = &mut self.nodes[position];
         let log_path = node.log_path();
@@ -591,6 +636,7 @@ fn write_node(
     udp: SocketAddr,
     api: SocketAddr,
     routing_yaml: &str,
+    extra_yaml: &str,
 ) -> Result<LocalNode, LocalNetError> {
     let dir = root.join(format!("node{index}"));
     std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
@@ -601,7 +647,7 @@ fn write_node(
         format!("  routing:\n{routing_yaml}")
     };
     let yaml = format!(
-        "# Node {index} of a local x0tta6bl4 mesh.\nnode_config:\n  identity:\n    data_dir: data\n  network:\n    listen: \"{udp}\"\n    interfaces: []\n    bootstrap: nodes.json\n{routing}  api:\n    listen: \"{api}\"\n"
+        "# Node {index} of a local x0tta6bl4 mesh.\nnode_config:\n  identity:\n    data_dir: data\n  network:\n    listen: \"{udp}\"\n    interfaces: []\n    bootstrap: nodes.json\n{routing}{extra_yaml}  api:\n    listen: \"{api}\"\n"
     );
     std::fs::write(&config_path, yaml)
         .map_err(io_error(format!("writing {}", config_path.display())))?;
@@ -613,6 +659,13 @@ fn write_node(
     })?;
     let report =
         node::init(&config, None).map_err(|source| LocalNetError::Init { index, source })?;
+    if index == 1 {
+        node::membership::ca_init(&config, TRUST_DOMAIN, config.svid_ttl_seconds, crate::unix_now())
+            .map_err(|source| LocalNetError::Init {
+                index,
+                source: source.into(),
+            })?;
+    }
     let client = ApiClient::new(&format!("http://{api}"), POLL_REQUEST_TIMEOUT)?;
     Ok(LocalNode {
         index,

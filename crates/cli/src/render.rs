@@ -65,6 +65,36 @@ pub fn status(view: &StatusView) -> String {
             table.add_row(vec![format!("transport.{name}"), value.to_string()]);
         }
     }
+    for (name, value) in &view.links {
+        table.add_row(vec![format!("links.{name}"), value.to_string()]);
+    }
+    table.to_string()
+}
+
+/// The node's identity.
+pub fn identity(view: &node::IdentityView) -> String {
+    let mut table = table(&["field", "value"]);
+    let expiry = if view.svid_expires_in_s >= 0 {
+        format!("in {}", format_duration_ms(view.svid_expires_in_s as u64 * 1000))
+    } else {
+        "EXPIRED".to_string()
+    };
+    for (field, value) in [
+        ("spiffe id", view.spiffe_id.clone()),
+        ("node id", view.node_id.to_string()),
+        ("overlay address", view.overlay_address.to_string()),
+        ("trust domain", view.trust_domain.clone()),
+        ("svid expires", format!("{expiry} (Unix {})", view.svid_not_after)),
+        ("svid renewals", view.svid_renewals.to_string()),
+        ("keys", view.fingerprints.clone()),
+        ("CA hash", view.bundle_hash.clone()),
+        ("pq only", view.pq_only.to_string()),
+        ("CA node", view.is_ca.to_string()),
+        ("revoked nodes", view.revoked_nodes.to_string()),
+        ("node records", view.node_records.to_string()),
+    ] {
+        table.add_row(vec![field.to_string(), value]);
+    }
     table.to_string()
 }
 
@@ -83,6 +113,8 @@ pub fn peers(views: &[PeerView], label: Labeller<'_>) -> String {
         "loss %",
         "rtt ms",
         "last heard",
+        "spiffe id",
+        "key exchange",
     ]);
     for peer in views {
         table.add_row(vec![
@@ -96,6 +128,8 @@ pub fn peers(views: &[PeerView], label: Labeller<'_>) -> String {
             format!("{:.1}", peer.loss_pct),
             format!("{:.2}", f64::from(peer.rtt_us) / 1000.0),
             format!("{} ago", format_duration_ms(peer.last_heard_ms_ago)),
+            peer.spiffe_id.clone().unwrap_or_else(|| "-".to_string()),
+            peer.kx_group.clone().unwrap_or_else(|| "-".to_string()),
         ]);
     }
     table.to_string()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::duration_text;
 
 /// A setting that is out of range; `field` is the dotted path under `mapk`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ConfigError {
     /// Dotted path of the offending setting, e.g. `mapk.detector.alpha`.

@@ -16,8 +16,15 @@ use serde::Deserialize;
 /// Most interfaces multicast discovery can be configured on (the transport's own limit).
 pub const MAX_INTERFACES: usize = transport::MAX_INTERFACES;
 
+/// Default UDP port of multicast discovery adverts.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 7402;
+
 /// Longest interface name Linux accepts (IFNAMSIZ is 16 including the terminating NUL).
 const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+/// Longest SVID lifetime a CA node may be configured to issue: 30 days. Short-lived SVIDs
+/// are the point; this only stops a typo from issuing certificates for years.
+pub const MAX_SVID_TTL_SECONDS: i64 = 30 * 24 * 3600;
 
 /// Largest `node.yaml` read. A configuration file is a few kilobytes; refusing anything
 /// larger keeps a wrong path (a log file, a disk image) from being read into memory.
@@ -81,16 +88,40 @@ struct ConfigFile {
     node_config: Option<NodeConfigFile>,
 }
 
-/// `node_config`: one section per concern. Sections for later features (security, mapk,
-/// storage, dao) are not accepted yet, so a file using them fails loudly instead of being
-/// silently ignored.
+/// `node_config`: one section per concern. Sections for later features (mapk, storage, dao)
+/// are not accepted yet, so a file using them fails loudly instead of being silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct NodeConfigFile {
     identity: IdentitySection,
     network: NetworkSection,
     routing: RoutingSection,
+    security: SecuritySection,
     api: ApiSection,
+}
+
+/// `node_config.security`: link security.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SecuritySection {
+    /// Allow only the X25519MLKEM768 key exchange on links (no classical fallback).
+    /// Default: false (X25519MLKEM768 preferred, X25519 accepted).
+    pq_only: bool,
+    /// YAML link policy (allow/deny rules on SPIFFE IDs). Relative paths are relative to the
+    /// directory holding `node.yaml`. Default: none (every member of the trust domain may link).
+    policy_file: Option<String>,
+    /// Lifetime of the SVIDs this node issues when it is the CA node, in seconds. Default: 3600.
+    svid_ttl_seconds: i64,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            pq_only: false,
+            policy_file: None,
+            svid_ttl_seconds: identity::ca::DEFAULT_SVID_TTL_SECONDS,
+        }
+    }
 }
 
 /// `node_config.identity`: where the node keeps its key and state.
@@ -127,6 +158,8 @@ struct NetworkSection {
     /// `node.yaml`. Default: none, which means `<data_dir>/nodes.json` if `init --bootstrap`
     /// put one there.
     bootstrap: Option<String>,
+    /// UDP port of multicast discovery adverts (shared by the nodes on a link). Default: 7402.
+    discovery_port: u16,
 }
 
 impl Default for NetworkSection {
@@ -135,6 +168,7 @@ impl Default for NetworkSection {
             listen: "[::]:7400".to_string(),
             interfaces: Vec::new(),
             bootstrap: None,
+            discovery_port: DEFAULT_DISCOVERY_PORT,
         }
     }
 }
@@ -226,6 +260,14 @@ pub struct NodeConfig {
     pub router: RouterConfig,
     /// `api.listen`.
     pub api_listen: SocketAddr,
+    /// `network.discovery_port`.
+    pub discovery_port: u16,
+    /// `security.pq_only`.
+    pub pq_only: bool,
+    /// `security.policy_file`, resolved.
+    pub policy_file: Option<PathBuf>,
+    /// `security.svid_ttl_seconds`.
+    pub svid_ttl_seconds: i64,
 }
 
 impl NodeConfig {
@@ -352,6 +394,26 @@ impl Validator<'_> {
                 format!("{api_listen} is not a loopback address; the API has no authentication yet, so set node_config.api.allow_non_loopback: true to expose it anyway"),
             ));
         }
+        if !interfaces.is_empty() && file.network.discovery_port == 0 {
+            return Err(self.invalid(
+                "node_config.network.discovery_port",
+                "multicast discovery needs a fixed port shared by the nodes on a link, not 0",
+            ));
+        }
+        let policy_file = match &file.security.policy_file {
+            Some(text) => Some(base.join(self.non_empty("node_config.security.policy_file", text)?)),
+            None => None,
+        };
+        let ttl = file.security.svid_ttl_seconds;
+        if !(identity::ca::MIN_SVID_TTL_SECONDS..=MAX_SVID_TTL_SECONDS).contains(&ttl) {
+            return Err(self.invalid(
+                "node_config.security.svid_ttl_seconds",
+                format!(
+                    "{ttl} is out of range; use {} to {MAX_SVID_TTL_SECONDS} seconds",
+                    identity::ca::MIN_SVID_TTL_SECONDS
+                ),
+            ));
+        }
         Ok(NodeConfig {
             source: self.path.to_path_buf(),
             data_dir,
@@ -361,6 +423,10 @@ impl Validator<'_> {
             bootstrap,
             router,
             api_listen,
+            discovery_port: file.network.discovery_port,
+            pq_only: file.security.pq_only,
+            policy_file,
+            svid_ttl_seconds: ttl,
         })
     }
 
@@ -414,9 +480,6 @@ impl Validator<'_> {
         }
         if !names.is_empty() && !listen.is_ipv6() {
             return Err(self.invalid(field, format!("multicast discovery is IPv6 link-local, so node_config.network.listen must be IPv6 (such as [::]:7400), not {listen}")));
-        }
-        if !names.is_empty() && listen.port() == 0 {
-            return Err(self.invalid(field, "multicast discovery sends to the group at the node's own port, so node_config.network.listen needs a fixed port, not 0"));
         }
         Ok(names.to_vec())
     }

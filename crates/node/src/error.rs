@@ -57,6 +57,9 @@ pub enum NodeError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// Trust-domain membership (SVID, bundle, CA, policy) is missing or invalid.
+    #[error(transparent)]
+    Membership(#[from] crate::membership::MembershipError),
     /// The operating system's random generator failed.
     #[error("cannot get random bytes: {0}")]
     Random(String),

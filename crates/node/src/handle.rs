@@ -5,7 +5,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::view::{PeerView, RouteView, StatusView};
+use crate::view::{IdentityView, PeerView, RouteView, StatusView};
 
 /// Requests waiting for the node's loop. The API serves a handful of local operators and
 /// scripts; a queue this long means the loop is stuck, and callers then get
@@ -18,6 +18,7 @@ pub(crate) enum Request {
     Status(oneshot::Sender<StatusView>),
     Peers(oneshot::Sender<Vec<PeerView>>),
     Routes(oneshot::Sender<Vec<RouteView>>),
+    Identity(oneshot::Sender<IdentityView>),
 }
 
 /// Why a snapshot could not be had.
@@ -56,6 +57,11 @@ impl NodeHandle {
     /// The routing table.
     pub async fn routes(&self) -> Result<Vec<RouteView>, HandleError> {
         self.ask(Request::Routes).await
+    }
+
+    /// The node's identity: SPIFFE ID, SVID validity, key fingerprints, trust domain.
+    pub async fn identity(&self) -> Result<IdentityView, HandleError> {
+        self.ask(Request::Identity).await
     }
 
     async fn ask<T>(

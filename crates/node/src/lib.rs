@@ -1,29 +1,38 @@
 //! The x0tta6bl4 daemon: configuration, identity, and the runtime that drives the routing
-//! core over UDP.
+//! core over authenticated QUIC links.
 //!
 //! # Layout
 //! - [`config`]: `node.yaml`, its documented defaults, and `NodeConfig`, the validated form.
 //! - [`bootstrap`]: `nodes.json`, the static peer list.
-//! - [`identity`]: the Ed25519 node key and the private data directory.
+//! - [`identity`]: the node's key set (Ed25519 + ML-DSA-65) and the private data directory.
+//! - [`membership`]: SVID and trust bundle, the CA commands, joining, the CA node's answers.
+//! - [`directory`]: signed node records and revocations, exchanged and flooded on links.
+//! - [`advert`]: the multicast discovery advert.
 //! - [`seq_store`]: persisted reservation of own OGM sequence numbers across restarts.
 //! - [`init`]: the `init` command: data directory, key, bootstrap copy.
 //! - [`clock`]: the one place the daemon reads time, as routing `Timestamp`s.
-//! - [`runtime`]: `Node`, the event loop over socket, timer and snapshot requests.
+//! - [`runtime`]: `Node`, the event loop over links, discovery, timers and snapshot requests.
 //! - [`handle`]: `NodeHandle`, bounded request/response access to the running node.
 //! - [`view`]: the status, peer and route snapshots the API serves.
 //! - [`error`]: `NodeError`, why `init` or `run` failed.
+//! - [`supervisor`]: local processes declared in `node.yaml`, restarted with back-off.
+//! - [`monitor`]: node metrics (sysinfo) and health-check runs, as `heal` observations.
+//! - [`executor`]: `heal` actions carried out: services, commands, caches, peers, thresholds.
 //!
 //! This crate is where the pure cores meet the operating system: it owns the socket (through
 //! `transport`), reads the clock, and touches the file system. The HTTP API lives in `api`
 //! and reaches the node only through a [`NodeHandle`].
 
+pub mod advert;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod handle;
 pub mod identity;
 pub mod init;
+pub mod membership;
 pub mod runtime;
 pub mod seq_store;
 pub mod view;
@@ -33,4 +42,4 @@ pub use error::NodeError;
 pub use handle::{HandleError, NodeHandle};
 pub use init::{InitReport, init};
 pub use runtime::Node;
-pub use view::{PeerView, RouteView, StatusView};
+pub use view::{IdentityView, PeerView, RouteView, StatusView};

@@ -1,87 +1,265 @@
-//! `Node`: the daemon's event loop, which drives the routing core over the UDP transport.
+//! `Node`: the daemon's event loop, which drives the routing core over authenticated QUIC links.
 //!
 //! ```text
-//!   UDP datagrams ──► handle_datagram ─┐                       ┌─► poll_transmit ──► UDP
-//!   timer (poll_timeout) ─► handle_timeout ─► routing::Router ─┤
-//!   NodeHandle requests ──► snapshot                           └─► poll_event ──► log
+//!   link datagrams ──► (sender = link's peer?) ──► handle_datagram ─┐          ┌─► poll_transmit ──► link datagrams
+//!   timer (poll_timeout) ─────────────────────► handle_timeout ──► Router ────┤
+//!   NodeHandle requests ──► snapshot                                           └─► poll_event ──► log
+//!   link up/down, record streams, join/renew requests ──► links table, directory, CA
+//!   multicast adverts ──► dial;   housekeeping tick ──► re-dial, renew SVID, spread revocations
 //! ```
 //!
 //! The loop follows the router's calling contract: after every `handle_*` call it drains
 //! `poll_transmit` and `poll_event`, then re-arms its timer from `poll_timeout`. It is the
 //! only code that reads the clock (through [`Clock`]). Timers and snapshot requests are
-//! served before new datagrams, so a packet flood cannot starve the node's own work.
+//! served before new packets, so a packet flood cannot starve the node's own work.
+//!
+//! A packet is given to the router only if the sender in its header is the node the link's
+//! certificate names, so no neighbour can speak for another.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use identity::ca::CertificateAuthority;
+use identity::tls::{CertStore, KxPolicy};
+use identity::verify::VerifierState;
+use identity::{KeySet, NodeRecord};
 use routing::{Destination, Event, Router, Timestamp};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use transport::{RECV_BUFFER_BYTES, StaticPeer, Transport, TransportConfig};
+use transport::{
+    LinkEndpoint, LinkEvent, LinkInfo, LinkSettings, RECV_BUFFER_BYTES, StaticPeer, Transport,
+    TransportConfig,
+};
 use wire::NodeId;
 
+use crate::advert::Advert;
 use crate::clock::Clock;
+use crate::directory::{self, Directory};
 use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
+use crate::membership::{self, Membership};
 use crate::seq_store::SeqStore;
-use crate::view::{PeerView, RouteView, StatusView};
+use crate::view::{IdentityView, PeerView, RouteView, StatusView};
 use crate::{NodeConfig, NodeError, bootstrap};
 
-/// Pause after a failed receive. Receive errors are rare and usually persistent for a moment
-/// (e.g. the interface went away); pausing keeps a failing socket from spinning the loop.
+/// Pause after a failed discovery receive, so a failing socket cannot spin the loop.
 const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
-/// A node ready to run: its router, its socket and the receiving end of its handle.
-#[derive(Debug)]
+/// Housekeeping period: re-dialling peers, SVID renewal, CA revocations, adverts.
+const TICK: Duration = Duration::from_millis(500);
+
+/// A peer is dialled again at most this often while no link to it exists.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Two links to the same peer that came up within this window are a simultaneous dial; the one
+/// dialled by the smaller node id is kept on both sides. Later, the newest link wins (the peer
+/// restarted and its old connection is dead).
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Most links kept at once. The routing core keeps at most 254 neighbours; links beyond that
+/// could not be used.
+const MAX_LINKS: usize = 254;
+
+/// Most peers remembered for re-dialling (static peers plus advertised ones).
+const MAX_DIAL_TARGETS: usize = 1024;
+
+/// A failed SVID renewal is retried after this long.
+const RENEW_RETRY: Duration = Duration::from_secs(2);
+
+/// Error code of a link closed because a better one to the same peer exists.
+const CLOSE_DUPLICATE: u32 = 2;
+/// Error code of a link closed because its peer was revoked.
+const CLOSE_REVOKED: u32 = 3;
+
+/// A node ready to run.
 pub struct Node {
     router: Router,
-    transport: Transport,
+    links: LinkEndpoint,
+    link_events: mpsc::Receiver<LinkEvent>,
+    active: HashMap<NodeId, ActiveLink>,
+    dial_targets: HashMap<SocketAddr, DialTarget>,
+    discovery: Option<Transport>,
     clock: Clock,
     seq_store: SeqStore,
     requests: mpsc::Receiver<Request>,
+    security: Security,
+    directory: Directory,
+    counters: LinkCounters,
+    listen: SocketAddr,
+    static_peer_count: usize,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node_id", &self.router.local_id())
+            .field("links", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct ActiveLink {
+    info: LinkInfo,
+    connection: quinn::Connection,
+    established: Timestamp,
+}
+
+struct DialTarget {
+    expected: Option<NodeId>,
+    last_dial: Option<Timestamp>,
+}
+
+struct Security {
+    keys: Arc<KeySet>,
+    membership: Membership,
+    certificate: Arc<CertStore>,
+    state: Arc<VerifierState>,
+    ca: Option<Arc<CertificateAuthority>>,
+    ca_state_modified: Option<SystemTime>,
+    config: NodeConfig,
+    renew_after: Timestamp,
+    renewal: Option<tokio::task::JoinHandle<Result<Vec<u8>, String>>>,
+    renewals: u64,
+}
+
+/// Packets and events refused by the loop itself (the router and verifier count their own).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct LinkCounters {
+    /// Datagrams whose header names a sender other than the link's authenticated peer.
+    spoofed_sender: u64,
+    /// Router packets for a neighbour with no link (it just went away).
+    no_link_for_neighbour: u64,
+    /// Links closed because a better link to the same peer existed.
+    duplicate_links_closed: u64,
+    /// Links refused because the table was full.
+    links_table_full: u64,
+    /// Links closed because the peer was revoked.
+    links_closed_revoked: u64,
+    /// Multicast datagrams that were not adverts.
+    bad_adverts: u64,
+    /// SVID renewals that failed (retried).
+    renewals_failed: u64,
+    /// Join requests served (CA node).
+    joins_served: u64,
+}
+
 impl Node {
-    /// Loads the key, the bootstrap peers and the sequence-number reservation, binds the UDP
-    /// socket and builds the router. Must be called inside a tokio runtime.
+    /// Loads keys, membership and bootstrap peers, binds the link endpoint (and the discovery
+    /// socket when interfaces are configured) and builds the router. Must be called inside a
+    /// tokio runtime.
     pub fn start(config: &NodeConfig) -> Result<(Node, NodeHandle), NodeError> {
-        if !config.key_path.exists() {
+        if !NodeIdentity::exists(&config.key_path)? {
             return Err(NodeError::NotInitialised {
                 key_path: config.key_path.clone(),
                 config: config.source.clone(),
             });
         }
         check_private_dir(&config.data_dir)?;
-        let identity = NodeIdentity::load(&config.key_path)?;
+        let keys = Arc::new(NodeIdentity::load(&config.key_path)?.into_keys());
+        let clock = Clock::start();
+        let now_unix = unix_seconds();
+        let ca_dir = membership::ca_dir(config);
+        let ca = if ca_dir.join("ca.crt").exists() {
+            Some(Arc::new(CertificateAuthority::load(&ca_dir).map_err(membership::MembershipError::from)?))
+        } else {
+            None
+        };
+        let membership = match (Membership::load(config, &keys, now_unix), &ca) {
+            (Ok(membership), _) => membership,
+            // The CA node renews its own expired SVID on the spot; a member must re-join.
+            (Err(membership::MembershipError::BadSvid { .. }), Some(ca)) => {
+                let svid = ca
+                    .issue_own(&keys, now_unix, config.svid_ttl_seconds)
+                    .map_err(membership::MembershipError::from)?;
+                Membership::store_svid(&config.data_dir, &svid)?;
+                Membership::load(config, &keys, now_unix)?
+            }
+            (Err(error), _) => return Err(error.into()),
+        };
+        let policy = membership::load_policy(config.policy_file.as_deref())?;
+        let state = VerifierState::new(membership.bundle.clone(), policy);
+        let certificate = CertStore::new(&keys, &membership.svid, &membership.bundle.ca_certificate)
+            .map_err(|error| NodeError::Transport(transport::TransportError::Link(error.to_string())))?;
+        let (links, link_events) = LinkEndpoint::bind(
+            LinkSettings {
+                listen: config.listen,
+                kx: KxPolicy {
+                    pq_only: config.pq_only,
+                },
+                accepts_joins: ca.is_some(),
+            },
+            state.clone(),
+            certificate.clone(),
+        )?;
+        let listen = links.local_addr()?;
+        let discovery = if config.interfaces.is_empty() {
+            None
+        } else {
+            Some(Transport::bind(&TransportConfig {
+                listen: SocketAddr::new(config.listen.ip(), config.discovery_port),
+                interfaces: config.interfaces.clone(),
+                static_peers: Vec::new(),
+            })?)
+        };
         let static_peers: Vec<StaticPeer> = match config.bootstrap_path() {
             Some(path) => bootstrap::load(&path)?,
             None => Vec::new(),
         };
-        let transport = Transport::bind(&TransportConfig {
-            listen: config.listen,
-            interfaces: config.interfaces.clone(),
-            static_peers,
-        })?;
+        let mut dial_targets = HashMap::new();
+        for peer in static_peers.iter().take(MAX_DIAL_TARGETS) {
+            dial_targets.insert(
+                peer.address,
+                DialTarget {
+                    expected: peer.node_id,
+                    last_dial: None,
+                },
+            );
+        }
         let (seq_store, initial_seq) = SeqStore::open(&config.data_dir)?;
-        let clock = Clock::start();
         let router = Router::new(
-            identity.node_id(),
+            keys.node_id(),
             config.router.clone(),
             initial_seq,
             random_seed()?,
             clock.now(),
         );
+        let renew_after = renewal_time(&clock, &membership, now_unix);
+        let mut directory = Directory::default();
         let (handle, requests) = NodeHandle::channel();
+        let mut security = Security {
+            keys,
+            membership,
+            certificate,
+            state,
+            ca,
+            ca_state_modified: None,
+            config: config.clone(),
+            renew_after,
+            renewal: None,
+            renewals: 0,
+        };
+        security.publish_own_record(&mut directory, listen)?;
         let node = Node {
             router,
-            transport,
+            links,
+            link_events,
+            active: HashMap::new(),
+            dial_targets,
+            discovery,
             clock,
             seq_store,
             requests,
+            security,
+            directory,
+            counters: LinkCounters::default(),
+            listen,
+            static_peer_count: static_peers.len(),
             _own_handle: handle.clone(),
         };
         Ok((node, handle))
@@ -92,9 +270,9 @@ impl Node {
         self.router.local_id()
     }
 
-    /// The address the UDP socket is bound to.
+    /// The address the link endpoint is bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.transport.local_addr()
+        self.listen
     }
 
     /// Runs until `shutdown` completes. Returns an error only if the node cannot go on (its
@@ -102,7 +280,10 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
         let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.log_start();
+        self.housekeeping().await;
         self.flush().await?;
         loop {
             let wake = self
@@ -113,18 +294,24 @@ impl Node {
                 biased;
                 () = &mut shutdown => break,
                 () = sleep_until(wake) => Step::Timer,
+                _ = tick.tick() => Step::Tick,
                 Some(request) = self.requests.recv() => Step::Request(request),
-                received = self.transport.recv(&mut buffer) => Step::Datagram(received),
+                Some(event) = self.link_events.recv() => Step::Link(event),
+                received = recv_discovery(self.discovery.as_ref(), &mut buffer) => Step::Discovery(received),
             };
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
+                Step::Tick => self.housekeeping().await,
                 Step::Request(request) => self.answer(request),
-                Step::Datagram(received) => {
-                    self.transport.note_received(&received);
+                Step::Link(event) => self.on_link_event(event),
+                Step::Discovery(received) => {
+                    if let Some(discovery) = self.discovery.as_mut() {
+                        discovery.note_received(&received);
+                    }
                     match received {
-                        Ok((len, from)) => self.on_datagram(&buffer[..len], from),
+                        Ok((len, from)) => self.on_advert(&buffer[..len], from),
                         Err(error) => {
-                            tracing::warn!(%error, "receive failed");
+                            tracing::warn!(%error, "discovery receive failed");
                             tokio::time::sleep(RECV_ERROR_BACKOFF).await;
                         }
                     }
@@ -132,17 +319,364 @@ impl Node {
             }
             self.flush().await?;
         }
+        self.links.close();
         tracing::info!(node = %self.node_id(), "stopped");
         Ok(())
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        match self.router.handle_datagram(self.clock.now(), bytes) {
-            Ok(sender) => self.transport.learn(sender, from),
-            // Counted in the router's stats (shown by /api/v1/status); logged at debug only so
-            // that garbage from the network cannot flood the log.
-            Err(reason) => tracing::debug!(%from, %reason, "dropped datagram"),
+    fn on_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Datagram { from, bytes, .. } => self.on_datagram(from, &bytes),
+            LinkEvent::Up { link, connection } => self.on_link_up(link, connection),
+            LinkEvent::Down {
+                node,
+                connection_id,
+                reason,
+            } => {
+                if self
+                    .active
+                    .get(&node)
+                    .is_some_and(|active| active.info.connection_id == connection_id)
+                {
+                    self.active.remove(&node);
+                    tracing::debug!(peer = %node.short(), %reason, "link down");
+                }
+            }
+            LinkEvent::Stream { from, bytes } => self.on_directory_batch(from, &bytes),
+            LinkEvent::Join { connection } => self.serve_join(connection),
+            LinkEvent::Renew {
+                link,
+                svid,
+                connection,
+            } => self.serve_renew(&link, svid, connection),
         }
+    }
+
+    fn on_datagram(&mut self, from: NodeId, bytes: &[u8]) {
+        // The header's sender must be the peer the link's certificate names.
+        if let Ok(view) = wire::PacketView::parse(bytes)
+            && view.sender != from
+        {
+            self.counters.spoofed_sender += 1;
+            return;
+        }
+        if let Err(reason) = self.router.handle_datagram(self.clock.now(), bytes) {
+            // Counted in the router's stats; debug only so the network cannot flood the log.
+            tracing::debug!(peer = %from.short(), %reason, "dropped datagram");
+        }
+    }
+
+    fn on_link_up(&mut self, link: LinkInfo, connection: quinn::Connection) {
+        let peer = link.node_id();
+        let now = self.clock.now();
+        if self.security.state.revocations.contains(&peer) {
+            connection.close(CLOSE_REVOKED.into(), b"revoked");
+            self.counters.links_closed_revoked += 1;
+            return;
+        }
+        if let Some(existing) = self.active.get(&peer) {
+            let alive = existing.connection.close_reason().is_none();
+            let simultaneous = now.saturating_since(existing.established) < DUPLICATE_WINDOW;
+            let keep_existing = alive
+                && simultaneous
+                && existing.info.outbound == (self.node_id() < peer);
+            self.counters.duplicate_links_closed += 1;
+            if keep_existing {
+                connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
+                return;
+            }
+            existing.connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
+        } else if self.active.len() >= MAX_LINKS {
+            self.counters.links_table_full += 1;
+            connection.close(CLOSE_DUPLICATE.into(), b"too many links");
+            return;
+        }
+        tracing::info!(peer = %peer.short(), remote = %link.remote, kx = %link.kx_group, "link up");
+        for batch in self.directory.full_batches() {
+            self.links.send_stream(&connection, batch);
+        }
+        self.active.insert(
+            peer,
+            ActiveLink {
+                info: link,
+                connection,
+                established: now,
+            },
+        );
+    }
+
+    fn on_directory_batch(&mut self, from: NodeId, batch: &[u8]) {
+        let accepted = self
+            .directory
+            .receive(batch, &self.security.state, unix_seconds());
+        if accepted.is_empty() {
+            return;
+        }
+        for (node, _) in &accepted.revocations {
+            self.apply_revocation(*node);
+        }
+        self.flood(&accepted, Some(from));
+    }
+
+    fn flood(&self, accepted: &directory::Accepted, except: Option<NodeId>) {
+        let batches = directory::flood_batches(accepted);
+        for (peer, link) in &self.active {
+            if Some(*peer) == except {
+                continue;
+            }
+            for batch in &batches {
+                self.links.send_stream(&link.connection, batch.clone());
+            }
+        }
+    }
+
+    fn apply_revocation(&mut self, node: NodeId) {
+        if self.security.state.revocations.insert(node).is_err() {
+            tracing::error!("revocation set full; revocation not applied");
+            return;
+        }
+        if node == self.node_id() {
+            tracing::error!("this node has been revoked by the CA; peers will refuse its links");
+        }
+        if let Some(link) = self.active.remove(&node) {
+            link.connection.close(CLOSE_REVOKED.into(), b"revoked");
+            self.counters.links_closed_revoked += 1;
+            tracing::warn!(peer = %node.short(), "link closed: peer revoked");
+        }
+    }
+
+    fn on_advert(&mut self, bytes: &[u8], from: SocketAddr) {
+        let Some(advert) = Advert::decode(bytes) else {
+            self.counters.bad_adverts += 1;
+            return;
+        };
+        if advert.node_id == self.node_id() || self.active.contains_key(&advert.node_id) {
+            return;
+        }
+        let address = SocketAddr::new(from.ip(), advert.link_port);
+        let address = match (address, from) {
+            (SocketAddr::V6(mut v6), SocketAddr::V6(source)) => {
+                v6.set_scope_id(source.scope_id());
+                SocketAddr::V6(v6)
+            }
+            (address, _) => address,
+        };
+        if !self.dial_targets.contains_key(&address) && self.dial_targets.len() < MAX_DIAL_TARGETS {
+            self.dial_targets.insert(
+                address,
+                DialTarget {
+                    expected: Some(advert.node_id),
+                    last_dial: None,
+                },
+            );
+        }
+        self.dial_due(address);
+    }
+
+    fn dial_due(&mut self, address: SocketAddr) {
+        let now = self.clock.now();
+        let Some(target) = self.dial_targets.get_mut(&address) else {
+            return;
+        };
+        if let Some(expected) = target.expected
+            && self.active.contains_key(&expected)
+        {
+            return;
+        }
+        if target
+            .last_dial
+            .is_some_and(|last| now.saturating_since(last) < REDIAL_INTERVAL)
+        {
+            return;
+        }
+        target.last_dial = Some(now);
+        self.links.dial(address, target.expected);
+    }
+
+    async fn housekeeping(&mut self) {
+        let linked_addresses: Vec<SocketAddr> = self.dial_targets.keys().copied().collect();
+        for address in linked_addresses {
+            let unlinked_anonymous = self.dial_targets.get(&address).is_some_and(|target| {
+                target.expected.is_none()
+                    && !self.active.values().any(|link| link.info.remote == address)
+            });
+            let expected_missing = self
+                .dial_targets
+                .get(&address)
+                .and_then(|target| target.expected)
+                .is_some_and(|node| !self.active.contains_key(&node));
+            if unlinked_anonymous || expected_missing {
+                self.dial_due(address);
+            }
+        }
+        if let Some(discovery) = self.discovery.as_mut() {
+            let advert = Advert {
+                node_id: self.router.local_id(),
+                link_port: self.listen.port(),
+            };
+            discovery.send_discovery(&advert.encode()).await;
+        }
+        self.poll_ca_revocations();
+        self.renew_if_due().await;
+    }
+
+    fn poll_ca_revocations(&mut self) {
+        let Some(ca) = self.security.ca.clone() else {
+            return;
+        };
+        let state_file = membership::ca_dir(&self.security.config).join("state.json");
+        let modified = std::fs::metadata(&state_file).and_then(|meta| meta.modified()).ok();
+        if modified.is_none() || modified == self.security.ca_state_modified {
+            return;
+        }
+        self.security.ca_state_modified = modified;
+        let revocations = match ca.revocations() {
+            Ok(revocations) => revocations,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the CA's revocations");
+                return;
+            }
+        };
+        let mut accepted = directory::Accepted::default();
+        for signed in revocations {
+            if let Ok(revocation) = identity::Revocation::verify(&signed, &self.security.state)
+                && self.directory.add_revocation(revocation.node_id, signed.clone())
+            {
+                tracing::warn!(node = %revocation.node_id.short(), "node revoked by the CA");
+                self.apply_revocation(revocation.node_id);
+                accepted.revocations.push((revocation.node_id, signed));
+            }
+        }
+        if !accepted.is_empty() {
+            self.flood(&accepted, None);
+        }
+    }
+
+    async fn renew_if_due(&mut self) {
+        let now = self.clock.now();
+        if let Some(task) = &self.security.renewal
+            && task.is_finished()
+        {
+            let result = match self.security.renewal.take() {
+                Some(task) => task.await.unwrap_or_else(|error| Err(error.to_string())),
+                None => return,
+            };
+            match result {
+                Ok(svid) => self.install_svid(&svid),
+                Err(error) => {
+                    self.counters.renewals_failed += 1;
+                    tracing::warn!(%error, "SVID renewal failed; will retry");
+                    self.security.renew_after = now + RENEW_RETRY;
+                }
+            }
+            return;
+        }
+        if self.security.renewal.is_some() || now < self.security.renew_after {
+            return;
+        }
+        if let Some(ca) = self.security.ca.clone() {
+            match ca.issue_own(&self.security.keys, unix_seconds(), self.security.config.svid_ttl_seconds) {
+                Ok(svid) => self.install_svid(&svid),
+                Err(error) => {
+                    self.counters.renewals_failed += 1;
+                    tracing::warn!(%error, "SVID renewal failed; will retry");
+                    self.security.renew_after = now + RENEW_RETRY;
+                }
+            }
+            return;
+        }
+        let Some(ca_node) = self.security.membership.ca_node else {
+            return;
+        };
+        let links = self.links.clone();
+        self.security.renewal = Some(tokio::spawn(async move {
+            let answer = links
+                .request(ca_node, identity::tls::ALPN_RENEW, b"{}")
+                .await
+                .map_err(|error| error.to_string())?;
+            membership::read_renewal(&answer).map_err(|error| error.to_string())
+        }));
+    }
+
+    fn install_svid(&mut self, svid: &[u8]) {
+        let now_unix = unix_seconds();
+        let security = &mut self.security;
+        let path = security.config.data_dir.join(membership::SVID_NAME);
+        let result = membership::check_own_svid(&path, svid, &security.membership.bundle, &security.keys, now_unix)
+            .and_then(|info| {
+                security
+                    .certificate
+                    .replace(&security.keys, svid, &security.membership.bundle.ca_certificate)
+                    .map_err(|error| membership::MembershipError::Join(error.to_string()))?;
+                Membership::store_svid(&security.config.data_dir, svid)?;
+                Ok(info)
+            });
+        match result {
+            Ok(info) => {
+                security.membership.svid = svid.to_vec();
+                security.membership.svid_info = info;
+                security.renewals += 1;
+                security.renew_after = renewal_time(&self.clock, &security.membership, now_unix);
+                tracing::info!(not_after = security.membership.svid_info.not_after, "SVID renewed");
+                let listen = self.listen;
+                match self.security.publish_own_record(&mut self.directory, listen) {
+                    Ok(bytes) => {
+                        let accepted = directory::Accepted {
+                            records: vec![bytes],
+                            revocations: Vec::new(),
+                        };
+                        self.flood(&accepted, None);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot sign the node record"),
+                }
+            }
+            Err(error) => {
+                self.counters.renewals_failed += 1;
+                tracing::warn!(%error, "renewed SVID refused");
+                self.security.renew_after = self.clock.now() + RENEW_RETRY;
+            }
+        }
+    }
+
+    fn serve_join(&mut self, connection: quinn::Connection) {
+        let Some(ca) = self.security.ca.clone() else {
+            connection.close(1u32.into(), b"not a CA");
+            return;
+        };
+        self.counters.joins_served += 1;
+        let ttl = self.security.config.svid_ttl_seconds;
+        tokio::spawn(async move {
+            let served = transport::links::serve_one(&connection, |request| {
+                let answer = membership::answer_join(&ca, &request, unix_seconds(), ttl);
+                if let membership::CaAnswer::Refused(reason) = &answer {
+                    tracing::warn!(%reason, "join refused");
+                }
+                serde_json::to_vec(&answer).unwrap_or_default()
+            })
+            .await;
+            if let Err(error) = served {
+                tracing::debug!(%error, "join request not served");
+            }
+        });
+    }
+
+    fn serve_renew(&mut self, link: &LinkInfo, svid: identity::SvidInfo, connection: quinn::Connection) {
+        let Some(ca) = self.security.ca.clone() else {
+            connection.close(1u32.into(), b"not a CA");
+            return;
+        };
+        let ttl = self.security.config.svid_ttl_seconds;
+        tracing::debug!(peer = %link.node_id().short(), "renewal requested");
+        tokio::spawn(async move {
+            let served = transport::links::serve_one(&connection, |_| {
+                let answer = membership::answer_renew(&ca, &svid, unix_seconds(), ttl);
+                serde_json::to_vec(&answer).unwrap_or_default()
+            })
+            .await;
+            if let Err(error) = served {
+                tracing::debug!(%error, "renewal not served");
+            }
+        });
     }
 
     /// Sends everything the router produced, logs its events and keeps the sequence-number
@@ -150,13 +684,16 @@ impl Node {
     async fn flush(&mut self) -> Result<(), NodeError> {
         while let Some(transmit) = self.router.poll_transmit() {
             match transmit.to {
-                Destination::Neighbour(id) => {
-                    self.transport
-                        .send_to_neighbour(&id, &transmit.payload)
-                        .await;
-                }
+                Destination::Neighbour(id) => match self.active.get(&id) {
+                    Some(link) => {
+                        self.links.send_datagram(&link.connection, &transmit.payload);
+                    }
+                    None => self.counters.no_link_for_neighbour += 1,
+                },
                 Destination::Discovery => {
-                    self.transport.send_discovery(&transmit.payload).await;
+                    for link in self.active.values() {
+                        self.links.send_datagram(&link.connection, &transmit.payload);
+                    }
                 }
             }
         }
@@ -177,7 +714,7 @@ impl Node {
     fn log_event(&self, event: &Event) {
         match event {
             Event::NeighbourUp(id) => {
-                tracing::info!(neighbour = %id.short(), address = ?self.transport.address_of(id), "neighbour up");
+                tracing::info!(neighbour = %id.short(), address = ?self.address_of(id), "neighbour up");
             }
             Event::NeighbourDown(id) => tracing::warn!(neighbour = %id.short(), "neighbour down"),
             Event::RouteChanged {
@@ -196,14 +733,25 @@ impl Node {
     }
 
     fn log_start(&self) {
-        let peers = self.transport.static_peers().len();
-        let interfaces = self.transport.interfaces().len();
-        tracing::info!(node = %self.node_id(), listen = %self.local_addr(), static_peers = peers, interfaces, "node started");
-        if peers == 0 && interfaces == 0 {
+        let interfaces = self.discovery.as_ref().map_or(0, |d| d.interfaces().len());
+        tracing::info!(
+            node = %self.node_id(),
+            spiffe_id = %self.security.membership.svid_info.spiffe_id,
+            listen = %self.local_addr(),
+            static_peers = self.static_peer_count,
+            interfaces,
+            ca = self.security.ca.is_some(),
+            "node started"
+        );
+        if self.static_peer_count == 0 && interfaces == 0 && self.security.ca.is_none() {
             tracing::warn!(
                 "no static peers and no discovery interfaces: this node cannot find neighbours"
             );
         }
+    }
+
+    fn address_of(&self, id: &NodeId) -> Option<SocketAddr> {
+        self.active.get(id).map(|link| link.info.remote)
     }
 
     fn answer(&self, request: Request) {
@@ -212,23 +760,34 @@ impl Node {
             Request::Status(reply) => drop(reply.send(self.status())),
             Request::Peers(reply) => drop(reply.send(self.peers())),
             Request::Routes(reply) => drop(reply.send(self.routes())),
+            Request::Identity(reply) => drop(reply.send(self.identity_view())),
         }
     }
 
     fn status(&self) -> StatusView {
         let neighbours = self.router.neighbours();
+        let mut links = self.links.stats().snapshot();
+        links.extend(self.security.state.refusals.snapshot());
+        links.extend(counters(&self.counters));
+        links.extend(counters(self.directory.stats()));
+        links.insert("links_active".to_string(), self.active.len() as u64);
         StatusView {
             node_id: self.node_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX),
             listen: self.local_addr(),
             interfaces: self
-                .transport
-                .interfaces()
-                .iter()
-                .map(|interface| interface.name.clone())
-                .collect(),
-            static_peers: self.transport.static_peers().len(),
+                .discovery
+                .as_ref()
+                .map(|discovery| {
+                    discovery
+                        .interfaces()
+                        .iter()
+                        .map(|interface| interface.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            static_peers: self.static_peer_count,
             neighbours_alive: neighbours
                 .iter()
                 .filter(|neighbour| neighbour.alive)
@@ -238,7 +797,33 @@ impl Node {
             own_seq: self.router.newest_seq(&self.node_id()),
             seq_reserved_until: self.seq_store.reserved_until(),
             router: counters(self.router.stats()),
-            transport: self.transport.stats(),
+            transport: self
+                .discovery
+                .as_ref()
+                .map(Transport::stats)
+                .unwrap_or_default(),
+            links,
+        }
+    }
+
+    fn identity_view(&self) -> IdentityView {
+        let info = &self.security.membership.svid_info;
+        let now = unix_seconds();
+        IdentityView {
+            node_id: self.node_id(),
+            spiffe_id: info.spiffe_id.to_string(),
+            trust_domain: info.spiffe_id.trust_domain.to_string(),
+            overlay_address: self.node_id().overlay_addr(),
+            svid_not_before: info.not_before,
+            svid_not_after: info.not_after,
+            svid_expires_in_s: info.not_after - now,
+            svid_renewals: self.security.renewals,
+            fingerprints: self.security.keys.public().fingerprint(),
+            bundle_hash: hex::encode(self.security.membership.bundle.hash()),
+            pq_only: self.security.config.pq_only,
+            is_ca: self.security.ca.is_some(),
+            revoked_nodes: self.security.state.revocations.len(),
+            node_records: self.directory.record_count(),
         }
     }
 
@@ -247,16 +832,21 @@ impl Node {
         self.router
             .neighbours()
             .into_iter()
-            .map(|neighbour| PeerView {
-                id: neighbour.id,
-                address: self.transport.address_of(&neighbour.id),
-                alive: neighbour.alive,
-                tq: neighbour.tq,
-                rx_quality: neighbour.rx_quality,
-                tx_quality: neighbour.tx_quality,
-                loss_pct: neighbour.loss_pct,
-                rtt_us: neighbour.rtt_us,
-                last_heard_ms_ago: millis_between(neighbour.last_heard, now),
+            .map(|neighbour| {
+                let link = self.active.get(&neighbour.id);
+                PeerView {
+                    id: neighbour.id,
+                    address: link.map(|link| link.info.remote),
+                    alive: neighbour.alive,
+                    tq: neighbour.tq,
+                    rx_quality: neighbour.rx_quality,
+                    tx_quality: neighbour.tx_quality,
+                    loss_pct: neighbour.loss_pct,
+                    rtt_us: neighbour.rtt_us,
+                    last_heard_ms_ago: millis_between(neighbour.last_heard, now),
+                    spiffe_id: link.map(|link| link.info.spiffe_id.to_string()),
+                    kx_group: link.map(|link| link.info.kx_group.clone()),
+                }
             })
             .collect()
     }
@@ -269,7 +859,7 @@ impl Node {
             .map(|route| RouteView {
                 destination: route.destination,
                 next_hop: route.next_hop,
-                next_hop_address: self.transport.address_of(&route.next_hop),
+                next_hop_address: self.address_of(&route.next_hop),
                 cost: route.cost,
                 tq: route.tq,
                 hops: route.hops,
@@ -282,10 +872,57 @@ impl Node {
     }
 }
 
+impl Security {
+    /// Signs this node's record for its current SVID and installs it in the directory;
+    /// returns the encoded record.
+    fn publish_own_record(
+        &mut self,
+        directory: &mut Directory,
+        listen: SocketAddr,
+    ) -> Result<Vec<u8>, NodeError> {
+        let info = &self.membership.svid_info;
+        let record = NodeRecord {
+            node_id: self.keys.node_id(),
+            version: unix_millis(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            keys: self.keys.public().clone(),
+            endpoints: vec![listen],
+            svid: self.membership.svid.clone(),
+        };
+        let bytes = record
+            .sign(&self.keys)
+            .map_err(|error| NodeError::Membership(membership::MembershipError::Join(error.to_string())))?;
+        directory.set_own(record, bytes.clone());
+        Ok(bytes)
+    }
+}
+
 enum Step {
     Timer,
+    Tick,
     Request(Request),
-    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Link(LinkEvent),
+    Discovery(std::io::Result<(usize, SocketAddr)>),
+}
+
+/// When to renew: at half of the SVID's lifetime, as SPIRE does.
+fn renewal_time(clock: &Clock, membership: &Membership, now_unix: i64) -> Timestamp {
+    let info = &membership.svid_info;
+    let lifetime = (info.not_after - info.not_before).max(0);
+    let renew_at = info.not_before + lifetime / 2;
+    let wait = Duration::from_secs(u64::try_from(renew_at - now_unix).unwrap_or(0));
+    clock.now() + wait
+}
+
+async fn recv_discovery(
+    discovery: Option<&Transport>,
+    buffer: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match discovery {
+        Some(discovery) => discovery.recv(buffer).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `wake`, or forever if the router has no timer armed.
@@ -300,9 +937,21 @@ fn millis_between(earlier: Timestamp, later: Timestamp) -> u64 {
     u64::try_from(later.saturating_since(earlier).as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The router's counters as a name -> value map. Going through serde keeps the API in step
-/// with `routing::Stats` as counters are added, without this crate listing them.
-fn counters(stats: &routing::Stats) -> std::collections::BTreeMap<String, u64> {
+fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A serializable counter struct as a name -> value map. Going through serde keeps the API
+/// in step as counters are added, without this module listing them.
+fn counters(stats: &impl serde::Serialize) -> std::collections::BTreeMap<String, u64> {
     match serde_json::to_value(stats) {
         Ok(serde_json::Value::Object(fields)) => fields
             .into_iter()

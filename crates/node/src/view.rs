@@ -17,7 +17,7 @@ pub struct StatusView {
     pub version: String,
     /// Time since the runtime started, in milliseconds.
     pub uptime_ms: u64,
-    /// The UDP address the mesh socket is bound to.
+    /// The UDP address the QUIC link endpoint is bound to.
     pub listen: SocketAddr,
     /// Interfaces with multicast discovery.
     pub interfaces: Vec<String>,
@@ -36,8 +36,44 @@ pub struct StatusView {
     /// The routing core's counters (`routing::Stats`): traffic, and packets dropped as
     /// malformed, wrong version, oversized, own, over a limit.
     pub router: BTreeMap<String, u64>,
-    /// The UDP transport's counters.
+    /// The multicast discovery socket's counters (all zero without discovery interfaces).
     pub transport: TransportStats,
+    /// Link and security counters: handshakes, refused certificates by reason, packets whose
+    /// sender is not the link's authenticated peer, records and revocations.
+    pub links: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/identity`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityView {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its SPIFFE ID.
+    pub spiffe_id: String,
+    /// Its trust domain.
+    pub trust_domain: String,
+    /// Its overlay IPv6 address (derived from its keys).
+    pub overlay_address: std::net::Ipv6Addr,
+    /// SVID `notBefore`, Unix seconds.
+    pub svid_not_before: i64,
+    /// SVID `notAfter`, Unix seconds.
+    pub svid_not_after: i64,
+    /// Seconds until the SVID expires (negative once expired).
+    pub svid_expires_in_s: i64,
+    /// SVID renewals since start.
+    pub svid_renewals: u64,
+    /// Key fingerprints (first 8 bytes of SHA-256 of each public key).
+    pub fingerprints: String,
+    /// SHA-256 of the CA certificate (what join tokens pin), hex.
+    pub bundle_hash: String,
+    /// Whether only X25519MLKEM768 is allowed on links.
+    pub pq_only: bool,
+    /// Whether this node is the trust domain's CA node.
+    pub is_ca: bool,
+    /// Nodes known to be revoked.
+    pub revoked_nodes: usize,
+    /// Node records held.
+    pub node_records: usize,
 }
 
 /// One entry of `GET /api/v1/peers`: a neighbour and its link.
@@ -61,6 +97,10 @@ pub struct PeerView {
     pub rtt_us: u32,
     /// Milliseconds since anything was heard from it.
     pub last_heard_ms_ago: u64,
+    /// Its SPIFFE ID, from the certificate of the current link (none without a link).
+    pub spiffe_id: Option<String>,
+    /// The key-exchange group of the current link.
+    pub kx_group: Option<String>,
 }
 
 /// One entry of `GET /api/v1/routes`.

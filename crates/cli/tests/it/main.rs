@@ -6,5 +6,6 @@ mod ctl;
 mod demo;
 mod mesh;
 mod netns;
+mod security;
 mod sim;
 mod support;
