@@ -33,8 +33,10 @@ pub mod handle;
 pub mod identity;
 pub mod init;
 pub mod membership;
+pub mod monitor;
 pub mod runtime;
 pub mod seq_store;
+pub mod supervisor;
 pub mod view;
 
 pub use config::{ConfigError, NodeConfig};
