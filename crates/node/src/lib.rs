@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod executor;
 pub mod handle;
 pub mod identity;
 pub mod init;

@@ -597,19 +597,7 @@ mod tests {
         let run = run_check(&spec("slow", args(&["sh", "-c", &script]), 3_000)).await;
         assert!(!run.passed);
         assert_eq!(run.detail, "timed out after 3000 ms");
-        let pid = std::fs::read_to_string(&pid_file).expect("the check started");
-        let stat = format!("/proc/{}/stat", pid.trim());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::read_to_string(&stat).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the timed-out check's sleep is still alive"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::supervisor::tests::until_dead(&pid_file).await;
     }
 
     #[test]

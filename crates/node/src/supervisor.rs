@@ -710,7 +710,7 @@ async fn keep(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Generous bound for anything a real process should do on a loaded two-core machine;
@@ -760,6 +760,20 @@ mod tests {
             }
         }
         members
+    }
+
+    /// Waits until the process whose pid `pid_file` holds is gone or a zombie.
+    pub(crate) async fn until_dead(pid_file: &std::path::Path) {
+        let pid = std::fs::read_to_string(pid_file).expect("the process started");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = Instant::now() + PATIENCE;
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        }) {
+            assert!(Instant::now() < deadline, "{} is still alive", pid.trim());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn until_group_gone(pgid: u32) {
