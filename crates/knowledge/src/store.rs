@@ -5,6 +5,10 @@
 //! storage error the store opens an empty in-memory database with the same schema, retries the
 //! operation there, and from then on [`Store::degraded`] says why. The file is left as it
 //! was for the operator to inspect; the next start tries it again.
+//!
+//! Every call is synchronous SQLite work, and writes wait for `fsync`: the async runtime
+//! should own the store on a blocking task (or `spawn_blocking` per batch of events), not call
+//! it on the event loop.
 
 use std::path::{Path, PathBuf};
 
