@@ -147,6 +147,8 @@ struct LinkCounters {
     renewals_failed: u64,
     /// Join requests served (CA node).
     joins_served: u64,
+    /// Links accepted into the links table since start (a renewal must not add any).
+    links_established: u64,
 }
 
 impl Node {
@@ -161,6 +163,11 @@ impl Node {
             });
         }
         check_private_dir(&config.data_dir)?;
+        // Configuration files first, so their errors are reported before identity problems.
+        let static_peers: Vec<StaticPeer> = match config.bootstrap_path() {
+            Some(path) => bootstrap::load(&path)?,
+            None => Vec::new(),
+        };
         let keys = Arc::new(NodeIdentity::load(&config.key_path)?.into_keys());
         let clock = Clock::start();
         let now_unix = unix_seconds();
@@ -206,10 +213,6 @@ impl Node {
                 interfaces: config.interfaces.clone(),
                 static_peers: Vec::new(),
             })?)
-        };
-        let static_peers: Vec<StaticPeer> = match config.bootstrap_path() {
-            Some(path) => bootstrap::load(&path)?,
-            None => Vec::new(),
         };
         let mut dial_targets = HashMap::new();
         for peer in static_peers.iter().take(MAX_DIAL_TARGETS) {
@@ -392,6 +395,7 @@ impl Node {
             return;
         }
         tracing::info!(peer = %peer.short(), remote = %link.remote, kx = %link.kx_group, "link up");
+        self.counters.links_established += 1;
         for batch in self.directory.full_batches() {
             self.links.send_stream(&connection, batch);
         }

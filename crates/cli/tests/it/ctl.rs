@@ -84,7 +84,8 @@ fn node_stops_cleanly_on_sigterm_and_sigint() {
         let config = dir.path().join("node.yaml");
         std::fs::write(&config, "node_config:\n  network: { listen: '127.0.0.1:0' }\n  api: { listen: '127.0.0.1:0' }\n").unwrap();
         let config = config.display().to_string();
-        assert!(run(&["init", "--config", &config]).status.success());
+        let made = run(&["ca", "init", "--config", &config, "--trust-domain", "test.local"]);
+        assert!(made.status.success(), "{}", stderr(&made));
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
         let child = Command::new(binary())
             .args(["run", "--config", &config])

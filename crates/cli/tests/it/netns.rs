@@ -97,7 +97,11 @@ fn daemons_on_a_veth_link_discover_each_other_by_multicast() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
-    for (namespace, interface) in namespaces.iter().zip(&interfaces) {
+    // Unique-local addresses inside the namespaces, only so that the joining node can reach the
+    // CA node for its join request; the mesh itself finds its link by multicast and links over
+    // link-local addresses.
+    let ula = ["fd6b:6c00:7e57::1", "fd6b:6c00:7e57::2"];
+    for (position, (namespace, interface)) in namespaces.iter().zip(&interfaces).enumerate() {
         // Duplicate address detection would hold the link-local address back for a second or two.
         ip(&[
             "netns",
@@ -110,16 +114,41 @@ fn daemons_on_a_veth_link_discover_each_other_by_multicast() {
         ]);
         ip(&["-n", &namespace.0, "link", "set", "lo", "up"]);
         ip(&["-n", &namespace.0, "link", "set", interface, "up"]);
+        ip(&["-n", &namespace.0, "addr", "add", &format!("{}/64", ula[position]), "dev", interface, "nodad"]);
         let node_dir = dir.path().join(&namespace.0);
         std::fs::create_dir(&node_dir).unwrap();
-        // Same UDP port on both sides: hellos go to the group at the sender's own port.
         let yaml = format!(
             "node_config:\n  network:\n    listen: '[::]:7400'\n    interfaces: [{interface}]\n  api:\n    listen: '127.0.0.1:7401'\n"
         );
         let config = write(&node_dir, "node.yaml", &yaml).display().to_string();
-        let init = run(&["init", "--config", &config]);
-        assert!(init.status.success(), "{}", stderr(&init));
-        let id: wire::NodeId = String::from_utf8_lossy(&init.stdout)
+        // The first node is the CA node; the second joins with a token, from inside its
+        // namespace, over the veth link.
+        let made = if position == 0 {
+            run(&["ca", "init", "--config", &config, "--trust-domain", "netns.test"])
+        } else {
+            let ca_config = nodes
+                .first()
+                .map(|(_, _, _, dir): &(ChildGuard, wire::NodeId, String, std::path::PathBuf)| dir.join("node.yaml"))
+                .unwrap();
+            let token = run(&[
+                "ca",
+                "token",
+                "--config",
+                &ca_config.display().to_string(),
+                "--address",
+                &format!("[{}]:7400", ula[0]),
+            ]);
+            assert!(token.status.success(), "{}", stderr(&token));
+            let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+            Command::new("ip")
+                .args(["netns", "exec", &namespace.0])
+                .arg(binary())
+                .args(["init", "--config", &config, "--join-token", &token])
+                .output()
+                .unwrap()
+        };
+        assert!(made.status.success(), "{}", stderr(&made));
+        let id: wire::NodeId = String::from_utf8_lossy(&made.stdout)
             .trim()
             .parse()
             .unwrap();
@@ -134,6 +163,14 @@ fn daemons_on_a_veth_link_discover_each_other_by_multicast() {
             .spawn()
             .unwrap();
         nodes.push((ChildGuard(child), id, namespace.0.clone(), node_dir));
+        if position == 0 {
+            eventually("the CA node to listen", TIMEOUT, || {
+                std::fs::read_to_string(nodes[0].3.join("node.log"))
+                    .unwrap_or_default()
+                    .contains("API listening")
+                    .then_some(())
+            });
+        }
     }
 
     for (index, (_, _, namespace, node_dir)) in nodes.iter().enumerate() {
