@@ -971,7 +971,10 @@ impl Router {
             } else {
                 UPDATE_REPEATS
             };
-            if repeats > 0 && self.repeats.len() < MAX_REPEATS {
+            // Repeats go only over lossy links (see `emit`); with none, queueing them would
+            // only hold memory: at start-up every gained route queued one, about 2 MB per
+            // node at 10,000 simulated nodes.
+            if repeats > 0 && self.repeats.len() < MAX_REPEATS && self.has_lossy_link() {
                 self.repeats
                     .push_back((destination, now + REPEAT_GAP, repeats));
             }
@@ -987,6 +990,13 @@ impl Router {
         } else {
             self.requests.remove(&destination);
         }
+    }
+
+    /// Whether some usable neighbour lost probes recently (TQ below 255).
+    fn has_lossy_link(&self) -> bool {
+        (0..self.links.len()).any(|slot| {
+            self.tq_used[slot] != u8::MAX && self.usable_link_cost(slot as Slot).is_some()
+        })
     }
 
     /// A destination is starved when a usable neighbour advertises it but no advertisement
@@ -1601,7 +1611,39 @@ impl Router {
         });
         self.recent_requests
             .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
+        self.shrink_idle_buffers();
         self.queue_table_slice(now);
+    }
+
+    /// Gives back the memory of queues and maps that a burst (a start-up, a mass failure)
+    /// grew far beyond what they hold now. Their capacity otherwise stays at the peak: after
+    /// a crash of 4,000 of 10,000 simulated nodes, the request records alone kept about 1 MB
+    /// per survivor.
+    fn shrink_idle_buffers(&mut self) {
+        fn oversized(len: usize, capacity: usize) -> Option<usize> {
+            (capacity > SHRINK_SLACK && capacity > 4 * len).then_some(2 * len)
+        }
+        if let Some(to) = oversized(self.recent_requests.len(), self.recent_requests.capacity()) {
+            self.recent_requests.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.requests.len(), self.requests.capacity()) {
+            self.requests.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.relay_deadline.len(), self.relay_deadline.capacity()) {
+            self.relay_deadline.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.repeats.len(), self.repeats.capacity()) {
+            self.repeats.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.waiting.len(), self.waiting.capacity()) {
+            self.waiting.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.events.len(), self.events.capacity()) {
+            self.events.shrink_to(to);
+        }
+        if let Some(to) = oversized(self.transmits.len(), self.transmits.capacity()) {
+            self.transmits.shrink_to(to);
+        }
     }
 
     /// Re-advertises one slice of the routing table, so that the whole table reaches every
@@ -1685,6 +1727,10 @@ impl Router {
         self.transmits.push_back(transmit);
     }
 }
+
+/// Queues and maps up to this capacity are never shrunk: reallocating small buffers again
+/// after every burst would cost more than the memory it saves.
+const SHRINK_SLACK: usize = 64;
 
 /// Unreachable destinations with no candidates are forgotten after this long. Until then
 /// their feasibility distance protects against stale advertisements (Babel keeps sources

@@ -298,24 +298,112 @@ pub(crate) type NodeMap<V> = HashMap<NodeId, V, BuildHasherDefault<NodeIdHasher>
 const INDEX_LOAD_NUMERATOR: usize = 3;
 const INDEX_LOAD_DENOMINATOR: usize = 4;
 
-/// The entry arrays grow by this fraction (1/8) of their size, not by doubling: a node keeps
-/// one entry per destination, so doubling would leave up to half of the largest structure of
-/// the process unused (at 10,000 simulated nodes, gigabytes).
-const ENTRY_GROWTH_DIVISOR: usize = 8;
-const ENTRY_GROWTH_MIN: usize = 16;
+/// Entries are stored in chunks of this many, each allocated at its exact size: a node keeps
+/// one entry per destination, so growing one array by doubling would leave up to half of the
+/// largest structure of the process unused (at 10,000 simulated nodes, gigabytes), and
+/// growing it in small steps would copy it over and over. At most one chunk per table is
+/// partly empty (about 10 KB).
+const CHUNK: usize = 128;
+/// Smallest index: a table of a few destinations needs no more.
+const INDEX_MIN: usize = 16;
+
+/// A growable array stored in exact-size chunks of `CHUNK` elements: growing never copies,
+/// and capacity exceeds length by less than one chunk.
+#[derive(Debug)]
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn push(&mut self, value: T) {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        // The branch above guarantees a last chunk with room.
+        if let Some(last) = self.chunks.last_mut() {
+            last.push(value);
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, at: usize) -> &T {
+        &self.chunks[at / CHUNK][at % CHUNK]
+    }
+
+    fn get_mut(&mut self, at: usize) -> &mut T {
+        &mut self.chunks[at / CHUNK][at % CHUNK]
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        let (chunk_a, chunk_b) = (a / CHUNK, b / CHUNK);
+        if chunk_a == chunk_b {
+            self.chunks[chunk_a].swap(a % CHUNK, b % CHUNK);
+            return;
+        }
+        let (low, high) = (chunk_a.min(chunk_b), chunk_a.max(chunk_b));
+        let (head, tail) = self.chunks.split_at_mut(high);
+        let (x, y) = (&mut head[low], &mut tail[0]);
+        if chunk_a < chunk_b {
+            std::mem::swap(&mut x[a % CHUNK], &mut y[b % CHUNK]);
+        } else {
+            std::mem::swap(&mut x[b % CHUNK], &mut y[a % CHUNK]);
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let chunks = len.div_ceil(CHUNK);
+        self.chunks.truncate(chunks);
+        if let Some(last) = self.chunks.last_mut() {
+            last.truncate(len - (chunks - 1) * CHUNK);
+        }
+        self.len = len.min(self.len);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.chunks.iter_mut().flatten()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
+    }
+}
 
 /// Marks a free index slot.
 const FREE: u32 = u32::MAX;
 
+/// An index slot holds a position in its low `POSITION_BITS` bits and the top bits of the
+/// id's hash above them, so a probe that lands on another id is rejected without reading the
+/// id (a cache miss per probe: at start-up, when most lookups are for unknown ids, probing
+/// dominated the simulation). Positions stay below 2^20 because `max_destinations` is at
+/// most 1,000,000; the tag never makes a slot equal `FREE`, since position 2^20 - 1 is never
+/// used.
+const POSITION_BITS: u32 = 20;
+const POSITION_MASK: u32 = (1 << POSITION_BITS) - 1;
+
 /// The routing table: one entry per destination, stored densely in insertion order, with an
 /// open-addressing index of 4-byte positions. A general hash map stores key and value in
 /// buckets rounded up to a power of two and left a fifth to a half of them empty; here only
-/// the small index is rounded, and the entries grow in steps of an eighth. Iteration order
+/// the small index is rounded, and the entries grow by exact-size chunks. Iteration order
 /// depends only on the insertion and removal history, which keeps simulations reproducible.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
-    ids: Vec<NodeId>,
-    entries: Vec<RouteEntry>,
+    ids: Chunked<NodeId>,
+    entries: Chunked<RouteEntry>,
     /// Positions into `ids`/`entries` by hash, linear probing; `FREE` when empty. Its length
     /// is zero or a power of two.
     index: Vec<u32>,
@@ -323,13 +411,15 @@ pub(crate) struct RouteTable {
 
 impl RouteTable {
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.len
     }
 
-    fn home(&self, id: &NodeId) -> usize {
+    /// The id's first index slot and its tag (the hash bits above the position bits).
+    fn home(&self, id: &NodeId) -> (usize, u32) {
         use std::hash::BuildHasher;
         let hash = BuildHasherDefault::<NodeIdHasher>::default().hash_one(id);
-        (hash as usize) & (self.index.len() - 1)
+        let tag = ((hash >> (64 - (32 - POSITION_BITS))) as u32) << POSITION_BITS;
+        ((hash as usize) & (self.index.len() - 1), tag)
     }
 
     fn position(&self, id: &NodeId) -> Option<usize> {
@@ -337,14 +427,15 @@ impl RouteTable {
             return None;
         }
         let mask = self.index.len() - 1;
-        let mut at = self.home(id);
+        let (mut at, tag) = self.home(id);
         loop {
-            let position = self.index[at];
-            if position == FREE {
+            let slot = self.index[at];
+            if slot == FREE {
                 return None;
             }
-            if self.ids[position as usize] == *id {
-                return Some(position as usize);
+            let position = (slot & POSITION_MASK) as usize;
+            if slot & !POSITION_MASK == tag && self.ids.get(position) == id {
+                return Some(position);
             }
             at = (at + 1) & mask;
         }
@@ -355,50 +446,50 @@ impl RouteTable {
     }
 
     pub fn get(&self, id: &NodeId) -> Option<&RouteEntry> {
-        self.position(id).map(|position| &self.entries[position])
+        self.position(id).map(|position| self.entries.get(position))
     }
 
     pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut RouteEntry> {
         self.position(id)
-            .map(|position| &mut self.entries[position])
+            .map(|position| self.entries.get_mut(position))
     }
 
     /// Adds an entry for a destination not in the table yet (callers check first; a second
     /// entry for a known id would only shadow the first).
     pub fn insert_new(&mut self, id: NodeId, entry: RouteEntry) {
         debug_assert!(!self.contains_key(&id), "{id} is already in the table");
-        if self.ids.len() == self.ids.capacity() {
-            let more = (self.ids.len() / ENTRY_GROWTH_DIVISOR).max(ENTRY_GROWTH_MIN);
-            self.ids.reserve_exact(more);
-            self.entries.reserve_exact(more);
-        }
+        debug_assert!(
+            self.ids.len < POSITION_MASK as usize,
+            "the router keeps the table below max_destinations"
+        );
         self.ids.push(id);
         self.entries.push(entry);
-        if self.ids.len() * INDEX_LOAD_DENOMINATOR > self.index.len() * INDEX_LOAD_NUMERATOR {
+        if self.ids.len * INDEX_LOAD_DENOMINATOR > self.index.len() * INDEX_LOAD_NUMERATOR {
             self.rebuild_index();
         } else {
-            self.place(self.ids.len() - 1);
+            self.place(self.ids.len - 1);
         }
     }
 
     /// Puts `position` into the index at the first free slot from its id's home.
     fn place(&mut self, position: usize) {
         let mask = self.index.len() - 1;
-        let mut at = self.home(&self.ids[position]);
+        let (mut at, tag) = self.home(self.ids.get(position));
         while self.index[at] != FREE {
             at = (at + 1) & mask;
         }
-        // Positions are below max_destinations, at most 1,000,000 by validation: below FREE.
-        self.index[at] = position as u32;
+        // Positions are below max_destinations, at most 1,000,000 by validation, so they fit
+        // in POSITION_BITS.
+        self.index[at] = tag | position as u32;
     }
 
     /// Sizes the index for the current entries (load at most 3/4) and refills it.
     fn rebuild_index(&mut self) {
-        let wanted = (self.ids.len() * INDEX_LOAD_DENOMINATOR).div_ceil(INDEX_LOAD_NUMERATOR);
-        let size = wanted.next_power_of_two().max(ENTRY_GROWTH_MIN);
+        let wanted = (self.ids.len * INDEX_LOAD_DENOMINATOR).div_ceil(INDEX_LOAD_NUMERATOR);
+        let size = wanted.next_power_of_two().max(INDEX_MIN);
         self.index.clear();
         self.index.resize(size, FREE);
-        for position in 0..self.ids.len() {
+        for position in 0..self.ids.len {
             self.place(position);
         }
     }
@@ -406,10 +497,10 @@ impl RouteTable {
     /// Keeps the entries for which `keep` returns true (in their order) and rebuilds the
     /// index if any went.
     pub fn retain(&mut self, mut keep: impl FnMut(&NodeId, &RouteEntry) -> bool) {
-        let before = self.ids.len();
+        let before = self.ids.len;
         let mut kept = 0;
         for position in 0..before {
-            if keep(&self.ids[position], &self.entries[position]) {
+            if keep(self.ids.get(position), self.entries.get(position)) {
                 self.ids.swap(kept, position);
                 self.entries.swap(kept, position);
                 kept += 1;
@@ -428,7 +519,7 @@ impl RouteTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &RouteEntry)> {
-        self.ids.iter().zip(&self.entries)
+        self.ids.iter().zip(self.entries.iter())
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&NodeId, &mut RouteEntry)> {
@@ -518,14 +609,15 @@ mod tests {
     }
 
     #[test]
-    fn route_table_grows_by_an_eighth_not_by_doubling() {
+    fn route_table_grows_in_chunks_not_by_doubling() {
         let mut table = RouteTable::default();
         for i in 0..10_000u64 {
             table.insert_new(NodeId::from_index(i), RouteEntry::new(Timestamp::ZERO));
         }
         let per_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<RouteEntry>();
-        // Entries within 1/8 of their size, plus a 4-byte index at most 3/4 full (16,384 slots).
-        let limit = 10_000 * per_entry * 9 / 8 + 16_384 * 4;
+        // Entries in at most one partly empty chunk, plus a 4-byte index at most 3/4 full
+        // (16,384 slots).
+        let limit = 10_000usize.next_multiple_of(CHUNK) * per_entry + 16_384 * 4;
         assert!(
             table.allocated_bytes() <= limit,
             "{} > {limit}",
