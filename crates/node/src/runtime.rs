@@ -149,6 +149,9 @@ struct LinkCounters {
     joins_served: u64,
     /// Links accepted into the links table since start (a renewal must not add any).
     links_established: u64,
+    /// UDP bytes sent by links that have since closed (QUIC headers, acknowledgements and
+    /// keep-alives included), so the total on the wire survives link turnover.
+    closed_links_udp_tx_bytes: u64,
 }
 
 impl Node {
@@ -341,7 +344,9 @@ impl Node {
                     .get(&node)
                     .is_some_and(|active| active.info.connection_id == connection_id)
                 {
-                    self.active.remove(&node);
+                    if let Some(link) = self.active.remove(&node) {
+                        self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
+                    }
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
             }
@@ -389,6 +394,7 @@ impl Node {
                 return;
             }
             existing.connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
+            self.counters.closed_links_udp_tx_bytes += existing.connection.stats().udp_tx.bytes;
         } else if self.active.len() >= MAX_LINKS {
             self.counters.links_table_full += 1;
             connection.close(CLOSE_DUPLICATE.into(), b"too many links");
@@ -443,6 +449,7 @@ impl Node {
             tracing::error!("this node has been revoked by the CA; peers will refuse its links");
         }
         if let Some(link) = self.active.remove(&node) {
+            self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
             link.connection.close(CLOSE_REVOKED.into(), b"revoked");
             self.counters.links_closed_revoked += 1;
             tracing::warn!(peer = %node.short(), "link closed: peer revoked");
@@ -775,6 +782,15 @@ impl Node {
         links.extend(counters(&self.counters));
         links.extend(counters(self.directory.stats()));
         links.insert("links_active".to_string(), self.active.len() as u64);
+        let active_udp_tx: u64 = self
+            .active
+            .values()
+            .map(|link| link.connection.stats().udp_tx.bytes)
+            .sum();
+        links.insert(
+            "link_udp_tx_bytes".to_string(),
+            self.counters.closed_links_udp_tx_bytes + active_udp_tx,
+        );
         StatusView {
             node_id: self.node_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -21,6 +21,9 @@ pub struct Traffic {
     pub bytes_per_neighbour_s: f64,
     /// Packets sent per node per second.
     pub packets_per_node_s: f64,
+    /// UDP bytes on the wire per node per second: the same traffic with QUIC headers,
+    /// acknowledgements and keep-alives.
+    pub wire_bytes_per_node_s: f64,
 }
 
 fn statuses(net: &LocalNet) -> Result<Vec<StatusView>, LocalNetError> {
@@ -54,6 +57,7 @@ pub fn control_traffic(
         bytes_per_node_s: 0.0,
         bytes_per_neighbour_s: 0.0,
         packets_per_node_s: 0.0,
+        wire_bytes_per_node_s: 0.0,
     };
     for ((old, new), degree) in before.iter().zip(&after).zip(degrees) {
         let seconds = new.uptime_ms.saturating_sub(old.uptime_ms).max(1) as f64 / 1000.0;
@@ -68,12 +72,15 @@ pub fn control_traffic(
         total.bytes_per_node_s += bytes;
         total.bytes_per_neighbour_s += bytes / (*degree).max(1) as f64;
         total.packets_per_node_s += delta("packets_tx") / seconds;
+        let wire = |view: &StatusView| view.links.get("link_udp_tx_bytes").copied().unwrap_or(0);
+        total.wire_bytes_per_node_s += wire(new).saturating_sub(wire(old)) as f64 / seconds;
     }
     let count = before.len().max(1) as f64;
     Ok(Traffic {
         bytes_per_node_s: total.bytes_per_node_s / count,
         bytes_per_neighbour_s: total.bytes_per_neighbour_s / count,
         packets_per_node_s: total.packets_per_node_s / count,
+        wire_bytes_per_node_s: total.wire_bytes_per_node_s / count,
     })
 }
 

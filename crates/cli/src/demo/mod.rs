@@ -206,6 +206,7 @@ fn scenario(
         control_bytes_per_node_s: tenths(traffic.bytes_per_node_s),
         control_bytes_per_neighbour_s: tenths(traffic.bytes_per_neighbour_s),
         control_packets_per_node_s: tenths(traffic.packets_per_node_s),
+        control_wire_bytes_per_node_s: tenths(traffic.wire_bytes_per_node_s),
         measure_window_s: args.measure_s as f64,
         healed: false,
         reason: None,

@@ -59,6 +59,8 @@ pub struct Summary {
     pub control_bytes_per_neighbour_s: f64,
     /// Idle control packets sent per node per second.
     pub control_packets_per_node_s: f64,
+    /// Idle UDP bytes on the wire per node per second (QUIC overhead included).
+    pub control_wire_bytes_per_node_s: f64,
     /// Length of the idle window the traffic was measured over.
     pub measure_window_s: f64,
     /// The mesh routed around the dead relay and reconverged after its restart.
@@ -169,11 +171,12 @@ impl Summary {
         row(
             "control",
             format!(
-                "{:.0} B/s per node, {:.0} B/s per neighbour, {:.1} packets/s per node (UDP payload, idle, {:.1} s window)",
+                "{:.0} B/s per node, {:.0} B/s per neighbour, {:.1} packets/s per node (routing payload, idle, {:.1} s window); {:.0} B/s per node on the wire with QUIC",
                 self.control_bytes_per_node_s,
                 self.control_bytes_per_neighbour_s,
                 self.control_packets_per_node_s,
-                self.measure_window_s
+                self.measure_window_s,
+                self.control_wire_bytes_per_node_s
             ),
         );
         row(
