@@ -864,6 +864,30 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_longer_than_the_longest_backoff_resets_it() {
+        let mut decl = service("slow-crasher", &["sh", "-c", "sleep 0.2; exit 1"]);
+        // Every run sleeps at least 200 ms, past the 50 ms maximum, so each crash counts as
+        // the first after a stable run.
+        decl.restart = RestartDecl {
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        };
+        let supervisor = Supervisor::start(vec![decl]).expect("start");
+        let handle = supervisor.handle();
+        let status = wait_until(&handle, "slow-crasher", "three restarts", |s| {
+            s.restarts >= 3 && s.state == ServiceState::BackingOff
+        })
+        .await;
+        assert_eq!(status.backoff_ms, 10);
+        assert!(
+            status
+                .last_exit
+                .is_some_and(|e| e.ran_ms >= 200 && e.code == Some(1))
+        );
+        supervisor.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn restart_kills_the_whole_group_and_starts_again() {
         let decl = service("sleeper", &["sh", "-c", "sleep 1000 & wait"]);
         let supervisor = Supervisor::start(vec![decl]).expect("start");

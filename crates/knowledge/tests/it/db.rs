@@ -376,3 +376,31 @@ fn settings_out_of_range_are_refused_by_field() {
     assert!(DbConfig::default().validate().is_ok());
     assert_eq!(DbConfig::default().retention, 1_000);
 }
+
+#[test]
+fn plan_statistics_stay_within_what_heal_can_load() {
+    let mut db = IncidentDb::open_in_memory(DbConfig::default(), 0).expect("memory");
+    let max = heal::plan::MAX_KNOWLEDGE_ENTRIES;
+    for i in 0..=max {
+        db.record_plan_result(
+            IncidentType::ServiceDown,
+            &format!("plan-{i}"),
+            true,
+            i as i64,
+        )
+        .expect("recorded");
+    }
+    let stats = db.plan_stats().expect("stats");
+    assert_eq!(stats.len(), max);
+    assert!(
+        !stats.iter().any(|(_, plan, _)| plan == "plan-0"),
+        "the least recently updated pair makes room"
+    );
+    assert!(
+        stats
+            .iter()
+            .any(|(_, plan, _)| *plan == format!("plan-{max}"))
+    );
+    let mut knowledge = Knowledge::default();
+    assert_eq!(db.load_knowledge(&mut knowledge).expect("load"), max);
+}
