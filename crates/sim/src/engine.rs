@@ -18,10 +18,6 @@ use crate::routed::RoutedPairs;
 use crate::walk::{Finding, MeshView, NextHop, Walker};
 use crate::{SimConfig, SimError, SimReport, Topology};
 
-/// Nodes start at a uniformly random instant in `[0, START_JITTER_US)`, as real daemons never
-/// boot in lockstep; the jitter also keeps their probe timers apart.
-pub const START_JITTER_US: u64 = 100_000;
-
 /// Consecutive wake-ups of one node at one instant after which the run is declared livelocked
 /// (a router whose `poll_timeout` never moves past `now`). Legitimate cores need a handful.
 pub const MAX_SAME_INSTANT_WAKEUPS: u32 = 10_000;
@@ -183,6 +179,8 @@ pub struct Simulation {
     phase: Phase,
     now_us: u64,
     converged_at_us: Option<u64>,
+    /// When the last node started.
+    last_start_us: u64,
     crash_at_us: Option<u64>,
     recovered_at_us: Option<u64>,
     failed_nodes: usize,
@@ -459,8 +457,10 @@ impl Simulation {
         let mut queue = EventQueue::default();
         let mut routers = Vec::with_capacity(n);
         let mut timer_armed_at_us = Vec::with_capacity(n);
+        let mut last_start_us = 0;
         for (index, id) in ids.iter().enumerate() {
-            let start_us = nodes_rng.below(START_JITTER_US);
+            let start_us = nodes_rng.below(config.start_spread_us());
+            last_start_us = last_start_us.max(start_us);
             let rng_seed = nodes_rng.next_u64();
             // Random initial sequence numbers exercise serial-arithmetic wrap-around.
             let initial_seq = nodes_rng.next_u64() as u32;
@@ -508,6 +508,7 @@ impl Simulation {
             phase: Phase::Converging,
             now_us: 0,
             converged_at_us: None,
+            last_start_us,
             crash_at_us: None,
             recovered_at_us: None,
             failed_nodes: 0,
@@ -1216,6 +1217,8 @@ impl Simulation {
             duration_s: seconds(config.duration_us),
             check_interval_ms: config.check_interval_us() as f64 / 1000.0,
             converged_s: self.converged_at_us.map(seconds),
+            start_spread_s: seconds(config.start_spread_us()),
+            last_start_s: seconds(self.last_start_us),
             failed_nodes: self.failed_nodes,
             fail_at_s: self.crash_at_us.map(seconds),
             heal_from_s: self.heal_from_us.map(seconds),

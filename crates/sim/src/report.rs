@@ -32,6 +32,10 @@ pub struct SimReport {
     pub check_interval_ms: f64,
     /// First check instant at which every ordered pair had a working path.
     pub converged_s: Option<f64>,
+    /// The window in which nodes start (see `SimConfig::start_spread_us`).
+    pub start_spread_s: f64,
+    /// When the last node started; `converged_s` is at least this.
+    pub last_start_s: f64,
     /// Nodes crashed at `fail_at_s`.
     pub failed_nodes: usize,
     /// When the nodes crashed: `converged_s` + settle + idle window (see the crate docs).
@@ -161,9 +165,11 @@ impl SimReport {
         );
         let _ = writeln!(
             out,
-            "  converged      {} (checked every {} ms)",
+            "  converged      {} (checked every {} ms; nodes started within {:.3} s, the last at {:.3} s)",
             seconds(self.converged_s),
-            self.check_interval_ms
+            self.check_interval_ms,
+            self.start_spread_s,
+            self.last_start_s
         );
         match self.fail_at_s {
             Some(at) => {
