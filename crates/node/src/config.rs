@@ -160,6 +160,13 @@ struct NetworkSection {
     bootstrap: Option<String>,
     /// UDP port of multicast discovery adverts (shared by the nodes on a link). Default: 7402.
     discovery_port: u16,
+    /// The overlay TUN interface: `auto` (create it when running as root, otherwise run
+    /// without it and say so once), `on` (fail if it cannot be created) or `off`. Default: auto.
+    tun: String,
+    /// Name of the TUN interface. Default: `x6tun0`.
+    tun_name: String,
+    /// MTU of the TUN interface (1280 to 1400). Default: 1340.
+    tun_mtu: u16,
 }
 
 impl Default for NetworkSection {
@@ -169,6 +176,9 @@ impl Default for NetworkSection {
             interfaces: Vec::new(),
             bootstrap: None,
             discovery_port: DEFAULT_DISCOVERY_PORT,
+            tun: "auto".to_string(),
+            tun_name: "x6tun0".to_string(),
+            tun_mtu: crate::dataplane::DEFAULT_OVERLAY_MTU,
         }
     }
 }
@@ -268,6 +278,23 @@ pub struct NodeConfig {
     pub policy_file: Option<PathBuf>,
     /// `security.svid_ttl_seconds`.
     pub svid_ttl_seconds: i64,
+    /// `network.tun`.
+    pub tun: TunMode,
+    /// `network.tun_name`.
+    pub tun_name: String,
+    /// `network.tun_mtu`.
+    pub tun_mtu: u16,
+}
+
+/// Whether the node creates its overlay TUN interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunMode {
+    /// Create it if possible (root, /dev/net/tun), otherwise run without it.
+    Auto,
+    /// Create it or fail.
+    On,
+    /// Never create it.
+    Off,
 }
 
 impl NodeConfig {
@@ -414,6 +441,30 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let tun = match file.network.tun.as_str() {
+            "auto" => TunMode::Auto,
+            "on" => TunMode::On,
+            "off" => TunMode::Off,
+            other => {
+                return Err(self.invalid(
+                    "node_config.network.tun",
+                    format!("{other:?} is not one of auto, on, off"),
+                ));
+            }
+        };
+        let tun_name = &file.network.tun_name;
+        if tun_name.is_empty() || tun_name.len() > MAX_INTERFACE_NAME_BYTES || tun_name.contains(['/', ' ', '\0']) {
+            return Err(self.invalid(
+                "node_config.network.tun_name",
+                format!("{tun_name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"),
+            ));
+        }
+        if !(1280..=1400).contains(&file.network.tun_mtu) {
+            return Err(self.invalid(
+                "node_config.network.tun_mtu",
+                format!("{} is out of range; IPv6 needs at least 1280 and a link datagram carries at most 1400", file.network.tun_mtu),
+            ));
+        }
         Ok(NodeConfig {
             source: self.path.to_path_buf(),
             data_dir,
@@ -427,6 +478,9 @@ impl Validator<'_> {
             pq_only: file.security.pq_only,
             policy_file,
             svid_ttl_seconds: ttl,
+            tun,
+            tun_name: tun_name.clone(),
+            tun_mtu: file.network.tun_mtu,
         })
     }
 

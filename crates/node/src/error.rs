@@ -60,6 +60,14 @@ pub enum NodeError {
     /// Trust-domain membership (SVID, bundle, CA, policy) is missing or invalid.
     #[error(transparent)]
     Membership(#[from] crate::membership::MembershipError),
+    /// The overlay TUN interface could not be created (with `network.tun: on`).
+    #[error("cannot create the overlay interface {name}: {source} (it needs root and /dev/net/tun; set node_config.network.tun: auto or off to run without it)")]
+    Tun {
+        /// The configured interface name.
+        name: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// The operating system's random generator failed.
     #[error("cannot get random bytes: {0}")]
     Random(String),

@@ -8,6 +8,7 @@
 //! - [`membership`]: SVID and trust bundle, the CA commands, joining, the CA node's answers.
 //! - [`directory`]: signed node records and revocations, exchanged and flooded on links.
 //! - [`advert`]: the multicast discovery advert.
+//! - [`dataplane`]: data packets between nodes, the overlay address map, ICMPv6 errors.
 //! - [`seq_store`]: persisted reservation of own OGM sequence numbers across restarts.
 //! - [`init`]: the `init` command: data directory, key, bootstrap copy.
 //! - [`clock`]: the one place the daemon reads time, as routing `Timestamp`s.
@@ -27,6 +28,7 @@ pub mod advert;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod dataplane;
 pub mod directory;
 pub mod error;
 pub mod executor;
@@ -40,7 +42,7 @@ pub mod seq_store;
 pub mod supervisor;
 pub mod view;
 
-pub use config::{ConfigError, NodeConfig};
+pub use config::{ConfigError, NodeConfig, TunMode};
 pub use error::NodeError;
 pub use handle::{HandleError, NodeHandle};
 pub use init::{InitReport, init};

@@ -36,6 +36,8 @@ use transport::{
 use wire::NodeId;
 
 use crate::advert::Advert;
+use crate::config::TunMode;
+use crate::dataplane::{self, DataHeader, OverlayMap};
 use crate::clock::Clock;
 use crate::directory::{self, Directory};
 use crate::handle::{NodeHandle, Request};
@@ -90,6 +92,10 @@ pub struct Node {
     counters: LinkCounters,
     listen: SocketAddr,
     static_peer_count: usize,
+    tun: Option<Arc<tun_rs::AsyncDevice>>,
+    overlay: OverlayMap,
+    overlay_stale: bool,
+    data: DataCounters,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -126,6 +132,34 @@ struct Security {
     renew_after: Timestamp,
     renewal: Option<tokio::task::JoinHandle<Result<Vec<u8>, String>>>,
     renewals: u64,
+}
+
+/// Overlay data-plane counters.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct DataCounters {
+    /// Packets read from the TUN interface.
+    data_from_tun: u64,
+    /// Packets written to the TUN interface (delivered here).
+    data_to_tun: u64,
+    /// Packets relayed for other nodes.
+    data_forwarded: u64,
+    /// Packets sent on a link (originated or relayed).
+    data_sent: u64,
+    /// Packets with no route to their destination (answered with ICMPv6 unreachable when
+    /// they came from the TUN).
+    data_no_route: u64,
+    /// Packets too big for the next link (answered with ICMPv6 packet too big when local).
+    data_too_big: u64,
+    /// Packets whose inner source address is not the source node's overlay address.
+    data_spoofed_source: u64,
+    /// Packets dropped because their hop limit ran out.
+    data_hop_limit: u64,
+    /// Malformed data packets or non-IPv6 packets from the TUN.
+    data_malformed: u64,
+    /// Packets for this node while it has no TUN interface.
+    data_without_tun: u64,
+    /// TUN read or write errors.
+    tun_errors: u64,
 }
 
 /// Packets and events refused by the loop itself (the router and verifier count their own).
@@ -227,6 +261,7 @@ impl Node {
                 },
             );
         }
+        let tun = open_tun(config, keys.node_id())?;
         let (seq_store, initial_seq) = SeqStore::open(&config.data_dir)?;
         let router = Router::new(
             keys.node_id(),
@@ -266,6 +301,10 @@ impl Node {
             counters: LinkCounters::default(),
             listen,
             static_peer_count: static_peers.len(),
+            tun,
+            overlay: OverlayMap::default(),
+            overlay_stale: true,
+            data: DataCounters::default(),
             _own_handle: handle.clone(),
         };
         Ok((node, handle))
@@ -286,6 +325,7 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
         let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
+        let mut tun_buffer = vec![0u8; TUN_BUFFER_BYTES];
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.log_start();
@@ -304,12 +344,19 @@ impl Node {
                 Some(request) = self.requests.recv() => Step::Request(request),
                 Some(event) = self.link_events.recv() => Step::Link(event),
                 received = recv_discovery(self.discovery.as_ref(), &mut buffer) => Step::Discovery(received),
+                read = recv_tun(self.tun.as_deref(), &mut tun_buffer) => Step::Tun(read),
             };
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
                 Step::Tick => self.housekeeping().await,
                 Step::Request(request) => self.answer(request),
-                Step::Link(event) => self.on_link_event(event),
+                Step::Link(event) => self.on_link_event(event).await,
+                Step::Tun(Ok(len)) => self.on_tun_packet(&tun_buffer[..len]).await,
+                Step::Tun(Err(error)) => {
+                    self.data.tun_errors += 1;
+                    tracing::warn!(%error, "TUN read failed");
+                    tokio::time::sleep(RECV_ERROR_BACKOFF).await;
+                }
                 Step::Discovery(received) => {
                     if let Some(discovery) = self.discovery.as_mut() {
                         discovery.note_received(&received);
@@ -330,8 +377,11 @@ impl Node {
         Ok(())
     }
 
-    fn on_link_event(&mut self, event: LinkEvent) {
+    async fn on_link_event(&mut self, event: LinkEvent) {
         match event {
+            LinkEvent::Datagram { from, bytes, .. } if dataplane::is_data(&bytes) => {
+                self.on_data(from, bytes.to_vec()).await;
+            }
             LinkEvent::Datagram { from, bytes, .. } => self.on_datagram(from, &bytes),
             LinkEvent::Up { link, connection } => self.on_link_up(link, connection),
             LinkEvent::Down {
@@ -358,6 +408,124 @@ impl Node {
                 connection,
             } => self.serve_renew(&link, svid, connection),
         }
+    }
+
+    /// A packet from a local program for another node's overlay address.
+    async fn on_tun_packet(&mut self, packet: &[u8]) {
+        self.data.data_from_tun += 1;
+        let Some((_, destination)) = dataplane::ipv6_addresses(packet) else {
+            self.data.data_malformed += 1;
+            return;
+        };
+        let destination = match self.overlay_node(&destination) {
+            Some(node) => node,
+            None => {
+                self.data.data_no_route += 1;
+                self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
+                    .await;
+                return;
+            }
+        };
+        let header = DataHeader {
+            hop_limit: dataplane::DATA_HOP_LIMIT,
+            source: self.node_id(),
+            destination,
+        };
+        let encoded = dataplane::encode(&header, packet);
+        match self.send_data(&destination, &encoded) {
+            DataSend::Sent => {}
+            DataSend::NoRoute => {
+                self.data.data_no_route += 1;
+                self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
+                    .await;
+            }
+            DataSend::TooBig(room) => {
+                self.data.data_too_big += 1;
+                let mtu = room.saturating_sub(dataplane::DATA_HEADER_BYTES).max(dataplane::IPV6_MIN_MTU);
+                self.answer_icmp(packet, dataplane::ICMP6_PACKET_TOO_BIG, 0, u32::try_from(mtu).unwrap_or(u32::MAX))
+                    .await;
+            }
+        }
+    }
+
+    /// A data packet from a link: delivered here or relayed.
+    async fn on_data(&mut self, from: NodeId, mut packet: Vec<u8>) {
+        let Some((header, inner)) = dataplane::decode(&packet) else {
+            self.data.data_malformed += 1;
+            return;
+        };
+        if header.destination == self.node_id() {
+            match dataplane::ipv6_addresses(inner) {
+                Some((source, _)) if source == header.source.overlay_addr() => {}
+                Some(_) => {
+                    self.data.data_spoofed_source += 1;
+                    return;
+                }
+                None => {
+                    self.data.data_malformed += 1;
+                    return;
+                }
+            }
+            match &self.tun {
+                Some(tun) => match tun.send(inner).await {
+                    Ok(_) => self.data.data_to_tun += 1,
+                    Err(error) => {
+                        self.data.tun_errors += 1;
+                        tracing::debug!(%error, "TUN write failed");
+                    }
+                },
+                None => self.data.data_without_tun += 1,
+            }
+            return;
+        }
+        if !dataplane::take_hop(&mut packet) {
+            self.data.data_hop_limit += 1;
+            return;
+        }
+        tracing::trace!(from = %from.short(), to = %header.destination.short(), "relaying data");
+        match self.send_data(&header.destination, &packet) {
+            DataSend::Sent => self.data.data_forwarded += 1,
+            DataSend::NoRoute => self.data.data_no_route += 1,
+            DataSend::TooBig(_) => self.data.data_too_big += 1,
+        }
+    }
+
+    fn send_data(&mut self, destination: &NodeId, packet: &[u8]) -> DataSend {
+        let Some(link) = self
+            .router
+            .next_hop(destination)
+            .and_then(|hop| self.active.get(&hop))
+        else {
+            return DataSend::NoRoute;
+        };
+        let room = link.connection.max_datagram_size().unwrap_or(0);
+        if packet.len() > room {
+            return DataSend::TooBig(room);
+        }
+        if self.links.send_datagram(&link.connection, packet) {
+            self.data.data_sent += 1;
+        }
+        DataSend::Sent
+    }
+
+    async fn answer_icmp(&mut self, offending: &[u8], kind: u8, code: u8, field: u32) {
+        let Some(tun) = &self.tun else {
+            return;
+        };
+        if let Some(error) = dataplane::icmp6_error(self.router.local_id().overlay_addr(), offending, kind, code, field)
+            && tun.send(&error).await.is_err()
+        {
+            self.data.tun_errors += 1;
+        }
+    }
+
+    fn overlay_node(&mut self, address: &std::net::Ipv6Addr) -> Option<NodeId> {
+        if self.overlay_stale {
+            let destinations: Vec<NodeId> = self.router.routes().into_iter().map(|route| route.destination).collect();
+            self.overlay.rebuild(destinations.into_iter());
+            self.overlay_stale = false;
+        }
+        self.overlay.node(address)
     }
 
     fn on_datagram(&mut self, from: NodeId, bytes: &[u8]) {
@@ -709,6 +877,9 @@ impl Node {
             }
         }
         while let Some(event) = self.router.poll_event() {
+            if matches!(event, Event::RouteChanged { .. }) {
+                self.overlay_stale = true;
+            }
             self.log_event(&event);
         }
         if let Some(seq) = self.router.newest_seq(&self.router.local_id())
@@ -781,6 +952,7 @@ impl Node {
         links.extend(self.security.state.refusals.snapshot());
         links.extend(counters(&self.counters));
         links.extend(counters(self.directory.stats()));
+        links.extend(counters(&self.data));
         links.insert("links_active".to_string(), self.active.len() as u64);
         let active_udp_tx: u64 = self
             .active
@@ -918,7 +1090,53 @@ impl Security {
     }
 }
 
+/// What became of a data packet handed to a link.
+enum DataSend {
+    Sent,
+    NoRoute,
+    /// Larger than the next link's datagram room (given).
+    TooBig(usize),
+}
+
+/// TUN read buffer: larger than any overlay MTU, so a packet is never truncated silently.
+const TUN_BUFFER_BYTES: usize = 2048;
+
+/// Opens the overlay TUN interface as configured. In `auto` mode a failure (not root, no
+/// /dev/net/tun) is logged once and the node runs without it.
+fn open_tun(config: &NodeConfig, node: NodeId) -> Result<Option<Arc<tun_rs::AsyncDevice>>, NodeError> {
+    if config.tun == TunMode::Off {
+        return Ok(None);
+    }
+    let built = tun_rs::DeviceBuilder::new()
+        .name(config.tun_name.clone())
+        .ipv6(node.overlay_addr(), wire::OVERLAY_PREFIX_BITS)
+        .mtu(config.tun_mtu)
+        .build_async();
+    match built {
+        Ok(device) => {
+            tracing::info!(interface = %config.tun_name, address = %node.overlay_addr(), mtu = config.tun_mtu, "overlay interface up");
+            Ok(Some(Arc::new(device)))
+        }
+        Err(error) if config.tun == TunMode::Auto => {
+            tracing::warn!(%error, "no overlay TUN interface (needs root and /dev/net/tun); running without it: routing, links and the API work, programs cannot use overlay addresses");
+            Ok(None)
+        }
+        Err(error) => Err(NodeError::Tun {
+            name: config.tun_name.clone(),
+            source: error,
+        }),
+    }
+}
+
+async fn recv_tun(tun: Option<&tun_rs::AsyncDevice>, buffer: &mut [u8]) -> std::io::Result<usize> {
+    match tun {
+        Some(tun) => tun.recv(buffer).await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Step {
+    Tun(std::io::Result<usize>),
     Timer,
     Tick,
     Request(Request),
