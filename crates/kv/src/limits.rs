@@ -1,0 +1,46 @@
+//! Every bound of the crate, with the reason for its size.
+
+/// Largest key: keys are indexed and compared on every list; 1 KiB covers hierarchical names.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Largest value: a value travels in one log entry and one RPC; bigger objects belong in a blob
+/// store with their digest kept here.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// Largest page of a prefix listing; a caller pages with the last key it saw.
+pub const MAX_LIST_PAGE: usize = 1000;
+
+/// Total bytes of keys and values the store holds. A snapshot is built in memory and sent
+/// whole, so the store must stay well inside a node's memory.
+pub const MAX_STORE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Live leases at once; the leader tracks one deadline per lease in memory.
+pub const MAX_LEASES: usize = 10_000;
+
+/// Keys attached to one lease: its expiry deletes them in one log entry.
+pub const MAX_KEYS_PER_LEASE: u64 = 10_000;
+
+/// Longest lease: one day; longer-lived data should not be leased.
+pub const MAX_LEASE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Leases ended by one expiry entry, so one entry's apply stays short.
+pub const MAX_EXPIRE_BATCH: usize = 256;
+
+/// Largest Raft RPC message in either direction. Entries per append are capped
+/// ([`MAX_PAYLOAD_ENTRIES`]) and values are hex in JSON (2 bytes per byte), so an append stays
+/// under about 32 × 130 KiB ≈ 4.2 MiB; snapshots travel in chunks of [`SNAPSHOT_CHUNK_BYTES`].
+pub const MAX_RPC_BYTES: usize = 16 * 1024 * 1024;
+
+/// Entries per AppendEntries RPC (openraft's `max_payload_entries`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 32;
+
+/// Snapshot chunk per InstallSnapshot RPC.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Watch events buffered per node; a watcher that falls further behind is told it lagged and
+/// must re-list, rather than the state machine waiting for it.
+pub const WATCH_BUFFER: usize = 1024;
+
+/// Requests queued to one in-memory peer before senders wait: about one round of heartbeats,
+/// replication and votes from a handful of peers.
+pub const MEMNET_QUEUE: usize = 256;

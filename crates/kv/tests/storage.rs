@@ -1,0 +1,57 @@
+//! Storage tests: openraft's own storage suite against the redb store, plus corruption detection.
+
+use std::io::Write;
+
+use kv::store::{LogStore, OpenError, StateMachine, Store};
+use kv::TypeConfig;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use tokio::sync::broadcast;
+
+struct RedbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<kv::NodeId>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("raft.redb")).expect("fresh store opens");
+        let (events, _) = broadcast::channel(16);
+        Ok((dir, LogStore::new(store.clone()), StateMachine::new(store, events)))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
+}
+
+#[test]
+fn corrupted_file_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft.redb");
+    drop(Store::open(&path).expect("fresh store opens"));
+    let len = std::fs::metadata(&path).expect("file exists").len();
+    assert!(len > 4096, "store file unexpectedly small: {len}");
+    // Overwrite the header region, where redb keeps its magic number and root pointers.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open for write");
+    file.write_all(&[0xAB; 512]).expect("overwrite");
+    drop(file);
+    match Store::open(&path) {
+        Err(OpenError::Corrupted { reason, .. }) => assert!(!reason.is_empty()),
+        other => panic!("corrupted file must be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_file_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft.redb");
+    std::fs::write(&path, vec![0x5A; 64 * 1024]).expect("write garbage");
+    assert!(matches!(Store::open(&path), Err(OpenError::Corrupted { .. })));
+}
