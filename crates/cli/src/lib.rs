@@ -23,6 +23,7 @@ pub mod cmd_sign;
 pub mod demo;
 pub mod error;
 pub mod localnet;
+pub mod netns;
 pub mod render;
 
 use std::process::ExitCode;
