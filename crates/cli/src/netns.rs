@@ -315,6 +315,45 @@ impl NetnsMesh {
         &self.edges
     }
 
+    /// Runs `work` on a new thread that has entered node `position`'s network namespace, so a
+    /// test can open real sockets there.
+    pub fn in_namespace<T: Send + 'static>(
+        &self,
+        position: usize,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T, NetnsError>> {
+        let path = PathBuf::from("/var/run/netns").join(&self.nodes[position].namespace);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).map_err(|error| NetnsError::Command {
+                command: format!("open {}", path.display()),
+                reason: error.to_string(),
+            })?;
+            // SAFETY: setns on a namespace file descriptor we own; it changes only this thread's
+            // network namespace, and the thread is ours alone.
+            let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            if entered != 0 {
+                return Err(NetnsError::Command {
+                    command: "setns".to_string(),
+                    reason: std::io::Error::last_os_error().to_string(),
+                });
+            }
+            Ok(work())
+        })
+    }
+
+    /// Node `position`'s next hop towards node `target`, from its routing table.
+    pub fn next_hop(&self, position: usize, target: usize) -> Option<usize> {
+        let routes = self.api(position, "routes").ok()?;
+        let target_id = self.nodes[target].id.to_string();
+        let hop = routes
+            .as_array()?
+            .iter()
+            .find(|route| route["destination"] == target_id.as_str())?["next_hop"]
+            .as_str()?
+            .to_string();
+        self.nodes.iter().position(|node| node.id.to_string() == hop)
+    }
+
     /// A command run inside node `position`'s namespace.
     pub fn command(&self, position: usize, program: &str) -> Command {
         let mut command = Command::new("ip");

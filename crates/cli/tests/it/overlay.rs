@@ -49,3 +49,101 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("Destination unreachable") || text.contains("No route"), "{text}");
 }
+
+/// Largest run of missing replies in `ping` output, in sequence numbers, and how many replies
+/// arrived.
+fn largest_gap(output: &str) -> (u64, usize) {
+    let mut sequences: Vec<u64> = output
+        .lines()
+        .filter(|line| line.contains("bytes from"))
+        .filter_map(|line| line.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    sequences.sort_unstable();
+    sequences.dedup();
+    let gap = sequences.windows(2).map(|pair| pair[1] - pair[0] - 1).max().unwrap_or(u64::MAX);
+    (gap, sequences.len())
+}
+
+#[test]
+fn a_ring_heals_around_a_killed_relay_and_around_a_relay_whose_links_went_down() {
+    if let Some(reason) = unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let mut mesh = NetnsMesh::start(&binary(), 6, &cli::netns::ring(6), "")
+        .unwrap_or_else(|error| panic!("{error}"));
+    let target = mesh.nodes()[3].id.overlay_addr().to_string();
+    for case in ["relay killed (links stay up)", "relay's links down"] {
+        mesh.wait_converged(std::time::Duration::from_secs(30)).unwrap();
+        let relay = mesh.next_hop(0, 3).expect("node 1 routes to node 4");
+        // 10 ms pings for 4 s; the fault comes 1 s in.
+        let ping = mesh
+            .command(0, "ping")
+            .args(["-i", "0.01", "-c", "400", "-W", "1", "-S", "400000", &target])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if case.starts_with("relay killed") {
+            mesh.kill(relay);
+        } else {
+            mesh.set_links(relay, false).unwrap();
+        }
+        let output = ping.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (gap, received) = largest_gap(&text);
+        eprintln!("{case}: relay node {}, outage {} ms, {received}/400 replies", relay + 1, gap * 10);
+        assert!(received > 200, "{case}: replies resumed after the fault ({received}/400)");
+        assert!(gap < 300, "{case}: the outage is finite and short ({} ms)", gap * 10);
+        // Restore the relay for the next case.
+        if case.starts_with("relay killed") {
+            mesh.launch(relay).unwrap();
+        } else {
+            mesh.set_links(relay, true).unwrap();
+        }
+    }
+}
+
+#[test]
+fn tcp_crosses_three_hops_intact() {
+    if let Some(reason) = unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    use std::io::{Read, Write};
+    let mesh = NetnsMesh::start(&binary(), 4, &line(4), "").unwrap_or_else(|error| panic!("{error}"));
+    let address = std::net::SocketAddr::new(mesh.nodes()[3].id.overlay_addr().into(), 5001);
+    const BYTES: usize = 8 << 20;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = mesh.in_namespace(3, move || {
+        let listener = std::net::TcpListener::bind(address).expect("bind on the overlay address");
+        ready_tx.send(()).expect("signal");
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).expect("read");
+        let digest = received.iter().fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(*byte)));
+        stream.write_all(&digest.to_be_bytes()).expect("answer");
+        received.len()
+    });
+    ready_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("server ready");
+    let client = mesh.in_namespace(0, move || {
+        let payload: Vec<u8> = (0..BYTES).map(|index| (index * 7 % 251) as u8).collect();
+        let expected = payload.iter().fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(*byte)));
+        let mut stream = std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(10)).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("timeout");
+        let start = std::time::Instant::now();
+        stream.write_all(&payload).expect("send");
+        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut answer = [0u8; 8];
+        stream.read_exact(&mut answer).expect("answer");
+        (u64::from_be_bytes(answer) == expected, start.elapsed())
+    });
+    let (intact, elapsed) = client.join().expect("client thread").expect("client namespace");
+    let received = server.join().expect("server thread").expect("server namespace");
+    eprintln!(
+        "TCP over 3 hops: {BYTES} bytes in {elapsed:?} ({:.0} Mbit/s, debug build)",
+        BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+    );
+    assert_eq!(received, BYTES);
+    assert!(intact, "the bytes arrived unchanged");
+}
