@@ -256,8 +256,15 @@ mod tests {
     #[test]
     fn limits_are_enforced_with_clear_errors() {
         let big_key = vec![b'k'; MAX_KEY_BYTES + 1];
-        let put = Command::Put { key: big_key, value: vec![], lease: None };
-        assert_eq!(put.validate(), Err(LimitError::KeyTooLong(MAX_KEY_BYTES + 1)));
+        let put = Command::Put {
+            key: big_key,
+            value: vec![],
+            lease: None,
+        };
+        assert_eq!(
+            put.validate(),
+            Err(LimitError::KeyTooLong(MAX_KEY_BYTES + 1))
+        );
         let put = Command::Put {
             key: b"k".to_vec(),
             value: vec![0; MAX_VALUE_BYTES + 1],
@@ -271,8 +278,14 @@ mod tests {
             lease: None,
         };
         assert_eq!(edge.validate(), Ok(()));
-        assert_eq!(Command::Delete { key: vec![] }.validate(), Err(LimitError::EmptyKey));
-        assert_eq!(Command::LeaseGrant { ttl_ms: 0 }.validate(), Err(LimitError::BadTtl(0)));
+        assert_eq!(
+            Command::Delete { key: vec![] }.validate(),
+            Err(LimitError::EmptyKey)
+        );
+        assert_eq!(
+            Command::LeaseGrant { ttl_ms: 0 }.validate(),
+            Err(LimitError::BadTtl(0))
+        );
     }
 
     #[test]

@@ -4,12 +4,26 @@
 //! - [`store`]: the redb file holding the Raft log and the state machine (layout in its doc);
 //! - [`command`]: what is replicated, the replies, and request validation;
 //! - [`limits`]: every bound with its reason;
+//! - [`node`]: [`KvNode`], the service API a node runtime hosts (its doc is the hosting
+//!   contract);
+//! - [`transport`]: the [`RaftTransport`] trait that carries Raft RPC bytes (over mesh link
+//!   streams in the node) and its adapter to openraft;
+//! - [`memnet`]: the in-memory transport for in-process clusters, with partitions and crashes;
+//! - [`cluster`]: an in-process cluster harness on that transport with real redb files;
 //! - [`lincheck`]: a pure Wing–Gong/Lowe linearizability checker used by the Jepsen-style test.
 
+pub mod cluster;
 pub mod command;
 pub mod limits;
 pub mod lincheck;
+pub mod memnet;
+pub mod node;
 pub mod store;
+pub mod transport;
+
+pub use node::{CasResult, KvConfig, KvError, KvNode, ListPage, Read, Status, Watch, WatchError};
+pub use store::{Versioned, WatchEvent};
+pub use transport::{RaftTransport, RpcKind, TransportError};
 
 use std::io::Cursor;
 

@@ -345,7 +345,10 @@ fn reduce(ops: &[Operation], ids: &[OpId]) -> Vec<Entry> {
 type MemoKey = (usize, Vec<u64>, Option<Value>);
 
 fn memo_key(linearized: &[bool], state: Option<Value>) -> MemoKey {
-    let first = linearized.iter().position(|l| !l).unwrap_or(linearized.len());
+    let first = linearized
+        .iter()
+        .position(|l| !l)
+        .unwrap_or(linearized.len());
     let last = linearized.iter().rposition(|l| *l).map_or(first, |i| i + 1);
     let mut bits = vec![0u64; (last.saturating_sub(first)).div_ceil(64)];
     for i in first..last {
@@ -501,9 +504,26 @@ mod tests {
         // Two CAS from the same expected value cannot both succeed.
         let mut h = History::new();
         done(&mut h, 1, Op::Put(1), Outcome::Put);
-        let a = h.invoke(1, K, Op::Cas { expected: Some(1), new: 2 });
-        let b = h.invoke(2, K, Op::Cas { expected: Some(1), new: 3 });
-        let ok = |v| Outcome::Cas { succeeded: true, current: Some(v) };
+        let a = h.invoke(
+            1,
+            K,
+            Op::Cas {
+                expected: Some(1),
+                new: 2,
+            },
+        );
+        let b = h.invoke(
+            2,
+            K,
+            Op::Cas {
+                expected: Some(1),
+                new: 3,
+            },
+        );
+        let ok = |v| Outcome::Cas {
+            succeeded: true,
+            current: Some(v),
+        };
         h.complete(a, ok(2)).expect("valid");
         h.complete(b, ok(3)).expect("valid");
         assert!(!check(&h, Limits::default()).is_linearizable());
@@ -514,8 +534,14 @@ mod tests {
         done(
             &mut h,
             2,
-            Op::Cas { expected: Some(5), new: 6 },
-            Outcome::Cas { succeeded: false, current: Some(4) },
+            Op::Cas {
+                expected: Some(5),
+                new: 6,
+            },
+            Outcome::Cas {
+                succeeded: false,
+                current: Some(4),
+            },
         );
         assert!(!check(&h, Limits::default()).is_linearizable());
 
@@ -524,22 +550,40 @@ mod tests {
         done(
             &mut h,
             1,
-            Op::Cas { expected: None, new: 1 },
-            Outcome::Cas { succeeded: true, current: Some(1) },
+            Op::Cas {
+                expected: None,
+                new: 1,
+            },
+            Outcome::Cas {
+                succeeded: true,
+                current: Some(1),
+            },
         );
         done(
             &mut h,
             2,
-            Op::Cas { expected: None, new: 2 },
-            Outcome::Cas { succeeded: false, current: Some(1) },
+            Op::Cas {
+                expected: None,
+                new: 2,
+            },
+            Outcome::Cas {
+                succeeded: false,
+                current: Some(1),
+            },
         );
         assert!(check(&h, Limits::default()).is_linearizable());
         let mut h = History::new();
         done(
             &mut h,
             1,
-            Op::Cas { expected: Some(9), new: 1 },
-            Outcome::Cas { succeeded: true, current: Some(1) },
+            Op::Cas {
+                expected: Some(9),
+                new: 1,
+            },
+            Outcome::Cas {
+                succeeded: true,
+                current: Some(1),
+            },
         );
         assert!(!check(&h, Limits::default()).is_linearizable());
     }
@@ -582,14 +626,28 @@ mod tests {
     fn unknown_cas_and_delete_are_optional() {
         let mut h = History::new();
         done(&mut h, 1, Op::Put(1), Outcome::Put);
-        h.invoke(2, K, Op::Cas { expected: Some(1), new: 2 });
+        h.invoke(
+            2,
+            K,
+            Op::Cas {
+                expected: Some(1),
+                new: 2,
+            },
+        );
         h.invoke(3, K, Op::Delete);
         done(&mut h, 4, Op::Get, Outcome::Get(None));
         done(&mut h, 4, Op::Get, Outcome::Get(None));
         assert!(check(&h, Limits::default()).is_linearizable());
         let mut h = History::new();
         done(&mut h, 1, Op::Put(1), Outcome::Put);
-        h.invoke(2, K, Op::Cas { expected: Some(7), new: 2 });
+        h.invoke(
+            2,
+            K,
+            Op::Cas {
+                expected: Some(7),
+                new: 2,
+            },
+        );
         // The CAS expected 7, which the key never held, so 2 can never appear.
         done(&mut h, 4, Op::Get, Outcome::Get(Some(2)));
         assert!(!check(&h, Limits::default()).is_linearizable());
@@ -616,7 +674,9 @@ mod tests {
     fn search_reports_too_big_instead_of_hanging() {
         // Many concurrent writes all observed later in an impossible order explode the search.
         let mut h = History::new();
-        let writes: Vec<OpId> = (0..40).map(|v| h.invoke(v as ClientId, K, Op::Put(v))).collect();
+        let writes: Vec<OpId> = (0..40)
+            .map(|v| h.invoke(v as ClientId, K, Op::Put(v)))
+            .collect();
         for (v, w) in writes.iter().enumerate() {
             let _ = v;
             h.complete(*w, Outcome::Put).expect("valid");
@@ -626,7 +686,10 @@ mod tests {
             done(&mut h, 100, Op::Get, Outcome::Get(Some(v)));
         }
         let verdict = check(&h, Limits { max_states: 10_000 });
-        assert!(matches!(verdict, Verdict::TooBig { explored, .. } if explored >= 10_000), "{verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::TooBig { explored, .. } if explored >= 10_000),
+            "{verdict:?}"
+        );
     }
 
     #[test]
@@ -656,7 +719,10 @@ mod tests {
             Err(HistoryError::Mismatch { .. })
         ));
         h.complete(id, Outcome::Put).expect("valid");
-        assert_eq!(h.complete(id, Outcome::Put), Err(HistoryError::AlreadyReturned(id)));
+        assert_eq!(
+            h.complete(id, Outcome::Put),
+            Err(HistoryError::AlreadyReturned(id))
+        );
         assert_eq!(h.complete(9, Outcome::Put), Err(HistoryError::UnknownOp(9)));
     }
 }

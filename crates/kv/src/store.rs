@@ -199,7 +199,9 @@ impl Store {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(KV).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
-            Some(v) => decode_record(v.value()).map(Some).ok_or_else(|| corrupt("kv")),
+            Some(v) => decode_record(v.value())
+                .map(Some)
+                .ok_or_else(|| corrupt("kv")),
             None => Ok(None),
         }
     }
@@ -353,7 +355,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.store.put_meta(RAFT_META, "committed", &committed).await
+        self.store
+            .put_meta(RAFT_META, "committed", &committed)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
@@ -519,9 +523,11 @@ fn apply_command(
                 .collect::<Result<_, _>>()?;
             for key in keys {
                 lease_keys.remove((id, key.as_slice()))?;
-                if let Some(old) = kv.remove(key.as_slice())?.and_then(|v| decode_record(v.value())) {
-                    *bytes_used =
-                        bytes_used.saturating_sub((key.len() + old.value.len()) as u64);
+                if let Some(old) = kv
+                    .remove(key.as_slice())?
+                    .and_then(|v| decode_record(v.value()))
+                {
+                    *bytes_used = bytes_used.saturating_sub((key.len() + old.value.len()) as u64);
                 }
                 keys_deleted += 1;
                 events.push(WatchEvent::Change {
@@ -586,7 +592,14 @@ fn apply_command(
     let reply = match command {
         Command::Put { key, value, lease } => {
             match write(
-                &mut kv, &mut leases, &mut lease_keys, bytes_used, events, key, value, *lease,
+                &mut kv,
+                &mut leases,
+                &mut lease_keys,
+                bytes_used,
+                events,
+                key,
+                value,
+                *lease,
             )? {
                 Some(reason) => Reply::Rejected { revision, reason },
                 None => Reply::Put { revision },
@@ -613,7 +626,14 @@ fn apply_command(
                 .map(|r| r.value);
             if current == *expected {
                 match write(
-                    &mut kv, &mut leases, &mut lease_keys, bytes_used, events, key, new, None,
+                    &mut kv,
+                    &mut leases,
+                    &mut lease_keys,
+                    bytes_used,
+                    events,
+                    key,
+                    new,
+                    None,
                 )? {
                     Some(reason) => Reply::Rejected { revision, reason },
                     None => Reply::Cas {
@@ -652,9 +672,14 @@ fn apply_command(
             events,
             &[*id],
         )?,
-        Command::LeaseExpire { ids } => {
-            end_leases(&mut kv, &mut leases, &mut lease_keys, bytes_used, events, ids)?
-        }
+        Command::LeaseExpire { ids } => end_leases(
+            &mut kv,
+            &mut leases,
+            &mut lease_keys,
+            bytes_used,
+            events,
+            ids,
+        )?,
     };
     Ok(reply)
 }
@@ -802,7 +827,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 meta.insert("membership", membership.as_slice())
                     .map_err(|e| fail(&e))?;
                 let bytes = bytes_used.to_string();
-                meta.insert("bytes", bytes.as_bytes()).map_err(|e| fail(&e))?;
+                meta.insert("bytes", bytes.as_bytes())
+                    .map_err(|e| fail(&e))?;
                 meta.insert("snapshot", stored.as_slice())
                     .map_err(|e| fail(&e))?;
             }
@@ -836,7 +862,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let mut data = SnapshotData::default();
             for item in kv.iter().map_err(read_err)? {
                 let (k, v) = item.map_err(read_err)?;
-                data.kv.push((hex::encode(k.value()), hex::encode(v.value())));
+                data.kv
+                    .push((hex::encode(k.value()), hex::encode(v.value())));
             }
             for item in leases.iter().map_err(read_err)? {
                 let (id, v) = item.map_err(read_err)?;
@@ -871,9 +898,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: bytes.clone(),
         };
-        self.store
-            .put_meta(SM_META, "snapshot", &stored)
-            .await?;
+        self.store.put_meta(SM_META, "snapshot", &stored).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),

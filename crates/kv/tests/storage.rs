@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use kv::store::{LogStore, OpenError, StateMachine, Store};
 use kv::TypeConfig;
-use openraft::testing::{StoreBuilder, Suite};
+use kv::store::{LogStore, OpenError, StateMachine, Store};
 use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
 use tokio::sync::broadcast;
 
 struct RedbBuilder;
@@ -17,7 +17,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("raft.redb")).expect("fresh store opens");
         let (events, _) = broadcast::channel(16);
-        Ok((dir, LogStore::new(store.clone()), StateMachine::new(store, events)))
+        Ok((
+            dir,
+            LogStore::new(store.clone()),
+            StateMachine::new(store, events),
+        ))
     }
 }
 
@@ -53,5 +57,8 @@ fn garbage_file_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("raft.redb");
     std::fs::write(&path, vec![0x5A; 64 * 1024]).expect("write garbage");
-    assert!(matches!(Store::open(&path), Err(OpenError::Corrupted { .. })));
+    assert!(matches!(
+        Store::open(&path),
+        Err(OpenError::Corrupted { .. })
+    ));
 }

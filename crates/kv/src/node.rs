@@ -1,0 +1,658 @@
+//! `KvNode`: one member of a Raft group serving the key-value API.
+//!
+//! Hosting contract (what the node runtime does):
+//! 1. [`KvNode::open`] with a [`KvConfig`] (its id, the address peers and clients are pointed
+//!    to, the redb file) and a [`RaftTransport`] for outgoing RPCs. A corrupted file is refused
+//!    here ([`KvError::Corrupted`]) and the node must not serve.
+//! 2. Feed every incoming Raft RPC to [`KvNode::handle_rpc`] and send back its bytes.
+//! 3. Once, on one node of a new group: [`KvNode::initialize`] with the voters.
+//! 4. Serve clients with the `put/get/...` methods; on [`KvError::NotLeader`] forward the request
+//!    to the hinted leader; on other retryable errors retry after a pause.
+//! 5. [`KvNode::shutdown`] before dropping it.
+//!
+//! Every call is bounded by [`KvConfig::request_timeout`]. A write that times out may still be
+//! applied later ([`KvError::Timeout`] says so); a read never has an effect.
+//!
+//! Leases: the leader counts every lease's TTL from when it first saw the lease as leader, and
+//! proposes a [`Command::LeaseExpire`] entry when it runs out; every replica deletes the keys
+//! when it applies that entry. A new leader restarts the count, so a lease can outlive its TTL
+//! by up to one failover, never end early. The lease clock is tokio's, read only on the leader.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::command::{Command, LeaseId, LimitError, Rejection, Reply, Revision, check_key};
+use crate::limits::{
+    MAX_EXPIRE_BATCH, MAX_LEASES, MAX_LIST_PAGE, MAX_PAYLOAD_ENTRIES, MAX_RPC_BYTES,
+    SNAPSHOT_CHUNK_BYTES, WATCH_BUFFER,
+};
+use crate::store::{LogStore, OpenError, StateMachine, Store, Versioned, WatchEvent};
+use crate::transport::{NetworkFactory, RaftTransport, RpcKind};
+use crate::{NodeId, TypeConfig};
+
+/// How often the leader looks for expired leases; also the granularity of lease expiry.
+const LEASE_TICK: Duration = Duration::from_millis(100);
+
+/// How long `open` waits for a previous instance in this process to release the file.
+const OPEN_BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// Settings of one node.
+#[derive(Clone, Debug)]
+pub struct KvConfig {
+    /// This node's id in the group.
+    pub id: NodeId,
+    /// Where clients and peers reach this node (returned in leader hints).
+    pub address: String,
+    /// The redb file.
+    pub path: PathBuf,
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// Election timeout range; the upper bound must exceed the lower.
+    pub election_timeout: (Duration, Duration),
+    /// Upper bound on every API call.
+    pub request_timeout: Duration,
+    /// Build a snapshot (and later purge the log) after this many applied entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
+    /// log instead of a whole snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl KvConfig {
+    /// Defaults matching etcd's usual timing: heartbeat 100 ms, elections after 1–1.5 s.
+    pub fn new(id: NodeId, address: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            address: address.into(),
+            path: path.into(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(1500)),
+            request_timeout: Duration::from_secs(5),
+            snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+/// Errors of the key-value API.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KvError {
+    /// This node is not the leader; send the request to `leader` at `address`.
+    #[error("not the leader; leader is node {leader} at {address}")]
+    NotLeader {
+        /// The leader's id.
+        leader: NodeId,
+        /// The leader's address.
+        address: String,
+    },
+    /// No leader is known (an election is running or the node is cut off). Retry later.
+    #[error("no leader available ({0}); retry")]
+    Unavailable(String),
+    /// No answer within the request timeout. A write may still be applied.
+    #[error("no answer within {0:?}; a write may or may not have been applied")]
+    Timeout(Duration),
+    /// The request breaks a size limit.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The state machine refused the command (same on every replica).
+    #[error("refused: {0}")]
+    Rejected(#[from] Rejection),
+    /// The store file is corrupted; the node refuses to serve.
+    #[error("{0}")]
+    Corrupted(String),
+    /// Storage failed (disk full, I/O error); nothing unacknowledged was applied.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// An RPC could not be decoded or is too large.
+    #[error("bad RPC: {0}")]
+    BadRpc(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+impl KvError {
+    /// Whether the same request may succeed if retried (here or at the hinted leader).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            KvError::NotLeader { .. } | KvError::Unavailable(_) | KvError::Timeout(_)
+        )
+    }
+}
+
+/// Read consistency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The leader confirms leadership with a quorum and waits until it applied that point.
+    Linearizable,
+    /// Local state machine, possibly behind the leader.
+    Stale,
+}
+
+/// Result of a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CasResult {
+    /// Whether the write happened.
+    pub succeeded: bool,
+    /// The value after the operation.
+    pub current: Option<Vec<u8>>,
+    /// Log index of the operation.
+    pub revision: Revision,
+}
+
+/// One page of a prefix listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// Keys and values in key order.
+    pub items: Vec<(Vec<u8>, Versioned)>,
+    /// Pass as `after` to get the next page; `None` when this was the last.
+    pub next: Option<Vec<u8>>,
+}
+
+/// Raft status of this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub state: String,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Highest log index known committed.
+    pub commit_index: Option<u64>,
+    /// Highest log index applied to the state machine.
+    pub last_applied: Option<u64>,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Voters of the current configuration.
+    pub voters: BTreeSet<NodeId>,
+    /// Learners.
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// A watch on a key prefix.
+pub struct Watch {
+    prefix: Vec<u8>,
+    events: broadcast::Receiver<WatchEvent>,
+}
+
+/// Why a watch stopped delivering.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WatchError {
+    /// The watcher fell more than the buffer behind; `n` events were lost. Re-list, then watch.
+    #[error("watcher lagged by {0} events; re-list the prefix")]
+    Lagged(u64),
+    /// The node shut down.
+    #[error("node shut down")]
+    Closed,
+}
+
+impl Watch {
+    /// The next change under the prefix (or a [`WatchEvent::Reset`]).
+    pub async fn next(&mut self) -> Result<WatchEvent, WatchError> {
+        loop {
+            match self.events.recv().await {
+                Ok(event) => {
+                    let wanted = match &event {
+                        WatchEvent::Change { key, .. } => key.starts_with(&self.prefix),
+                        WatchEvent::Reset { .. } => true,
+                    };
+                    if wanted {
+                        return Ok(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => return Err(WatchError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => return Err(WatchError::Closed),
+            }
+        }
+    }
+}
+
+/// A running member of the key-value Raft group.
+pub struct KvNode {
+    config: KvConfig,
+    raft: Raft<TypeConfig>,
+    store: Store,
+    events: broadcast::Sender<WatchEvent>,
+    lease_task: JoinHandle<()>,
+}
+
+impl KvNode {
+    /// Opens the store (refusing a corrupted one) and starts Raft.
+    pub async fn open(
+        config: KvConfig,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Self, KvError> {
+        let started = tokio::time::Instant::now();
+        let store = loop {
+            match Store::open(&config.path) {
+                Ok(store) => break store,
+                Err(OpenError::Busy(path)) if started.elapsed() < OPEN_BUSY_WAIT => {
+                    tracing::debug!(%path, "store still held by a previous instance");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(OpenError::Busy(path)) => {
+                    return Err(KvError::Storage(format!("{path} is held open elsewhere")));
+                }
+                Err(e @ OpenError::Corrupted { .. }) => {
+                    return Err(KvError::Corrupted(e.to_string()));
+                }
+            }
+        };
+        let raft_config = Config {
+            cluster_name: "x0tta6bl4-kv".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| KvError::Storage(format!("invalid raft config: {e}")))?;
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            NetworkFactory::new(transport),
+            LogStore::new(store.clone()),
+            StateMachine::new(store.clone(), events.clone()),
+        )
+        .await
+        .map_err(|e| KvError::Storage(e.to_string()))?;
+        let lease_task = tokio::spawn(expire_leases(config.id, raft.clone(), store.clone()));
+        Ok(Self {
+            config,
+            raft,
+            store,
+            events,
+            lease_task,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Creates a new group with these voters (id → address). Only on one node, only once;
+    /// calling it on an initialized node does nothing.
+    pub async fn initialize(&self, voters: BTreeMap<NodeId, String>) -> Result<(), KvError> {
+        let members: BTreeMap<NodeId, BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(e)) => Err(KvError::Membership(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Handles one incoming Raft RPC and returns the answer bytes for the sender.
+    pub async fn handle_rpc(&self, kind: RpcKind, request: &[u8]) -> Result<Vec<u8>, KvError> {
+        if request.len() > MAX_RPC_BYTES {
+            return Err(KvError::BadRpc(format!(
+                "{} bytes exceed {MAX_RPC_BYTES}",
+                request.len()
+            )));
+        }
+        let bad = |e: serde_json::Error| KvError::BadRpc(e.to_string());
+        let answer = match kind {
+            RpcKind::AppendEntries => {
+                let rpc: AppendEntriesRequest<TypeConfig> =
+                    serde_json::from_slice(request).map_err(bad)?;
+                serde_json::to_vec(&self.raft.append_entries(rpc).await)
+            }
+            RpcKind::Vote => {
+                let rpc: VoteRequest<NodeId> = serde_json::from_slice(request).map_err(bad)?;
+                serde_json::to_vec(&self.raft.vote(rpc).await)
+            }
+            RpcKind::InstallSnapshot => {
+                let rpc: InstallSnapshotRequest<TypeConfig> =
+                    serde_json::from_slice(request).map_err(bad)?;
+                serde_json::to_vec(&self.raft.install_snapshot(rpc).await)
+            }
+        };
+        answer.map_err(bad)
+    }
+
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        tokio::time::timeout(self.config.request_timeout, f)
+            .await
+            .unwrap_or(Err(KvError::Timeout(self.config.request_timeout)))
+    }
+
+    fn leader_hint(&self, leader: Option<NodeId>, node: Option<BasicNode>) -> KvError {
+        match (leader, node) {
+            (Some(leader), Some(node)) if leader != self.config.id => KvError::NotLeader {
+                leader,
+                address: node.addr,
+            },
+            _ => KvError::Unavailable("election in progress".into()),
+        }
+    }
+
+    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> KvError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                self.leader_hint(f.leader_id, f.leader_node)
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                KvError::Membership(e.to_string())
+            }
+            RaftError::Fatal(e) => fatal(e),
+        }
+    }
+
+    async fn write(&self, command: Command) -> Result<Reply, KvError> {
+        command.validate()?;
+        self.bounded(async {
+            match self.raft.client_write(command).await {
+                Ok(response) => match response.data {
+                    Reply::Rejected { reason, .. } => Err(KvError::Rejected(reason)),
+                    reply => Ok(reply),
+                },
+                Err(e) => Err(self.write_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// Writes `value` under `key`, attached to `lease` if given; returns the revision.
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, KvError> {
+        match self
+            .write(Command::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                lease,
+            })
+            .await?
+        {
+            Reply::Put { revision } => Ok(revision),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes `key`; returns whether it existed and the revision.
+    pub async fn delete(&self, key: &[u8]) -> Result<(bool, Revision), KvError> {
+        match self.write(Command::Delete { key: key.to_vec() }).await? {
+            Reply::Delete { revision, existed } => Ok((existed, revision)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes `new` if `key` holds `expected` (`None`: if absent).
+    pub async fn cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<CasResult, KvError> {
+        match self
+            .write(Command::Cas {
+                key: key.to_vec(),
+                expected: expected.map(<[u8]>::to_vec),
+                new: new.to_vec(),
+            })
+            .await?
+        {
+            Reply::Cas {
+                revision,
+                succeeded,
+                current,
+            } => Ok(CasResult {
+                succeeded,
+                current,
+                revision,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Grants a lease of `ttl`; keys put with it are deleted when it ends.
+    pub async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
+        match self
+            .write(Command::LeaseGrant {
+                ttl_ms: ttl.as_millis() as u64,
+            })
+            .await?
+        {
+            Reply::LeaseGranted { id, .. } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends a lease now; returns how many keys were deleted (0 if it did not exist).
+    pub async fn lease_revoke(&self, id: LeaseId) -> Result<u64, KvError> {
+        match self.write(Command::LeaseRevoke { id }).await? {
+            Reply::LeasesEnded { keys_deleted, .. } => Ok(keys_deleted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn read_barrier(&self, read: Read) -> Result<(), KvError> {
+        if read == Read::Stale {
+            return Ok(());
+        }
+        self.bounded(async {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(self.leader_hint(f.leader_id, f.leader_node))
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    Err(KvError::Unavailable(e.to_string()))
+                }
+                Err(RaftError::Fatal(e)) => Err(fatal(e)),
+            }
+        })
+        .await
+    }
+
+    /// Reads `key`.
+    pub async fn get(&self, key: &[u8], read: Read) -> Result<Option<Versioned>, KvError> {
+        check_key(key)?;
+        self.read_barrier(read).await?;
+        self.store.get(key).map_err(storage)
+    }
+
+    /// Lists up to `limit` keys under `prefix` after `after` (exclusive).
+    pub async fn list(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        read: Read,
+    ) -> Result<ListPage, KvError> {
+        if limit == 0 || limit > MAX_LIST_PAGE {
+            return Err(LimitError::BadPage(limit).into());
+        }
+        if prefix.len() > crate::limits::MAX_KEY_BYTES {
+            return Err(LimitError::KeyTooLong(prefix.len()).into());
+        }
+        if let Some(after) = after {
+            check_key(after)?;
+        }
+        self.read_barrier(read).await?;
+        // One extra item tells whether another page follows.
+        let mut items = self.store.list(prefix, after, limit + 1).map_err(storage)?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(ListPage { items, next })
+    }
+
+    /// Watches changes under `prefix` as this node applies them (from now on).
+    pub fn watch(&self, prefix: &[u8]) -> Result<Watch, KvError> {
+        if prefix.len() > crate::limits::MAX_KEY_BYTES {
+            return Err(LimitError::KeyTooLong(prefix.len()).into());
+        }
+        Ok(Watch {
+            prefix: prefix.to_vec(),
+            events: self.events.subscribe(),
+        })
+    }
+
+    /// Adds a learner (replicates, does not vote); waits until it caught up.
+    pub async fn add_learner(&self, id: NodeId, address: &str) -> Result<(), KvError> {
+        self.membership(self.raft.add_learner(id, BasicNode::new(address), true))
+            .await
+    }
+
+    /// Makes exactly `voters` the voting members (each must already be a member or learner).
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), KvError> {
+        self.membership(self.raft.change_membership(voters, false))
+            .await
+    }
+
+    async fn membership(
+        &self,
+        f: impl std::future::Future<
+            Output = Result<
+                openraft::raft::ClientWriteResponse<TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+            >,
+        >,
+    ) -> Result<(), KvError> {
+        self.bounded(async {
+            match f.await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.write_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// Raft status of this node.
+    pub async fn status(&self) -> Result<Status, KvError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let commit_index = self
+            .bounded(async {
+                self.raft
+                    .with_raft_state(|s| s.committed.map(|l| l.index))
+                    .await
+                    .map_err(fatal)
+            })
+            .await?;
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        Ok(Status {
+            id: self.config.id,
+            state: format!("{:?}", metrics.state),
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index,
+            last_applied: metrics.last_applied.map(|l| l.index),
+            last_log_index: metrics.last_log_index,
+            voters,
+            learners,
+        })
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The underlying openraft handle, for operations this API does not wrap (tests, metrics).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// Stops Raft and the lease task; the file is released when the last handle drops.
+    pub async fn shutdown(&self) {
+        self.lease_task.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+impl Drop for KvNode {
+    fn drop(&mut self) {
+        self.lease_task.abort();
+    }
+}
+
+fn fatal(e: openraft::error::Fatal<NodeId>) -> KvError {
+    match e {
+        openraft::error::Fatal::Stopped => KvError::ShuttingDown,
+        other => KvError::Storage(other.to_string()),
+    }
+}
+
+fn storage(e: openraft::StorageError<NodeId>) -> KvError {
+    KvError::Storage(e.to_string())
+}
+
+fn unexpected(reply: Reply) -> KvError {
+    KvError::Storage(format!("unexpected reply {reply:?}"))
+}
+
+/// The leader's lease clock; see the module doc.
+async fn expire_leases(id: NodeId, raft: Raft<TypeConfig>, store: Store) {
+    let mut seen: HashMap<LeaseId, tokio::time::Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    loop {
+        tick.tick().await;
+        let leading = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(id)
+        };
+        if !leading {
+            seen.clear();
+            continue;
+        }
+        let Ok(leases) = store.leases(MAX_LEASES) else {
+            continue;
+        };
+        let now = tokio::time::Instant::now();
+        let live: BTreeSet<LeaseId> = leases.iter().map(|(l, _)| *l).collect();
+        seen.retain(|l, _| live.contains(l));
+        let mut expired = Vec::new();
+        for (lease, ttl_ms) in leases {
+            let first = *seen.entry(lease).or_insert(now);
+            if now.duration_since(first) >= Duration::from_millis(ttl_ms) {
+                expired.push(lease);
+            }
+        }
+        for ids in expired.chunks(MAX_EXPIRE_BATCH) {
+            let command = Command::LeaseExpire { ids: ids.to_vec() };
+            // Failure (lost leadership) is fine: the next leader counts again and expires them.
+            if let Err(e) = raft.client_write(command).await {
+                tracing::debug!(error = %e, "lease expiry not committed");
+                break;
+            }
+        }
+    }
+}
