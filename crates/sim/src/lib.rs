@@ -30,7 +30,8 @@
 //!   ([`config::IPV6_UDP_HEADER_BYTES`]): the routers emit UDP payloads only.
 //!
 //! # The run
-//! 1. Every node starts at a random instant in the first 100 ms.
+//! 1. Every node starts at a random instant in the first 100 ms (100 us per node above 1,000
+//!    nodes: 1 s at 10,000, see `SimConfig::start_spread_us`).
 //! 2. **Converge**: at every check instant (every 10 ms of virtual time up to 2,000 nodes,
 //!    50 ms up to 5,000, 100 ms above) the walker asks whether every ordered pair has a
 //!    working path; the first instant it does is `converged_s`.
