@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Crates that must stay sans-IO: no tokio, no clock, no global randomness.
-const PURE_CRATES: &[&str] = &["wire", "routing", "sim", "crdt", "heal"];
+const PURE_CRATES: &[&str] = &["wire", "routing", "sim", "crdt", "heal", "session"];
 
 /// Source patterns a pure crate must not contain.
 const IMPURE_PATTERNS: &[&str] = &[
