@@ -527,7 +527,10 @@ impl Sessions {
         if let Some(keys) = entry.current.as_mut().filter(|k| k.can_send(now, config)) {
             let sealed = keys.seal(plaintext)?;
             self.stats.sent += 1;
-            let rekey = keys.wants_rekey(now, config) && entry.pending.is_none();
+            // Keys the peer just offered (`next`) are fresher than any this node could start:
+            // confirming them is the rekey, and a second handshake would only cross it.
+            let rekey =
+                keys.wants_rekey(now, config) && entry.pending.is_none() && entry.next.is_none();
             if rekey {
                 self.start_handshake(peer, now)?;
             }

@@ -183,3 +183,33 @@ fn full_size_payloads_fit_the_packet_bound() {
         Ok(Incoming::Data { peer: pair.a.id, plaintext: payload })
     );
 }
+
+#[test]
+fn both_sides_rekeying_at_once_converge_on_one_new_session() {
+    let config = SessionConfig::default();
+    let mut pair = Pair::new(config.clone());
+    pair.establish(T0);
+    let old = pair.a.sessions.session(&pair.b.id).expect("a").local_index;
+    let at = T0 + config.rekey_after_us;
+    let from_a = pair.a.seal(pair.b.id, b"a", at);
+    let from_b = pair.b.seal(pair.a.id, b"b", at);
+    assert!(pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &from_a, at).is_ok());
+    assert!(pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &from_b, at).is_ok());
+    let (at_a, at_b) = pair.pump(at);
+    assert!(at_a.iter().chain(&at_b).all(Result::is_ok), "{at_a:?} {at_b:?}");
+    let a = pair.a.sessions.session(&pair.b.id).expect("a");
+    let b = pair.b.sessions.session(&pair.a.id).expect("b");
+    assert_ne!(a.local_index, old);
+    assert_eq!((a.local_index, a.remote_index), (b.remote_index, b.local_index));
+    assert!(!a.has_next && !b.has_next);
+    assert_eq!(a.initiated, pair.a.id < pair.b.id, "the smaller node's handshake won");
+    let later = at + config.grace_us + 1;
+    pair.a.sessions.handle_timeout(later);
+    pair.b.sessions.handle_timeout(later);
+    let sealed = pair.b.seal(pair.a.id, b"after", later);
+    assert!(matches!(
+        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &sealed, later),
+        Ok(Incoming::Data { .. })
+    ));
+    assert!(pair.a.drain().is_empty() && pair.b.drain().is_empty(), "no further handshakes");
+}
