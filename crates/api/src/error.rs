@@ -17,6 +17,15 @@ pub enum ApiError {
     /// No such route.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request is malformed (a bad node id or port in the path).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The body is larger than the endpoint accepts.
+    #[error("payload too large: {0}")]
+    TooLarge(String),
+    /// The mesh has no route to the node.
+    #[error("no route: {0}")]
+    NoRoute(String),
 }
 
 impl From<&ApiError> for StatusCode {
@@ -28,6 +37,9 @@ impl From<&ApiError> for StatusCode {
             }
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoRoute(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! | `GET /api/v1/peers` | list of `node::PeerView` |
 //! | `GET /api/v1/routes` | list of `node::RouteView` |
 //! | `GET /api/v1/identity` | `node::IdentityView` |
+//! | `POST /api/v1/datagrams/{node}/{port}` | raw payload (<= 1200 bytes) to another node; `node::SendOutcome` |
+//! | `GET /api/v1/datagrams[/{port}]` | datagrams received (and taken), `node::DatagramView` list |
 
 pub mod error;
 pub mod listener;

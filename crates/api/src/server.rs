@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::Uri;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use node::{NodeHandle, PeerView, RouteView, StatusView};
 use tokio::net::TcpListener;
@@ -40,6 +41,9 @@ pub fn app(handle: NodeHandle) -> Router {
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/routes", get(routes))
         .route("/api/v1/identity", get(identity))
+        .route("/api/v1/datagrams", get(take_all_datagrams))
+        .route("/api/v1/datagrams/{port}", get(take_port_datagrams))
+        .route("/api/v1/datagrams/{node}/{port}", post(send_datagram))
         .fallback(not_found)
         .with_state(handle)
 }
@@ -75,6 +79,45 @@ async fn routes(State(handle): State<NodeHandle>) -> Result<Json<Vec<RouteView>>
 
 async fn identity(State(handle): State<NodeHandle>) -> Result<Json<node::IdentityView>, ApiError> {
     Ok(Json(ask(handle.identity()).await?))
+}
+
+async fn send_datagram(
+    State(handle): State<NodeHandle>,
+    Path((node, port)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<node::SendOutcome>, ApiError> {
+    let to: wire::NodeId = node
+        .parse()
+        .map_err(|error| ApiError::BadRequest(format!("node {node:?}: {error}")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("port {port:?} is not 0..65535")))?;
+    if body.len() > node::dataplane::MAX_APP_PAYLOAD {
+        return Err(ApiError::TooLarge(format!(
+            "{} bytes; a datagram carries at most {}",
+            body.len(),
+            node::dataplane::MAX_APP_PAYLOAD
+        )));
+    }
+    match ask(handle.send_datagram(to, port, body.to_vec())).await? {
+        node::SendOutcome::NoRoute => Err(ApiError::NoRoute(format!("no route to node {to}"))),
+        node::SendOutcome::TooBig => Err(ApiError::TooLarge("larger than the link carries".to_string())),
+        outcome => Ok(Json(outcome)),
+    }
+}
+
+async fn take_all_datagrams(State(handle): State<NodeHandle>) -> Result<Json<Vec<node::DatagramView>>, ApiError> {
+    Ok(Json(ask(handle.take_datagrams(None)).await?))
+}
+
+async fn take_port_datagrams(
+    State(handle): State<NodeHandle>,
+    Path(port): Path<String>,
+) -> Result<Json<Vec<node::DatagramView>>, ApiError> {
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("port {port:?} is not 0..65535")))?;
+    Ok(Json(ask(handle.take_datagrams(Some(port))).await?))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

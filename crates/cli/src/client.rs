@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use node::{PeerView, RouteView, StatusView};
+use wire::NodeId;
 use serde::de::DeserializeOwned;
 
 /// Default API address, the same as `node_config.api.listen`'s default.
@@ -109,14 +110,46 @@ impl ApiClient {
             .is_ok_and(|body| body["status"] == "ok")
     }
 
+    /// Sends a datagram through the node to `to` at `port`.
+    pub fn send_datagram(&self, to: &NodeId, port: u16, payload: &[u8]) -> Result<node::SendOutcome, ClientError> {
+        self.post(&format!("/api/v1/datagrams/{to}/{port}"), payload)
+    }
+
+    /// Takes the datagrams the node received (for `port`, or all).
+    pub fn take_datagrams(&self, port: Option<u16>) -> Result<Vec<node::DatagramView>, ClientError> {
+        match port {
+            Some(port) => self.get(&format!("/api/v1/datagrams/{port}")),
+            None => self.get("/api/v1/datagrams"),
+        }
+    }
+
     /// GETs `path` and decodes the JSON body.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut response = self
+        let response = self
             .agent
             .get(&url)
             .call()
             .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
+    /// POSTs `body` to `path` and decodes the JSON answer.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .post(&url)
+            .send(body)
+            .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        url: String,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, ClientError> {
         let status = response.status().as_u16();
         let body = response
             .body_mut()

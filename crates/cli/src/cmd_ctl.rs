@@ -32,8 +32,8 @@ pub struct CtlArgs {
     pub json: bool,
 }
 
-/// What `ctl` can show.
-#[derive(Debug, Clone, Copy, Subcommand)]
+/// What `ctl` can show or do.
+#[derive(Debug, Clone, Subcommand)]
 pub enum CtlQuery {
     /// Node id, uptime, neighbour and route counts, and all counters.
     Status,
@@ -43,6 +43,22 @@ pub enum CtlQuery {
     Routes,
     /// This node's SPIFFE ID, SVID expiry and key fingerprints.
     Identity,
+    /// Send a datagram through the mesh to another node (works without a TUN interface).
+    Send {
+        /// The destination node id.
+        node: wire::NodeId,
+        /// The payload (UTF-8 text, at most 1200 bytes).
+        text: String,
+        /// Destination port.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Take and print the datagrams this node received.
+    Recv {
+        /// Only this port.
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 /// Runs `ctl`: prints the answer on stdout.
@@ -50,7 +66,7 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
     let url = api_url(args)?;
     let client = ApiClient::new(&url, CTL_TIMEOUT)?;
     let label = render::short_id;
-    let text = match (args.query, args.json) {
+    let text = match (args.query.clone(), args.json) {
         (CtlQuery::Status, false) => render::status(&client.status()?),
         (CtlQuery::Status, true) => to_json(&client.status()?),
         (CtlQuery::Peers, false) => render::peers(&client.peers()?, &label),
@@ -59,6 +75,20 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
         (CtlQuery::Routes, true) => to_json(&client.routes()?),
         (CtlQuery::Identity, false) => render::identity(&client.identity()?),
         (CtlQuery::Identity, true) => to_json(&client.identity()?),
+        (CtlQuery::Send { node, text, port }, json) => {
+            let outcome = client.send_datagram(&node, port, text.as_bytes())?;
+            if json { to_json(&outcome) } else { format!("{outcome:?}").to_lowercase() }
+        }
+        (CtlQuery::Recv { port }, true) => to_json(&client.take_datagrams(port)?),
+        (CtlQuery::Recv { port }, false) => client
+            .take_datagrams(port)?
+            .iter()
+            .map(|datagram| {
+                let payload = hex::decode(&datagram.payload_hex).unwrap_or_default();
+                format!("{} port {}: {}", datagram.from, datagram.port, String::from_utf8_lossy(&payload))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     println!("{text}");
     Ok(())

@@ -647,7 +647,7 @@ fn write_node(
         format!("  routing:\n{routing_yaml}")
     };
     let yaml = format!(
-        "# Node {index} of a local x0tta6bl4 mesh.\nnode_config:\n  identity:\n    data_dir: data\n  network:\n    listen: \"{udp}\"\n    interfaces: []\n    bootstrap: nodes.json\n{routing}{extra_yaml}  api:\n    listen: \"{api}\"\n"
+        "# Node {index} of a local x0tta6bl4 mesh.\nnode_config:\n  identity:\n    data_dir: data\n  network:\n    listen: \"{udp}\"\n    interfaces: []\n    bootstrap: nodes.json\n    tun: 'off'\n{routing}{extra_yaml}  api:\n    listen: \"{api}\"\n"
     );
     std::fs::write(&config_path, yaml)
         .map_err(io_error(format!("writing {}", config_path.display())))?;

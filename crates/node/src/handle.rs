@@ -5,7 +5,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::view::{IdentityView, PeerView, RouteView, StatusView};
+use crate::view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};
 
 /// Requests waiting for the node's loop. The API serves a handful of local operators and
 /// scripts; a queue this long means the loop is stuck, and callers then get
@@ -19,6 +19,16 @@ pub(crate) enum Request {
     Peers(oneshot::Sender<Vec<PeerView>>),
     Routes(oneshot::Sender<Vec<RouteView>>),
     Identity(oneshot::Sender<IdentityView>),
+    SendDatagram {
+        to: wire::NodeId,
+        port: u16,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<SendOutcome>,
+    },
+    TakeDatagrams {
+        port: Option<u16>,
+        reply: oneshot::Sender<Vec<DatagramView>>,
+    },
 }
 
 /// Why a snapshot could not be had.
@@ -62,6 +72,27 @@ impl NodeHandle {
     /// The node's identity: SPIFFE ID, SVID validity, key fingerprints, trust domain.
     pub async fn identity(&self) -> Result<IdentityView, HandleError> {
         self.ask(Request::Identity).await
+    }
+
+    /// Sends `payload` to node `to` at `port` through the mesh (works without a TUN).
+    pub async fn send_datagram(
+        &self,
+        to: wire::NodeId,
+        port: u16,
+        payload: Vec<u8>,
+    ) -> Result<SendOutcome, HandleError> {
+        self.ask(|reply| Request::SendDatagram {
+            to,
+            port,
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes the datagrams received (for `port`, or all), oldest first.
+    pub async fn take_datagrams(&self, port: Option<u16>) -> Result<Vec<DatagramView>, HandleError> {
+        self.ask(|reply| Request::TakeDatagrams { port, reply }).await
     }
 
     async fn ask<T>(

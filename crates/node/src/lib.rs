@@ -47,4 +47,4 @@ pub use error::NodeError;
 pub use handle::{HandleError, NodeHandle};
 pub use init::{InitReport, init};
 pub use runtime::Node;
-pub use view::{IdentityView, PeerView, RouteView, StatusView};
+pub use view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};

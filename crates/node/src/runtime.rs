@@ -44,7 +44,7 @@ use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
 use crate::membership::{self, Membership};
 use crate::seq_store::SeqStore;
-use crate::view::{IdentityView, PeerView, RouteView, StatusView};
+use crate::view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};
 use crate::{NodeConfig, NodeError, bootstrap};
 
 /// Pause after a failed discovery receive, so a failing socket cannot spin the loop.
@@ -96,6 +96,7 @@ pub struct Node {
     overlay: OverlayMap,
     overlay_stale: bool,
     data: DataCounters,
+    inbox: std::collections::VecDeque<DatagramView>,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -160,7 +161,15 @@ struct DataCounters {
     data_without_tun: u64,
     /// TUN read or write errors.
     tun_errors: u64,
+    /// Application datagrams delivered to this node's inbox.
+    datagrams_delivered: u64,
+    /// Application datagrams dropped because the inbox was full (the oldest goes).
+    datagrams_inbox_overflow: u64,
 }
+
+/// Datagrams kept for the API until taken. Readers poll; when none does, the oldest are
+/// dropped (counted) rather than growing without bound.
+const INBOX_CAPACITY: usize = 1024;
 
 /// Packets and events refused by the loop itself (the router and verifier count their own).
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -305,6 +314,7 @@ impl Node {
             overlay: OverlayMap::default(),
             overlay_stale: true,
             data: DataCounters::default(),
+            inbox: std::collections::VecDeque::new(),
             _own_handle: handle.clone(),
         };
         Ok((node, handle))
@@ -454,6 +464,21 @@ impl Node {
             self.data.data_malformed += 1;
             return;
         };
+        if header.destination == self.node_id() && dataplane::is_app(&packet) {
+            match dataplane::app_body(inner) {
+                Some((port, payload)) => {
+                    let view = DatagramView {
+                        from: header.source,
+                        port,
+                        payload_hex: hex::encode(payload),
+                        received_unix_ms: unix_millis(),
+                    };
+                    self.deliver_datagram(view);
+                }
+                None => self.data.data_malformed += 1,
+            }
+            return;
+        }
         if header.destination == self.node_id() {
             match dataplane::ipv6_addresses(inner) {
                 Some((source, _)) if source == header.source.overlay_addr() => {}
@@ -487,6 +512,52 @@ impl Node {
             DataSend::Sent => self.data.data_forwarded += 1,
             DataSend::NoRoute => self.data.data_no_route += 1,
             DataSend::TooBig(_) => self.data.data_too_big += 1,
+        }
+    }
+
+    fn deliver_datagram(&mut self, view: DatagramView) {
+        if self.inbox.len() >= INBOX_CAPACITY {
+            self.inbox.pop_front();
+            self.data.datagrams_inbox_overflow += 1;
+        }
+        self.data.datagrams_delivered += 1;
+        self.inbox.push_back(view);
+    }
+
+    fn send_app_datagram(&mut self, to: NodeId, port: u16, payload: &[u8]) -> SendOutcome {
+        if payload.len() > dataplane::MAX_APP_PAYLOAD {
+            return SendOutcome::TooBig;
+        }
+        if to == self.node_id() {
+            self.deliver_datagram(DatagramView {
+                from: to,
+                port,
+                payload_hex: hex::encode(payload),
+                received_unix_ms: unix_millis(),
+            });
+            return SendOutcome::Local;
+        }
+        let header = DataHeader {
+            hop_limit: dataplane::DATA_HOP_LIMIT,
+            source: self.node_id(),
+            destination: to,
+        };
+        match self.send_data(&to, &dataplane::encode_app(&header, port, payload)) {
+            DataSend::Sent => SendOutcome::Sent,
+            DataSend::NoRoute => SendOutcome::NoRoute,
+            DataSend::TooBig(_) => SendOutcome::TooBig,
+        }
+    }
+
+    fn take_datagrams(&mut self, port: Option<u16>) -> Vec<DatagramView> {
+        match port {
+            None => self.inbox.drain(..).collect(),
+            Some(port) => {
+                let (taken, kept): (Vec<DatagramView>, Vec<DatagramView>) =
+                    self.inbox.drain(..).partition(|datagram| datagram.port == port);
+                self.inbox.extend(kept);
+                taken
+            }
         }
     }
 
@@ -936,13 +1007,20 @@ impl Node {
         self.active.get(id).map(|link| link.info.remote)
     }
 
-    fn answer(&self, request: Request) {
+    fn answer(&mut self, request: Request) {
         // A requester that gave up (timed out) has dropped its receiver; that is not an error.
         match request {
             Request::Status(reply) => drop(reply.send(self.status())),
             Request::Peers(reply) => drop(reply.send(self.peers())),
             Request::Routes(reply) => drop(reply.send(self.routes())),
             Request::Identity(reply) => drop(reply.send(self.identity_view())),
+            Request::SendDatagram {
+                to,
+                port,
+                payload,
+                reply,
+            } => drop(reply.send(self.send_app_datagram(to, port, &payload))),
+            Request::TakeDatagrams { port, reply } => drop(reply.send(self.take_datagrams(port))),
         }
     }
 

@@ -127,3 +127,30 @@ pub struct RouteView {
     /// Milliseconds since the next hop last changed.
     pub changed_ms_ago: u64,
 }
+
+/// A datagram received through the datagram API (`GET /api/v1/datagrams`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramView {
+    /// The sending node.
+    pub from: NodeId,
+    /// The port it was sent to.
+    pub port: u16,
+    /// The payload, hex.
+    pub payload_hex: String,
+    /// When it arrived, Unix milliseconds (this node's clock).
+    pub received_unix_ms: u64,
+}
+
+/// What became of a datagram handed to `POST /api/v1/datagrams/{node}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// Handed to the next hop's link.
+    Sent,
+    /// Delivered to this node's own inbox.
+    Local,
+    /// No route to the node.
+    NoRoute,
+    /// Larger than the link can carry.
+    TooBig,
+}

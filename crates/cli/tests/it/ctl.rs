@@ -82,7 +82,7 @@ fn node_stops_cleanly_on_sigterm_and_sigint() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("node.yaml");
-        std::fs::write(&config, "node_config:\n  network: { listen: '127.0.0.1:0' }\n  api: { listen: '127.0.0.1:0' }\n").unwrap();
+        std::fs::write(&config, "node_config:\n  network: { listen: '127.0.0.1:0', tun: 'off' }\n  api: { listen: '127.0.0.1:0' }\n").unwrap();
         let config = config.display().to_string();
         let made = run(&["ca", "init", "--config", &config, "--trust-domain", "test.local"]);
         assert!(made.status.success(), "{}", stderr(&made));
@@ -115,4 +115,35 @@ fn node_stops_cleanly_on_sigterm_and_sigint() {
             "{log}"
         );
     }
+}
+
+#[test]
+fn datagrams_cross_the_mesh_by_node_id_without_a_tun_interface() {
+    let mut net =
+        LocalNet::create(&binary(), 3, &[(0, 1), (1, 2)], &LocalNetOptions::default()).unwrap();
+    net.start_all().unwrap();
+    net.wait_healthy(TIMEOUT, &|| false).unwrap();
+    net.wait_converged(TIMEOUT, &|| false).unwrap();
+    let far = net.node(2).id.to_string();
+    let (first, last) = (net.node(0).api_url(), net.node(2).api_url());
+    let output = run(&["ctl", "send", &far, "hello across two hops", "--port", "7", "--api", &first]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "sent");
+    let received = eventually("the datagram to arrive", TIMEOUT, || {
+        let output = run(&["ctl", "recv", "--port", "7", "--json", "--api", &last]);
+        let datagrams: Vec<node::DatagramView> = serde_json::from_slice(&output.stdout).ok()?;
+        (!datagrams.is_empty()).then_some(datagrams)
+    });
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].from, net.node(0).id);
+    assert_eq!(hex::decode(&received[0].payload_hex).unwrap(), b"hello across two hops");
+    let relayed = net.node(1).client.status().unwrap().links["data_forwarded"];
+    assert!(relayed >= 1, "node 2 relayed it");
+
+    let unknown = "00".repeat(16);
+    let line = one_line_failure(&run(&["ctl", "send", &unknown, "x", "--api", &first]));
+    assert!(line.contains("no route"), "{line}");
+    let big = "x".repeat(1201);
+    let line = one_line_failure(&run(&["ctl", "send", &far, &big, "--api", &first]));
+    assert!(line.contains("too large"), "{line}");
 }
