@@ -7,9 +7,10 @@
 //! Relays read only this header; the inner packet is handed to the destination's TUN only if its
 //! IPv6 source address is the overlay address of the source NodeId.
 //!
-//! Application datagram (the datagram API over node ids, which works without a TUN): the same
-//! header with magic `"xa"`, followed by a port (u16) and the payload; it is delivered into the
-//! destination node's bounded inbox for that port.
+//! The body after the header is an end-to-end session packet (crates/session): relays cannot
+//! read or alter it. Its plaintext starts with a payload kind: [`PAYLOAD_IPV6`] (an IPv6
+//! packet for the TUN interface) or [`PAYLOAD_APP`] (the datagram API over node ids, which
+//! works without a TUN: port (u16) then payload, delivered into the node's bounded inbox).
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
@@ -24,7 +25,11 @@ pub const DATA_HEADER_BYTES: usize = 36;
 pub const DATA_HOP_LIMIT: u8 = 64;
 
 const MAGIC: [u8; 2] = *b"xd";
-const APP_MAGIC: [u8; 2] = *b"xa";
+
+/// Payload kind: an IPv6 packet.
+pub const PAYLOAD_IPV6: u8 = 1;
+/// Payload kind: an application datagram (port, payload).
+pub const PAYLOAD_APP: u8 = 2;
 
 /// Largest application datagram payload: what fits one link datagram after the headers on a
 /// 1,500-byte link, with the end-to-end session overhead reserved.
@@ -51,27 +56,13 @@ pub struct DataHeader {
     pub destination: NodeId,
 }
 
-/// Whether a link datagram is a data packet or an application datagram (as opposed to a
-/// routing packet, which starts with `"x6"`).
+/// Whether a link datagram is a data packet (as opposed to a routing packet, which starts
+/// with `"x6"`).
 pub fn is_data(bytes: &[u8]) -> bool {
-    bytes.starts_with(&MAGIC) || bytes.starts_with(&APP_MAGIC)
+    bytes.starts_with(&MAGIC)
 }
 
-/// Whether a data packet is an application datagram.
-pub fn is_app(bytes: &[u8]) -> bool {
-    bytes.starts_with(&APP_MAGIC)
-}
-
-/// Encodes an application datagram for `port`.
-pub fn encode_app(header: &DataHeader, port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = encode(header, &port.to_be_bytes());
-    out[..2].copy_from_slice(&APP_MAGIC);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The port and payload of an application datagram's body (what [`decode`] returns after the
-/// header).
+/// The port and payload of an application datagram's body (after the payload kind).
 pub fn app_body(body: &[u8]) -> Option<(u16, &[u8])> {
     let (port, payload) = body.split_first_chunk::<2>()?;
     Some((u16::from_be_bytes(*port), payload))
@@ -91,7 +82,7 @@ pub fn encode(header: &DataHeader, payload: &[u8]) -> Vec<u8> {
 
 /// Splits a data packet into header and payload; `None` if malformed or another version.
 pub fn decode(bytes: &[u8]) -> Option<(DataHeader, &[u8])> {
-    if bytes.len() < DATA_HEADER_BYTES || !is_data(bytes) || bytes[2] != VERSION {
+    if bytes.len() < DATA_HEADER_BYTES || bytes[..2] != MAGIC || bytes[2] != VERSION {
         return None;
     }
     let source = NodeId(bytes[4..20].try_into().ok()?);
@@ -237,11 +228,8 @@ mod tests {
         let mut other_version = packet.clone();
         other_version[2] = 2;
         assert_eq!(decode(&other_version), None);
-        let app = encode_app(&header, 9, b"hello");
-        assert!(is_data(&app) && is_app(&app) && !is_app(&packet));
-        let (decoded, body) = decode(&app).unwrap();
-        assert_eq!(decoded, header);
-        assert_eq!(app_body(body), Some((9, &b"hello"[..])));
+        assert_eq!(app_body(&[0, 9, b'h', b'i']), Some((9, &b"hi"[..])));
+        assert_eq!(app_body(&[0]), None);
     }
 
     #[test]

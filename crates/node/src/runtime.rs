@@ -97,6 +97,7 @@ pub struct Node {
     overlay_stale: bool,
     data: DataCounters,
     inbox: std::collections::VecDeque<DatagramView>,
+    sessions: session::Sessions,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -163,6 +164,8 @@ struct DataCounters {
     tun_errors: u64,
     /// Application datagrams delivered to this node's inbox.
     datagrams_delivered: u64,
+    /// Payloads the end-to-end session refused to seal (its queue full, peer unknown).
+    session_refused: u64,
     /// Application datagrams dropped because the inbox was full (the oldest goes).
     datagrams_inbox_overflow: u64,
 }
@@ -271,6 +274,12 @@ impl Node {
             );
         }
         let tun = open_tun(config, keys.node_id())?;
+        let sessions = session::Sessions::new(
+            session::SessionConfig::default(),
+            SharedSigner(keys.clone()),
+            session::SystemRng,
+        )
+        .map_err(|error| NodeError::Membership(membership::MembershipError::Join(error.to_string())))?;
         let (seq_store, initial_seq) = SeqStore::open(&config.data_dir)?;
         let router = Router::new(
             keys.node_id(),
@@ -315,6 +324,7 @@ impl Node {
             overlay_stale: true,
             data: DataCounters::default(),
             inbox: std::collections::VecDeque::new(),
+            sessions,
             _own_handle: handle.clone(),
         };
         Ok((node, handle))
@@ -436,13 +446,13 @@ impl Node {
                 return;
             }
         };
-        let header = DataHeader {
-            hop_limit: dataplane::DATA_HOP_LIMIT,
-            source: self.node_id(),
-            destination,
-        };
-        let encoded = dataplane::encode(&header, packet);
-        match self.send_data(&destination, &encoded) {
+        if self.router.next_hop(&destination).is_none() {
+            self.data.data_no_route += 1;
+            self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
+                .await;
+            return;
+        }
+        match self.seal_and_send(destination, dataplane::PAYLOAD_IPV6, packet) {
             DataSend::Sent => {}
             DataSend::NoRoute => {
                 self.data.data_no_route += 1;
@@ -464,43 +474,8 @@ impl Node {
             self.data.data_malformed += 1;
             return;
         };
-        if header.destination == self.node_id() && dataplane::is_app(&packet) {
-            match dataplane::app_body(inner) {
-                Some((port, payload)) => {
-                    let view = DatagramView {
-                        from: header.source,
-                        port,
-                        payload_hex: hex::encode(payload),
-                        received_unix_ms: unix_millis(),
-                    };
-                    self.deliver_datagram(view);
-                }
-                None => self.data.data_malformed += 1,
-            }
-            return;
-        }
         if header.destination == self.node_id() {
-            match dataplane::ipv6_addresses(inner) {
-                Some((source, _)) if source == header.source.overlay_addr() => {}
-                Some(_) => {
-                    self.data.data_spoofed_source += 1;
-                    return;
-                }
-                None => {
-                    self.data.data_malformed += 1;
-                    return;
-                }
-            }
-            match &self.tun {
-                Some(tun) => match tun.send(inner).await {
-                    Ok(_) => self.data.data_to_tun += 1,
-                    Err(error) => {
-                        self.data.tun_errors += 1;
-                        tracing::debug!(%error, "TUN write failed");
-                    }
-                },
-                None => self.data.data_without_tun += 1,
-            }
+            self.open_and_deliver(header.source, inner.to_vec()).await;
             return;
         }
         if !dataplane::take_hop(&mut packet) {
@@ -512,6 +487,104 @@ impl Node {
             DataSend::Sent => self.data.data_forwarded += 1,
             DataSend::NoRoute => self.data.data_no_route += 1,
             DataSend::TooBig(_) => self.data.data_too_big += 1,
+        }
+    }
+
+    /// Encrypts `body` (tagged with its payload kind) for `destination` in its end-to-end
+    /// session and sends the result, plus any handshake or queued packets the session produced.
+    fn seal_and_send(&mut self, destination: NodeId, kind: u8, body: &[u8]) -> DataSend {
+        let mut plaintext = Vec::with_capacity(1 + body.len());
+        plaintext.push(kind);
+        plaintext.extend_from_slice(body);
+        let outcome = match self.sessions.encrypt(destination, &plaintext, unix_micros()) {
+            Ok(session::Outgoing::Sealed(sealed)) => self.send_session_packet(destination, &sealed),
+            Ok(session::Outgoing::Queued) => DataSend::Sent,
+            Err(session::SessionError::TooLarge(_)) => DataSend::TooBig(session::MAX_PLAINTEXT_BYTES + dataplane::DATA_HEADER_BYTES),
+            Err(error) => {
+                tracing::debug!(%error, peer = %destination.short(), "payload not sealed");
+                self.data.session_refused += 1;
+                DataSend::Sent
+            }
+        };
+        self.flush_sessions();
+        outcome
+    }
+
+    fn send_session_packet(&mut self, destination: NodeId, sealed: &[u8]) -> DataSend {
+        let header = DataHeader {
+            hop_limit: dataplane::DATA_HOP_LIMIT,
+            source: self.node_id(),
+            destination,
+        };
+        self.send_data(&destination, &dataplane::encode(&header, sealed))
+    }
+
+    /// Sends the sessions' handshake messages and flushed queues.
+    fn flush_sessions(&mut self) {
+        while let Some(transmit) = self.sessions.poll_transmit() {
+            if let DataSend::NoRoute = self.send_session_packet(transmit.to, &transmit.bytes) {
+                self.data.data_no_route += 1;
+            }
+        }
+    }
+
+    /// A session packet for this node: authenticated and decrypted, then delivered by kind.
+    async fn open_and_deliver(&mut self, source: NodeId, sealed: Vec<u8>) {
+        let opened = self
+            .sessions
+            .handle_incoming(&self.directory, source, &sealed, unix_micros());
+        self.flush_sessions();
+        let (peer, plaintext) = match opened {
+            Ok(session::Incoming::Data { peer, plaintext }) => (peer, plaintext),
+            Ok(_) => return,
+            Err(reason) => {
+                tracing::debug!(?reason, peer = %source.short(), "session packet dropped");
+                return;
+            }
+        };
+        let Some((&kind, body)) = plaintext.split_first() else {
+            self.data.data_malformed += 1;
+            return;
+        };
+        match kind {
+            dataplane::PAYLOAD_IPV6 => self.deliver_ipv6(peer, body).await,
+            dataplane::PAYLOAD_APP => match dataplane::app_body(body) {
+                Some((port, payload)) => {
+                    let view = DatagramView {
+                        from: peer,
+                        port,
+                        payload_hex: hex::encode(payload),
+                        received_unix_ms: unix_millis(),
+                    };
+                    self.deliver_datagram(view);
+                }
+                None => self.data.data_malformed += 1,
+            },
+            _ => self.data.data_malformed += 1,
+        }
+    }
+
+    async fn deliver_ipv6(&mut self, peer: NodeId, packet: &[u8]) {
+        match dataplane::ipv6_addresses(packet) {
+            Some((source, _)) if source == peer.overlay_addr() => {}
+            Some(_) => {
+                self.data.data_spoofed_source += 1;
+                return;
+            }
+            None => {
+                self.data.data_malformed += 1;
+                return;
+            }
+        }
+        match &self.tun {
+            Some(tun) => match tun.send(packet).await {
+                Ok(_) => self.data.data_to_tun += 1,
+                Err(error) => {
+                    self.data.tun_errors += 1;
+                    tracing::debug!(%error, "TUN write failed");
+                }
+            },
+            None => self.data.data_without_tun += 1,
         }
     }
 
@@ -537,12 +610,12 @@ impl Node {
             });
             return SendOutcome::Local;
         }
-        let header = DataHeader {
-            hop_limit: dataplane::DATA_HOP_LIMIT,
-            source: self.node_id(),
-            destination: to,
-        };
-        match self.send_data(&to, &dataplane::encode_app(&header, port, payload)) {
+        if self.router.next_hop(&to).is_none() {
+            return SendOutcome::NoRoute;
+        }
+        let mut body = port.to_be_bytes().to_vec();
+        body.extend_from_slice(payload);
+        match self.seal_and_send(to, dataplane::PAYLOAD_APP, &body) {
             DataSend::Sent => SendOutcome::Sent,
             DataSend::NoRoute => SendOutcome::NoRoute,
             DataSend::TooBig(_) => SendOutcome::TooBig,
@@ -768,6 +841,8 @@ impl Node {
         }
         self.poll_ca_revocations();
         self.renew_if_due().await;
+        self.sessions.handle_timeout(unix_micros());
+        self.flush_sessions();
     }
 
     fn poll_ca_revocations(&mut self) {
@@ -1031,6 +1106,21 @@ impl Node {
         links.extend(counters(&self.counters));
         links.extend(counters(self.directory.stats()));
         links.extend(counters(&self.data));
+        let sessions = self.sessions.stats();
+        for (name, value) in [
+            ("session_sent", sessions.sent),
+            ("session_received", sessions.received),
+            ("session_handshakes_completed", sessions.handshakes_completed),
+            ("session_handshakes_answered", sessions.handshakes_answered),
+            ("session_rekeys", sessions.rekeys),
+            ("session_dropped_replayed", sessions.dropped_replayed),
+            ("session_dropped_tampered", sessions.dropped_tampered),
+            ("session_dropped_unknown_peer", sessions.dropped_unknown_peer),
+            ("session_dropped_bad_signature", sessions.dropped_bad_signature),
+            ("session_dropped_total", sessions.dropped_total()),
+        ] {
+            links.insert(name.to_string(), value);
+        }
         links.insert("links_active".to_string(), self.active.len() as u64);
         let active_udp_tx: u64 = self
             .active
@@ -1257,6 +1347,31 @@ fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The node's key set as the session layer's signer.
+struct SharedSigner(Arc<KeySet>);
+
+impl session::NodeSigner for SharedSigner {
+    fn node_id(&self) -> NodeId {
+        self.0.node_id()
+    }
+
+    fn sign_ed25519(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign_ed25519(message)
+    }
+}
+
+impl session::PeerDirectory for Directory {
+    fn identity(&self, peer: &NodeId) -> Option<session::PeerIdentity> {
+        self.record(peer).map(|record| session::PeerIdentity::from(&record.keys))
+    }
 }
 
 fn unix_millis() -> u64 {

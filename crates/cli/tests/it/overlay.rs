@@ -38,6 +38,10 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
     }
     let status = mesh.api(3, "status").unwrap();
     assert!(status["links"]["data_to_tun"].as_u64().unwrap_or(0) >= 5);
+    // The packets travelled inside an end-to-end session (relays saw only sealed bytes).
+    assert!(status["links"]["session_received"].as_u64().unwrap_or(0) >= 5, "{}", status["links"]);
+    let sender = mesh.api(0, "status").unwrap();
+    assert!(sender["links"]["session_handshakes_completed"].as_u64().unwrap_or(0) >= 1, "{}", sender["links"]);
 
     // An overlay address no node owns: the sender's own node answers "no route".
     let output = mesh
