@@ -1086,3 +1086,18 @@ fn replay_reason(error: ReplayError) -> Dropped {
         ReplayError::TooOld => Dropped::TooOld,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_kind_has_its_own_counter() {
+        for reason in Dropped::ALL {
+            let mut stats = Stats::default();
+            stats.count(reason);
+            assert_eq!(stats.dropped(reason), 1, "{reason:?}");
+            assert_eq!(stats.dropped_total(), 1, "{reason:?} also moved another counter");
+        }
+    }
+}
