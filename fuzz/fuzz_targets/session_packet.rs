@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use identity::KeySet;
 use libfuzzer_sys::fuzz_target;
-use session::{Incoming, PeerIdentity, SeededRng, SessionConfig, Sessions, MAX_PACKET_BYTES};
+use session::{Incoming, MAX_PACKET_BYTES, PeerIdentity, SeededRng, SessionConfig, Sessions};
 use wire::NodeId;
 
 struct Setup {
@@ -29,7 +29,12 @@ fn setup() -> &'static Setup {
             .iter()
             .map(|k| (k.node_id(), PeerIdentity::from(k.public())))
             .collect();
-        Setup { local, established, pending: pending.node_id(), dir }
+        Setup {
+            local,
+            established,
+            pending: pending.node_id(),
+            dir,
+        }
     })
 }
 
@@ -54,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = local.handle_incoming(&setup.dir, peer_id, &t.bytes, t0);
         }
     }
-    assert!(local.session(&peer_id).is_some(), "setup establishes a session");
+    assert!(
+        local.session(&peer_id).is_some(),
+        "setup establishes a session"
+    );
     let _ = local.encrypt(setup.pending, b"y", t0);
     let mut now = t0;
     for (i, chunk) in data.split(|&b| b == 0xFE).enumerate() {
@@ -67,6 +75,8 @@ fuzz_target!(|data: &[u8]| {
         while let Some(t) = local.poll_transmit() {
             assert!(t.bytes.len() <= MAX_PACKET_BYTES);
         }
-        local.validate().expect("session table invariants hold after any input");
+        local
+            .validate()
+            .expect("session table invariants hold after any input");
     }
 });

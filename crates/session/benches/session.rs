@@ -21,10 +21,18 @@ struct Setup {
 }
 
 fn tables(setup: &Setup, seed: u64) -> (Sessions, Sessions) {
-    let a = Sessions::new(SessionConfig::default(), Arc::clone(&setup.a_keys), SeededRng::new(seed))
-        .expect("default config is valid");
-    let b = Sessions::new(SessionConfig::default(), Arc::clone(&setup.b_keys), SeededRng::new(!seed))
-        .expect("default config is valid");
+    let a = Sessions::new(
+        SessionConfig::default(),
+        Arc::clone(&setup.a_keys),
+        SeededRng::new(seed),
+    )
+    .expect("default config is valid");
+    let b = Sessions::new(
+        SessionConfig::default(),
+        Arc::clone(&setup.b_keys),
+        SeededRng::new(!seed),
+    )
+    .expect("default config is valid");
     (a, b)
 }
 
@@ -56,7 +64,11 @@ fn main() {
         .iter()
         .map(|k| (k.node_id(), PeerIdentity::from(k.public())))
         .collect();
-    let setup = Setup { a_keys, b_keys, dir };
+    let setup = Setup {
+        a_keys,
+        b_keys,
+        dir,
+    };
 
     let mut samples: Vec<f64> = (0..HANDSHAKES as u64)
         .map(|seed| {

@@ -86,16 +86,24 @@ impl SessionConfig {
             return Err(ConfigError("queue_per_peer must be 1..=1024"));
         }
         if self.rekey_after_messages == 0 || self.rekey_after_messages >= REJECT_AFTER_MESSAGES {
-            return Err(ConfigError("rekey_after_messages must be positive and below the reject limit"));
+            return Err(ConfigError(
+                "rekey_after_messages must be positive and below the reject limit",
+            ));
         }
         if self.rekey_after_us == 0 || self.rekey_after_us >= self.reject_after_us {
-            return Err(ConfigError("rekey_after_us must be positive and below reject_after_us"));
+            return Err(ConfigError(
+                "rekey_after_us must be positive and below reject_after_us",
+            ));
         }
         if self.grace_us == 0 || self.grace_us > self.reject_after_us {
-            return Err(ConfigError("grace_us must be positive and at most reject_after_us"));
+            return Err(ConfigError(
+                "grace_us must be positive and at most reject_after_us",
+            ));
         }
         if self.handshake_retry_us == 0 || self.handshake_attempts == 0 {
-            return Err(ConfigError("handshake_retry_us and handshake_attempts must be positive"));
+            return Err(ConfigError(
+                "handshake_retry_us and handshake_attempts must be positive",
+            ));
         }
         Ok(())
     }
@@ -112,7 +120,10 @@ mod tests {
             rekey_after_us: 200_000_000,
             ..SessionConfig::default()
         };
-        assert!(bad.validate().is_err_and(|e| e.0.contains("rekey_after_us")));
+        assert!(
+            bad.validate()
+                .is_err_and(|e| e.0.contains("rekey_after_us"))
+        );
         let bad = SessionConfig {
             max_peers: 0,
             ..SessionConfig::default()

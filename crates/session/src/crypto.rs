@@ -217,7 +217,10 @@ pub fn sign_init(signer: &dyn NodeSigner, init: &Init) -> [u8; 64] {
 
 /// Whether `init` carries a valid signature of `peer`.
 pub fn verify_init(peer: &PeerIdentity, init: &Init) -> bool {
-    peer.verify(&[INIT_CONTEXT, &init.signed_bytes()].concat(), &init.signature)
+    peer.verify(
+        &[INIT_CONTEXT, &init.signed_bytes()].concat(),
+        &init.signature,
+    )
 }
 
 /// Signs a response: it covers the whole initiation (by hash), so it binds both ephemeral
@@ -232,7 +235,12 @@ pub fn verify_response(peer: &PeerIdentity, init_bytes: &[u8], response: &Respon
 }
 
 fn response_message(init_bytes: &[u8], response: &Response) -> Vec<u8> {
-    [RESPONSE_CONTEXT, &sha256(&[init_bytes]), &response.signed_bytes()].concat()
+    [
+        RESPONSE_CONTEXT,
+        &sha256(&[init_bytes]),
+        &response.signed_bytes(),
+    ]
+    .concat()
 }
 
 /// The two directional keys of a session.
@@ -251,7 +259,8 @@ pub fn derive_keys(
     response_bytes: &[u8],
 ) -> Result<SessionKeys, CryptoError> {
     let transcript = sha256(&[TRANSCRIPT_CONTEXT, init_bytes, response_bytes]);
-    let prk = Salt::new(HKDF_SHA256, &transcript).extract(&[x25519_secret.as_slice(), ml_kem_secret.as_slice()].concat());
+    let prk = Salt::new(HKDF_SHA256, &transcript)
+        .extract(&[x25519_secret.as_slice(), ml_kem_secret.as_slice()].concat());
     let expand = |info: &[u8]| {
         let mut key = [0u8; 32];
         prk.expand(&[info], HKDF_SHA256)
@@ -293,7 +302,11 @@ impl PacketKey {
         out.extend_from_slice(plaintext);
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce(counter), Aad::from(&header), &mut out[header.len()..])
+            .seal_in_place_separate_tag(
+                nonce(counter),
+                Aad::from(&header),
+                &mut out[header.len()..],
+            )
             .map_err(|_| CryptoError("aead seal"))?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)

@@ -26,7 +26,8 @@ pub const ML_KEM_CT_BYTES: usize = 1088;
 pub const SIGNATURE_BYTES: usize = 64;
 
 /// Reassembled initiation: index, two node ids, timestamp, both public keys, signature.
-pub const INIT_BYTES: usize = 4 + 16 + 16 + 8 + X25519_PUBLIC_BYTES + ML_KEM_EK_BYTES + SIGNATURE_BYTES;
+pub const INIT_BYTES: usize =
+    4 + 16 + 16 + 8 + X25519_PUBLIC_BYTES + ML_KEM_EK_BYTES + SIGNATURE_BYTES;
 /// The part of an initiation its signature covers (everything before the signature).
 pub const INIT_SIGNED_BYTES: usize = INIT_BYTES - SIGNATURE_BYTES;
 /// Bytes of the initiation (after its index) that each of the two fragments carries.
@@ -34,7 +35,8 @@ pub const INIT_FRAGMENT_PAYLOAD_BYTES: usize = (INIT_BYTES - 4) / 2;
 /// Size of one initiation fragment: header, index, fragment number, half the message.
 pub const INIT_FRAGMENT_BYTES: usize = 2 + 4 + 1 + INIT_FRAGMENT_PAYLOAD_BYTES;
 /// Size of a response: header, both indices, both public values, signature.
-pub const RESPONSE_BYTES: usize = 2 + 4 + 4 + X25519_PUBLIC_BYTES + ML_KEM_CT_BYTES + SIGNATURE_BYTES;
+pub const RESPONSE_BYTES: usize =
+    2 + 4 + 4 + X25519_PUBLIC_BYTES + ML_KEM_CT_BYTES + SIGNATURE_BYTES;
 /// The part of a response its signature covers (after the transcript hash of the initiation).
 pub const RESPONSE_SIGNED_BYTES: usize = RESPONSE_BYTES - SIGNATURE_BYTES;
 /// Header of a data packet: version, type, receiver index, counter. It is the AEAD's
@@ -191,7 +193,9 @@ fn decode_response(bytes: &[u8]) -> Result<Response, DecodeError> {
 
 fn decode_data(bytes: &[u8]) -> Result<Data<'_>, DecodeError> {
     if bytes.len() < DATA_HEADER_BYTES + TAG_BYTES {
-        return Err(DecodeError::Malformed("data packet shorter than header and tag"));
+        return Err(DecodeError::Malformed(
+            "data packet shorter than header and tag",
+        ));
     }
     let (header, sealed) = bytes.split_at(DATA_HEADER_BYTES);
     let mut reader = Reader::new(&header[2..]);
@@ -395,10 +399,19 @@ mod tests {
 
     #[test]
     fn bad_headers_are_refused() {
-        assert_eq!(decode(&[]), Err(DecodeError::Malformed("shorter than the header")));
+        assert_eq!(
+            decode(&[]),
+            Err(DecodeError::Malformed("shorter than the header"))
+        );
         assert_eq!(decode(&[2, TYPE_DATA]), Err(DecodeError::Version(2)));
-        assert_eq!(decode(&[VERSION, 9]), Err(DecodeError::Malformed("unknown type")));
-        assert_eq!(decode(&[0; MAX_PACKET_BYTES + 1]), Err(DecodeError::Oversized(1401)));
+        assert_eq!(
+            decode(&[VERSION, 9]),
+            Err(DecodeError::Malformed("unknown type"))
+        );
+        assert_eq!(
+            decode(&[0; MAX_PACKET_BYTES + 1]),
+            Err(DecodeError::Oversized(1401))
+        );
         let mut data = data_header(1, REJECT_AFTER_MESSAGES).to_vec();
         data.extend_from_slice(&[0; TAG_BYTES]);
         assert!(matches!(decode(&data), Err(DecodeError::Malformed(_))));

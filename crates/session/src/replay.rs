@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(window.accept(3000 - (WINDOW_BITS - 1)), Ok(()));
         assert_eq!(window.accept(2999), Ok(()));
         assert_eq!(window.accept(2999), Err(ReplayError::Replayed));
-        assert_eq!(window.check(3000 - WINDOW_BITS - 1), Err(ReplayError::TooOld));
+        assert_eq!(
+            window.check(3000 - WINDOW_BITS - 1),
+            Err(ReplayError::TooOld)
+        );
         assert_eq!(window.accept(0), Err(ReplayError::TooOld));
     }
 
@@ -137,6 +140,47 @@ mod tests {
         assert_eq!(window.accept(6 + WINDOW_BITS), Ok(()));
         assert_eq!(window.accept(5 + 3 * WINDOW_BITS), Ok(()));
         assert_eq!(window.accept(6 + 2 * WINDOW_BITS), Ok(()));
-        assert_eq!(window.accept(6 + 2 * WINDOW_BITS), Err(ReplayError::Replayed));
+        assert_eq!(
+            window.accept(6 + 2 * WINDOW_BITS),
+            Err(ReplayError::Replayed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod model {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The ring agrees with a plain set of every accepted counter on every decision.
+        #[test]
+        fn the_window_matches_a_set_of_seen_counters(
+            steps in proptest::collection::vec((0u64..6000, any::<bool>()), 1..400)
+        ) {
+            let mut window = ReplayWindow::new();
+            let mut seen = HashSet::new();
+            let mut highest: Option<u64> = None;
+            for (counter, jump) in steps {
+                // Mix near-in-order traffic with occasional far jumps.
+                let counter = if jump { counter * 7 } else { highest.unwrap_or(0).saturating_sub(counter % 2100) };
+                let expected = if highest.is_some_and(|h| counter + WINDOW_BITS <= h) {
+                    Err(ReplayError::TooOld)
+                } else if seen.contains(&counter) {
+                    Err(ReplayError::Replayed)
+                } else {
+                    Ok(())
+                };
+                prop_assert_eq!(window.accept(counter), expected, "counter {}", counter);
+                if expected.is_ok() {
+                    seen.insert(counter);
+                    highest = Some(highest.map_or(counter, |h| h.max(counter)));
+                }
+                prop_assert_eq!(window.highest(), highest);
+            }
+        }
     }
 }

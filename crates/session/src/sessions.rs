@@ -35,12 +35,10 @@ use std::collections::{HashMap, VecDeque};
 use wire::NodeId;
 
 use crate::config::{
-    CONFIRM_KEEPALIVE_INTERVAL_US, ConfigError, MAX_QUEUED_TOTAL, MAX_REASSEMBLIES,
-    MAX_TRANSMITS, REASSEMBLY_TIMEOUT_US, SessionConfig,
+    CONFIRM_KEEPALIVE_INTERVAL_US, ConfigError, MAX_QUEUED_TOTAL, MAX_REASSEMBLIES, MAX_TRANSMITS,
+    REASSEMBLY_TIMEOUT_US, SessionConfig,
 };
-use crate::crypto::{
-    self, CryptoError, Ephemeral, KemSecret, NodeSigner, PacketKey, PeerIdentity,
-};
+use crate::crypto::{self, CryptoError, Ephemeral, KemSecret, NodeSigner, PacketKey, PeerIdentity};
 use crate::packet::{
     self, Data, DecodeError, Init, InitFragment, MAX_PLAINTEXT_BYTES, REJECT_AFTER_MESSAGES,
     Response,
@@ -295,7 +293,10 @@ impl Stats {
 
     /// All drops of incoming packets together.
     pub fn dropped_total(&self) -> u64 {
-        Dropped::ALL.iter().map(|reason| self.dropped(*reason)).sum()
+        Dropped::ALL
+            .iter()
+            .map(|reason| self.dropped(*reason))
+            .sum()
     }
 }
 
@@ -745,7 +746,12 @@ impl Sessions {
         Ok(Incoming::Established { peer: from })
     }
 
-    fn handle_data(&mut self, from: NodeId, data: &Data<'_>, now: u64) -> Result<Incoming, Dropped> {
+    fn handle_data(
+        &mut self,
+        from: NodeId,
+        data: &Data<'_>,
+        now: u64,
+    ) -> Result<Incoming, Dropped> {
         if self.indices.get(&data.receiver_index) != Some(&from) {
             return Err(Dropped::UnknownSession);
         }
@@ -754,18 +760,19 @@ impl Sessions {
             return Err(Dropped::UnknownSession);
         };
         let index = data.receiver_index;
-        let (slot, keys) = if let Some(k) = entry.current.as_mut().filter(|k| k.local_index == index) {
-            (Slot::Current, k)
-        } else if let Some(k) = entry.previous.as_mut().filter(|k| k.local_index == index) {
-            if now >= entry.previous_until_us {
-                return Err(Dropped::Expired);
-            }
-            (Slot::Previous, k)
-        } else if let Some(k) = entry.next.as_mut().filter(|k| k.local_index == index) {
-            (Slot::Next, k)
-        } else {
-            return Err(Dropped::UnknownSession);
-        };
+        let (slot, keys) =
+            if let Some(k) = entry.current.as_mut().filter(|k| k.local_index == index) {
+                (Slot::Current, k)
+            } else if let Some(k) = entry.previous.as_mut().filter(|k| k.local_index == index) {
+                if now >= entry.previous_until_us {
+                    return Err(Dropped::Expired);
+                }
+                (Slot::Previous, k)
+            } else if let Some(k) = entry.next.as_mut().filter(|k| k.local_index == index) {
+                (Slot::Next, k)
+            } else {
+                return Err(Dropped::UnknownSession);
+            };
         if keys.expired(now, config) {
             return Err(Dropped::Expired);
         }
@@ -787,9 +794,9 @@ impl Sessions {
                 }
             }
             Slot::Previous => {
-                let due = entry.last_confirm_keepalive_us.is_none_or(|last| {
-                    now.saturating_sub(last) >= CONFIRM_KEEPALIVE_INTERVAL_US
-                });
+                let due = entry
+                    .last_confirm_keepalive_us
+                    .is_none_or(|last| now.saturating_sub(last) >= CONFIRM_KEEPALIVE_INTERVAL_US);
                 if due && entry.current.as_ref().is_some_and(|k| k.initiated) {
                     entry.last_confirm_keepalive_us = Some(now);
                     self.send_keepalive(from, now);
@@ -833,7 +840,11 @@ impl Sessions {
             if entry.next.as_ref().is_some_and(|k| k.expired(now, &config)) {
                 retire(&mut entry.next, &mut self.indices);
             }
-            if entry.current.as_ref().is_some_and(|k| k.expired(now, &config)) {
+            if entry
+                .current
+                .as_ref()
+                .is_some_and(|k| k.expired(now, &config))
+            {
                 retire(&mut entry.current, &mut self.indices);
                 self.stats.sessions_expired += 1;
             }
@@ -866,17 +877,28 @@ impl Sessions {
         let config = &self.config;
         let peers = self.peers.values().flat_map(|entry| {
             [
-                entry.pending.as_ref().map(|p| p.sent_us + config.handshake_retry_us),
+                entry
+                    .pending
+                    .as_ref()
+                    .map(|p| p.sent_us.saturating_add(config.handshake_retry_us)),
                 entry.previous.as_ref().map(|_| entry.previous_until_us),
-                entry.next.as_ref().map(|k| k.created_us + config.reject_after_us),
-                entry.current.as_ref().map(|k| k.created_us + config.reject_after_us),
-                entry.is_idle().then_some(entry.last_active_us + config.reject_after_us),
+                entry
+                    .next
+                    .as_ref()
+                    .map(|k| k.created_us.saturating_add(config.reject_after_us)),
+                entry
+                    .current
+                    .as_ref()
+                    .map(|k| k.created_us.saturating_add(config.reject_after_us)),
+                entry
+                    .is_idle()
+                    .then_some(entry.last_active_us.saturating_add(config.reject_after_us)),
             ]
         });
         let fragments = self
             .reassembly
             .values()
-            .map(|partial| Some(partial.started_us + REASSEMBLY_TIMEOUT_US));
+            .map(|partial| Some(partial.started_us.saturating_add(REASSEMBLY_TIMEOUT_US)));
         peers.chain(fragments).flatten().min()
     }
 
@@ -896,7 +918,10 @@ impl Sessions {
             }
         }
         if seen != self.indices.len() {
-            return Err(format!("{} indices registered, {seen} in use", self.indices.len()));
+            return Err(format!(
+                "{} indices registered, {seen} in use",
+                self.indices.len()
+            ));
         }
         let queued: usize = self.peers.values().map(|e| e.queue.len()).sum();
         if queued != self.queued_total || queued > MAX_QUEUED_TOTAL {
@@ -916,7 +941,7 @@ impl Sessions {
         let index = self.new_index()?;
         let ephemeral = Ephemeral::generate(&mut *self.rng)?;
         let kem = KemSecret::generate()?;
-        let timestamp = now.max(self.last_init_timestamp_sent + 1);
+        let timestamp = now.max(self.last_init_timestamp_sent.saturating_add(1));
         let mut init = Init {
             initiator_index: index,
             initiator: self.local,
@@ -966,7 +991,7 @@ impl Sessions {
         if let Some(old) = entry.current.take() {
             retire(&mut entry.previous, &mut self.indices);
             entry.previous = Some(old);
-            entry.previous_until_us = now + self.config.grace_us;
+            entry.previous_until_us = now.saturating_add(self.config.grace_us);
             self.stats.rekeys += 1;
         }
         entry.last_confirm_keepalive_us = None;
@@ -979,7 +1004,11 @@ impl Sessions {
         let Some(entry) = self.peers.get_mut(&peer) else {
             return 0;
         };
-        let Some(keys) = entry.current.as_mut().filter(|k| k.can_send(now, &self.config)) else {
+        let Some(keys) = entry
+            .current
+            .as_mut()
+            .filter(|k| k.can_send(now, &self.config))
+        else {
             return 0;
         };
         let queue = std::mem::take(&mut entry.queue);
@@ -1097,7 +1126,11 @@ mod tests {
             let mut stats = Stats::default();
             stats.count(reason);
             assert_eq!(stats.dropped(reason), 1, "{reason:?}");
-            assert_eq!(stats.dropped_total(), 1, "{reason:?} also moved another counter");
+            assert_eq!(
+                stats.dropped_total(),
+                1,
+                "{reason:?} also moved another counter"
+            );
         }
     }
 }

@@ -9,21 +9,39 @@ use crate::support::{Node, Pair, SECOND, T0, directory, payloads};
 #[test]
 fn handshake_then_data_both_ways() {
     let mut pair = Pair::new(SessionConfig::default());
-    assert_eq!(pair.a.sessions.encrypt(pair.b.id, b"first", T0), Ok(Outgoing::Queued));
-    assert_eq!(pair.a.sessions.encrypt(pair.b.id, b"second", T0), Ok(Outgoing::Queued));
+    assert_eq!(
+        pair.a.sessions.encrypt(pair.b.id, b"first", T0),
+        Ok(Outgoing::Queued)
+    );
+    assert_eq!(
+        pair.a.sessions.encrypt(pair.b.id, b"second", T0),
+        Ok(Outgoing::Queued)
+    );
     let handshake = pair.a.drain();
     assert_eq!(handshake.len(), 2, "an initiation is two fragments");
-    assert!(handshake.iter().all(|t| t.bytes.len() == packet::INIT_FRAGMENT_BYTES));
+    assert!(
+        handshake
+            .iter()
+            .all(|t| t.bytes.len() == packet::INIT_FRAGMENT_BYTES)
+    );
     for t in &handshake {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
     }
     let response = pair.b.drain();
     assert_eq!(response.len(), 1);
     assert_eq!(response[0].bytes.len(), packet::RESPONSE_BYTES);
     // The responder holds its keys back until the initiator uses them.
-    assert_eq!(pair.b.sessions.encrypt(pair.a.id, b"early", T0), Ok(Outgoing::Queued));
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &response[0].bytes, T0),
+        pair.b.sessions.encrypt(pair.a.id, b"early", T0),
+        Ok(Outgoing::Queued)
+    );
+    assert_eq!(
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &response[0].bytes, T0),
         Ok(Incoming::Established { peer: pair.b.id })
     );
     let (at_a, at_b) = pair.pump(T0);
@@ -32,16 +50,35 @@ fn handshake_then_data_both_ways() {
 
     let sealed = pair.b.seal(pair.a.id, b"reply", T0 + 1);
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &sealed, T0 + 1),
-        Ok(Incoming::Data { peer: pair.b.id, plaintext: b"reply".to_vec() })
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &sealed, T0 + 1),
+        Ok(Incoming::Data {
+            peer: pair.b.id,
+            plaintext: b"reply".to_vec()
+        })
     );
-    let a = pair.a.sessions.session(&pair.b.id).expect("a has a session");
-    let b = pair.b.sessions.session(&pair.a.id).expect("b has a session");
-    assert_eq!((a.local_index, a.remote_index), (b.remote_index, b.local_index));
+    let a = pair
+        .a
+        .sessions
+        .session(&pair.b.id)
+        .expect("a has a session");
+    let b = pair
+        .b
+        .sessions
+        .session(&pair.a.id)
+        .expect("b has a session");
+    assert_eq!(
+        (a.local_index, a.remote_index),
+        (b.remote_index, b.local_index)
+    );
     assert!(a.initiated && !b.initiated);
     assert_eq!(pair.a.sessions.stats().handshakes_completed, 1);
     assert_eq!(pair.b.sessions.stats().handshakes_confirmed, 1);
-    assert_eq!(pair.a.sessions.stats().dropped_total() + pair.b.sessions.stats().dropped_total(), 0);
+    assert_eq!(
+        pair.a.sessions.stats().dropped_total() + pair.b.sessions.stats().dropped_total(),
+        0
+    );
     pair.a.sessions.validate().expect("a valid");
     pair.b.sessions.validate().expect("b valid");
 }
@@ -51,26 +88,56 @@ fn simultaneous_handshakes_converge_on_the_smaller_nodes_session() {
     // Fresh keys each round, so both orders of the two node ids occur.
     for _ in 0..4 {
         let mut pair = Pair::new(SessionConfig::default());
-        assert_eq!(pair.a.sessions.encrypt(pair.b.id, b"from a", T0), Ok(Outgoing::Queued));
-        assert_eq!(pair.b.sessions.encrypt(pair.a.id, b"from b", T0), Ok(Outgoing::Queued));
+        assert_eq!(
+            pair.a.sessions.encrypt(pair.b.id, b"from a", T0),
+            Ok(Outgoing::Queued)
+        );
+        assert_eq!(
+            pair.b.sessions.encrypt(pair.a.id, b"from b", T0),
+            Ok(Outgoing::Queued)
+        );
         let (at_a, at_b) = pair.pump(T0);
         assert_eq!(payloads(&at_b), vec![b"from a".to_vec()]);
         assert_eq!(payloads(&at_a), vec![b"from b".to_vec()]);
-        let a = pair.a.sessions.session(&pair.b.id).expect("a has a session");
-        let b = pair.b.sessions.session(&pair.a.id).expect("b has a session");
-        assert_eq!((a.local_index, a.remote_index), (b.remote_index, b.local_index));
+        let a = pair
+            .a
+            .sessions
+            .session(&pair.b.id)
+            .expect("a has a session");
+        let b = pair
+            .b
+            .sessions
+            .session(&pair.a.id)
+            .expect("b has a session");
+        assert_eq!(
+            (a.local_index, a.remote_index),
+            (b.remote_index, b.local_index)
+        );
         let a_is_smaller = pair.a.id < pair.b.id;
-        assert_eq!(a.initiated, a_is_smaller, "the smaller node's initiation wins");
+        assert_eq!(
+            a.initiated, a_is_smaller,
+            "the smaller node's initiation wins"
+        );
         assert_eq!(b.initiated, !a_is_smaller);
         assert!(!a.has_next && !b.has_next, "no second session left pending");
-        let collisions =
-            pair.a.sessions.stats().handshake_collisions + pair.b.sessions.stats().handshake_collisions;
+        let collisions = pair.a.sessions.stats().handshake_collisions
+            + pair.b.sessions.stats().handshake_collisions;
         assert_eq!(collisions, 2, "each side saw the crossing once");
         // Later traffic flows on that one session both ways.
         let sealed = pair.a.seal(pair.b.id, b"after", T0 + 1);
-        assert!(pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &sealed, T0 + 1).is_ok());
+        assert!(
+            pair.b
+                .sessions
+                .handle_incoming(&pair.dir, pair.a.id, &sealed, T0 + 1)
+                .is_ok()
+        );
         let sealed = pair.b.seal(pair.a.id, b"after", T0 + 1);
-        assert!(pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &sealed, T0 + 1).is_ok());
+        assert!(
+            pair.a
+                .sessions
+                .handle_incoming(&pair.dir, pair.b.id, &sealed, T0 + 1)
+                .is_ok()
+        );
         pair.a.sessions.validate().expect("a valid");
         pair.b.sessions.validate().expect("b valid");
     }
@@ -90,23 +157,38 @@ fn substituted_ephemeral_keys_are_refused() {
     // Mallory's own X25519 key: b refuses the initiation.
     init.x25519 = [0x42; 32];
     for fragment in init.fragments() {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_bad_signature, 1);
     // Mallory's own ML-KEM key, and re-signed with Mallory's node key: still refused.
     let mut init = Init::decode(&init_bytes).expect("decodes");
-    init.ml_kem_ek = session::crypto::KemSecret::generate().expect("keygen").encapsulation_key;
+    init.ml_kem_ek = session::crypto::KemSecret::generate()
+        .expect("keygen")
+        .encapsulation_key;
     init.signature = session::crypto::sign_init(&*mallory.keys, &init);
     for fragment in init.fragments() {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_bad_signature, 2);
     assert!(pair.b.drain().is_empty(), "nothing answered");
-    assert_eq!(pair.b.sessions.peer_count(), 0, "no state for forged initiations");
+    assert_eq!(
+        pair.b.sessions.peer_count(),
+        0,
+        "no state for forged initiations"
+    );
 
     // The genuine initiation goes through; Mallory swaps the responder's X25519 key.
     for t in &fragments {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
     }
     let response = pair.b.drain().remove(0);
     let Ok(Packet::Response(mut forged)) = packet::decode(&response.bytes) else {
@@ -114,7 +196,9 @@ fn substituted_ephemeral_keys_are_refused() {
     };
     forged.x25519 = [0x42; 32];
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &forged.encode(), T0),
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &forged.encode(), T0),
         Err(Dropped::BadSignature)
     );
     // And its ciphertext.
@@ -123,13 +207,17 @@ fn substituted_ephemeral_keys_are_refused() {
     };
     forged.ml_kem_ct[0] ^= 1;
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &forged.encode(), T0),
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &forged.encode(), T0),
         Err(Dropped::BadSignature)
     );
     assert!(pair.a.sessions.session(&pair.b.id).is_none());
     // The genuine response still completes the handshake afterwards.
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &response.bytes, T0),
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &response.bytes, T0),
         Ok(Incoming::Established { peer: pair.b.id })
     );
 }
@@ -140,17 +228,24 @@ fn initiations_from_unknown_or_impersonated_nodes_are_refused() {
     let mut stranger = Node::new(7, SessionConfig::default());
     let _ = stranger.sessions.encrypt(pair.b.id, b"hi", T0);
     for t in stranger.drain() {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, stranger.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, stranger.id, &t.bytes, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_unknown_peer, 1);
 
     // The stranger claims to be a: it cannot sign as a.
     let _ = pair.a.sessions.encrypt(pair.b.id, b"x", T0);
     let fragments = pair.a.drain();
-    let mut init = Init::decode(&reassembled(&fragments[0].bytes, &fragments[1].bytes)).expect("ok");
+    let mut init =
+        Init::decode(&reassembled(&fragments[0].bytes, &fragments[1].bytes)).expect("ok");
     init.signature = session::crypto::sign_init(&*stranger.keys, &init);
     for fragment in init.fragments() {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &fragment, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_bad_signature, 1);
 
@@ -158,14 +253,20 @@ fn initiations_from_unknown_or_impersonated_nodes_are_refused() {
     let mut lying = pair.dir.clone();
     lying.insert(pair.a.id, stranger.identity());
     for t in &fragments {
-        let _ = pair.b.sessions.handle_incoming(&lying, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&lying, pair.a.id, &t.bytes, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_unknown_peer, 2);
 
     // An initiation relayed under another source, or addressed to another node.
     let third = Node::new(8, SessionConfig::default());
     for t in &fragments {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, third.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, third.id, &t.bytes, T0);
     }
     assert_eq!(pair.b.sessions.stats().dropped_misdirected, 1);
     assert!(pair.b.drain().is_empty());
@@ -178,11 +279,17 @@ fn a_replayed_initiation_is_refused() {
     let _ = pair.a.sessions.encrypt(pair.b.id, b"x", T0);
     let fragments = pair.a.drain();
     for t in &fragments {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
     }
     assert_eq!(pair.b.drain().len(), 1);
     for t in &fragments {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0 + SECOND);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0 + SECOND);
     }
     assert_eq!(pair.b.sessions.stats().dropped_stale_init, 1);
     assert!(pair.b.drain().is_empty(), "a replay gets no response");
@@ -206,16 +313,28 @@ fn unanswered_handshakes_are_retried_then_given_up() {
     pair.a.sessions.handle_timeout(T0 + 3 * SECOND);
     assert!(pair.a.drain().is_empty());
     let stats = pair.a.sessions.stats();
-    assert_eq!((stats.handshake_retries, stats.handshake_timeouts, stats.queue_dropped), (2, 1, 1));
+    assert_eq!(
+        (
+            stats.handshake_retries,
+            stats.handshake_timeouts,
+            stats.queue_dropped
+        ),
+        (2, 1, 1)
+    );
     pair.a.sessions.validate().expect("valid");
 
     // The second attempt's answer arriving late is for a handshake already replaced.
     for t in &retry {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
     }
     let late = pair.b.drain();
     assert_eq!(
-        pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &late[0].bytes, T0 + 3 * SECOND),
+        pair.a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &late[0].bytes, T0 + 3 * SECOND),
         Err(Dropped::UnknownSession)
     );
 }
@@ -234,7 +353,10 @@ fn a_three_node_mesh_keeps_sessions_apart() {
         for t in a.drain() {
             moved = true;
             let target = if t.to == b.id { &mut b } else { &mut c };
-            delivered.push((t.to, target.sessions.handle_incoming(&dir, a.id, &t.bytes, T0)));
+            delivered.push((
+                t.to,
+                target.sessions.handle_incoming(&dir, a.id, &t.bytes, T0),
+            ));
         }
         for (node, peer_id) in [(&mut b, a.id), (&mut c, a.id)] {
             for t in node.drain() {
@@ -247,11 +369,26 @@ fn a_three_node_mesh_keeps_sessions_apart() {
             break;
         }
     }
-    assert!(delivered.contains(&(b.id, Ok(Incoming::Data { peer: a.id, plaintext: b"to b".to_vec() }))));
-    assert!(delivered.contains(&(c.id, Ok(Incoming::Data { peer: a.id, plaintext: b"to c".to_vec() }))));
+    assert!(delivered.contains(&(
+        b.id,
+        Ok(Incoming::Data {
+            peer: a.id,
+            plaintext: b"to b".to_vec()
+        })
+    )));
+    assert!(delivered.contains(&(
+        c.id,
+        Ok(Incoming::Data {
+            peer: a.id,
+            plaintext: b"to c".to_vec()
+        })
+    )));
     // A packet sealed for b and handed to c under a's name is refused by c.
     let sealed = a.seal(b.id, b"only b", T0);
-    assert_eq!(c.sessions.handle_incoming(&dir, a.id, &sealed, T0), Err(Dropped::UnknownSession));
+    assert_eq!(
+        c.sessions.handle_incoming(&dir, a.id, &sealed, T0),
+        Err(Dropped::UnknownSession)
+    );
 }
 
 fn reassembled(first: &[u8], second: &[u8]) -> Vec<u8> {

@@ -26,11 +26,21 @@ fn mutated_cases(mutations: Vec<(usize, u8, bool)>) -> Result<(), TestCaseError>
     let _ = pair.a.sessions.encrypt(pair.b.id, b"x", T0);
     let handshake = pair.a.drain();
     for t in &handshake {
-        let _ = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
+        let _ = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &t.bytes, T0);
     }
     let response = pair.b.drain();
-    let mut samples: Vec<Vec<u8>> = handshake.into_iter().chain(response).map(|t| t.bytes).collect();
-    let _ = pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &samples[2], T0);
+    let mut samples: Vec<Vec<u8>> = handshake
+        .into_iter()
+        .chain(response)
+        .map(|t| t.bytes)
+        .collect();
+    let _ = pair
+        .a
+        .sessions
+        .handle_incoming(&pair.dir, pair.b.id, &samples[2], T0);
     samples.extend(pair.a.drain().into_iter().map(|t| t.bytes));
     for (i, (position, xor, truncate)) in mutations.into_iter().enumerate() {
         let mut bytes = samples[i % samples.len()].clone();
@@ -40,10 +50,22 @@ fn mutated_cases(mutations: Vec<(usize, u8, bool)>) -> Result<(), TestCaseError>
         } else {
             bytes[position] ^= xor.max(1);
         }
-        let at_b = pair.b.sessions.handle_incoming(&pair.dir, pair.a.id, &bytes, T0);
-        let at_a = pair.a.sessions.handle_incoming(&pair.dir, pair.b.id, &bytes, T0);
-        prop_assert!(!matches!(at_b, Ok(session::Incoming::Data { .. })), "{at_b:?}");
-        prop_assert!(!matches!(at_a, Ok(session::Incoming::Data { .. })), "{at_a:?}");
+        let at_b = pair
+            .b
+            .sessions
+            .handle_incoming(&pair.dir, pair.a.id, &bytes, T0);
+        let at_a = pair
+            .a
+            .sessions
+            .handle_incoming(&pair.dir, pair.b.id, &bytes, T0);
+        prop_assert!(
+            !matches!(at_b, Ok(session::Incoming::Data { .. })),
+            "{at_b:?}"
+        );
+        prop_assert!(
+            !matches!(at_a, Ok(session::Incoming::Data { .. })),
+            "{at_a:?}"
+        );
         pair.a.sessions.validate().map_err(TestCaseError::fail)?;
         pair.b.sessions.validate().map_err(TestCaseError::fail)?;
     }

@@ -82,11 +82,19 @@ impl Pair {
             }
             for t in from_a {
                 assert_eq!(t.to, self.b.id);
-                at_b.push(self.b.sessions.handle_incoming(&self.dir, self.a.id, &t.bytes, now));
+                at_b.push(
+                    self.b
+                        .sessions
+                        .handle_incoming(&self.dir, self.a.id, &t.bytes, now),
+                );
             }
             for t in from_b {
                 assert_eq!(t.to, self.a.id);
-                at_a.push(self.a.sessions.handle_incoming(&self.dir, self.b.id, &t.bytes, now));
+                at_a.push(
+                    self.a
+                        .sessions
+                        .handle_incoming(&self.dir, self.b.id, &t.bytes, now),
+                );
             }
         }
         panic!("the two nodes never went quiet");
