@@ -33,5 +33,6 @@ pub use crypto::{CryptoError, NodeSigner, PeerIdentity};
 pub use packet::{DecodeError, MAX_PACKET_BYTES, MAX_PLAINTEXT_BYTES};
 pub use rng::{RandomError, RngSource, SeededRng, SystemRng};
 pub use sessions::{
-    Dropped, Incoming, Outgoing, PeerDirectory, SessionError, Sessions, Stats, Transmit,
+    Dropped, Incoming, Outgoing, PeerDirectory, SessionError, SessionInfo, Sessions, Stats,
+    Transmit,
 };

@@ -58,20 +58,7 @@ fn handshake_then_data_both_ways() {
             plaintext: b"reply".to_vec()
         })
     );
-    let a = pair
-        .a
-        .sessions
-        .session(&pair.b.id)
-        .expect("a has a session");
-    let b = pair
-        .b
-        .sessions
-        .session(&pair.a.id)
-        .expect("b has a session");
-    assert_eq!(
-        (a.local_index, a.remote_index),
-        (b.remote_index, b.local_index)
-    );
+    let (a, b) = pair.agreed_session();
     assert!(a.initiated && !b.initiated);
     assert_eq!(pair.a.sessions.stats().handshakes_completed, 1);
     assert_eq!(pair.b.sessions.stats().handshakes_confirmed, 1);
@@ -99,20 +86,7 @@ fn simultaneous_handshakes_converge_on_the_smaller_nodes_session() {
         let (at_a, at_b) = pair.pump(T0);
         assert_eq!(payloads(&at_b), vec![b"from a".to_vec()]);
         assert_eq!(payloads(&at_a), vec![b"from b".to_vec()]);
-        let a = pair
-            .a
-            .sessions
-            .session(&pair.b.id)
-            .expect("a has a session");
-        let b = pair
-            .b
-            .sessions
-            .session(&pair.a.id)
-            .expect("b has a session");
-        assert_eq!(
-            (a.local_index, a.remote_index),
-            (b.remote_index, b.local_index)
-        );
+        let (a, b) = pair.agreed_session();
         let a_is_smaller = pair.a.id < pair.b.id;
         assert_eq!(
             a.initiated, a_is_smaller,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use identity::KeySet;
+use session::sessions::SessionInfo;
 use session::{
     Dropped, Incoming, Outgoing, PeerIdentity, SeededRng, SessionConfig, Sessions, Transmit,
 };
@@ -98,6 +99,26 @@ impl Pair {
             }
         }
         panic!("the two nodes never went quiet");
+    }
+
+    /// Both sides' current sessions, checked to be the same session (each side's index is the
+    /// other's remote index).
+    pub fn agreed_session(&self) -> (SessionInfo, SessionInfo) {
+        let a = self
+            .a
+            .sessions
+            .session(&self.b.id)
+            .expect("a has a session");
+        let b = self
+            .b
+            .sessions
+            .session(&self.a.id)
+            .expect("b has a session");
+        assert_eq!(
+            (a.local_index, a.remote_index),
+            (b.remote_index, b.local_index)
+        );
+        (a, b)
     }
 
     /// Establishes a session initiated by `a` and returns b's and a's accepted payloads.
