@@ -287,6 +287,11 @@ impl NetnsMesh {
         Ok(())
     }
 
+    /// Node `position`'s daemon process id, if it runs.
+    pub fn pid(&self, position: usize) -> Option<u32> {
+        self.nodes[position].child.as_ref().map(Child::id)
+    }
+
     /// SIGKILLs node `position`'s daemon, leaving its links up.
     pub fn kill(&mut self, position: usize) {
         if let Some(mut child) = self.nodes[position].child.take() {

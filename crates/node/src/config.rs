@@ -590,6 +590,7 @@ mod tests {
             example,
             NodeConfig {
                 bootstrap: Some(PathBuf::from("/etc/x0/nodes.json")),
+                policy_file: Some(PathBuf::from("/etc/x0/policy.yaml")),
                 ..defaults
             }
         );
@@ -635,8 +636,20 @@ mod tests {
                 "node_config.network.listne: unknown field `listne`",
             ),
             (
-                "node_config:\n  security: {}\n",
-                "node_config.security: unknown field `security`",
+                "node_config:\n  mapk: {}\n",
+                "node_config.mapk: unknown field `mapk`",
+            ),
+            (
+                "node_config:\n  security: { pq_onyl: true }\n",
+                "node_config.security.pq_onyl: unknown field `pq_onyl`",
+            ),
+            (
+                "node_config:\n  security: { svid_ttl_seconds: 1 }\n",
+                "node_config.security.svid_ttl_seconds: 1 is out of range",
+            ),
+            (
+                "node_config:\n  network: { tun: maybe }\n",
+                "node_config.network.tun: \"maybe\" is not one of auto, on, off",
             ),
             (
                 "node_config:\n  network: { listen: 'localhost' }\n",
