@@ -67,9 +67,9 @@ impl Cluster {
         config
     }
 
-    /// The redb file of node `id`.
+    /// The store directory of node `id`.
     pub fn path(&self, id: NodeId) -> PathBuf {
-        self.dir.join(format!("node-{id}.redb"))
+        self.dir.join(format!("node-{id}"))
     }
 
     /// The network, for partitions.

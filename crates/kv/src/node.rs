@@ -2,7 +2,7 @@
 //!
 //! Hosting contract (what the node runtime does):
 //! 1. [`KvNode::open`] with a [`KvConfig`] (its id, the address peers and clients are pointed
-//!    to, the redb file) and a [`RaftTransport`] for outgoing RPCs. A corrupted file is refused
+//!    to, the store directory) and a [`RaftTransport`] for outgoing RPCs. A corrupted file is refused
 //!    here ([`KvError::Corrupted`]) and the node must not serve.
 //! 2. Feed every incoming Raft RPC to [`KvNode::handle_rpc`] and send back its bytes.
 //! 3. Once, on one node of a new group: [`KvNode::initialize`] with the voters.
@@ -51,7 +51,7 @@ pub struct KvConfig {
     pub id: NodeId,
     /// Where clients and peers reach this node (returned in leader hints).
     pub address: String,
-    /// The redb file.
+    /// The store directory (`log.redb` and `state.redb`).
     pub path: PathBuf,
     /// Leader heartbeat period.
     pub heartbeat: Duration,

@@ -1,20 +1,22 @@
 //! redb-backed Raft storage: the log (with vote, committed id and purge point) and the key-value
-//! state machine (with leases, snapshots and watch events), in one file.
+//! state machine (with leases, snapshots and watch events).
 //!
-//! Layout of the file (tables):
-//! - `raft_log`: log index → JSON entry;
-//! - `raft_meta`: `vote`, `committed`, `purged` → JSON log ids;
-//! - `kv`: key → record (8-byte LE revision, 8-byte LE lease id or 0, value bytes);
-//! - `leases`: lease id → (ttl ms, attached key count);
-//! - `lease_keys`: (lease id, key) → (), to delete a lease's keys without a scan;
-//! - `sm_meta`: `applied`, `membership`, `bytes` (keys + values stored), `snapshot` (the last
-//!   built or installed snapshot: meta and data).
+//! Layout: a directory with two redb files, so state-machine commits never wait behind a log
+//! fsync (redb has one writer per file).
+//! - `log.redb`: `raft_log` (log index → JSON entry) and `raft_meta` (`vote`, `committed`,
+//!   `purged` → JSON);
+//! - `state.redb`: `kv` (key → 8-byte LE revision, 8-byte LE lease id or 0, value bytes),
+//!   `leases` (lease id → ttl ms, attached key count), `lease_keys` ((lease id, key) → (), to
+//!   delete a lease's keys without a scan), `sm_meta` (`applied`, `membership`, `bytes` (keys + values stored), `snapshot` (the last
+//!   built or installed snapshot: meta and data)).
 //!
 //! Durability: log appends, votes and snapshot installs commit with fsync (`Durability::Immediate`)
-//! before openraft is told they are done. State-machine applies commit without fsync: a redb
-//! commit is ordered after every earlier one, so the next fsync'd log append makes them durable,
-//! and after a crash openraft re-applies from the log anything the state machine lost (the log is
-//! only purged up to a snapshot, and a snapshot is fsync'd).
+//! before openraft is told they are done; log writes are group-committed by one writer thread
+//! (see [`LogStore`]). State-machine applies commit without fsync: after a crash `state.redb`
+//! is back at its last fsync'd commit, a consistent state whose `applied` id says where it is,
+//! and openraft re-applies the rest from the log. The log is purged only behind a snapshot, and
+//! storing a snapshot is an fsync'd commit of `state.redb` (which makes every earlier apply
+//! durable too), so the entries to re-apply are always still in the log.
 //!
 //! Every redb call runs on tokio's blocking pool: an fsync must not stall the async workers that
 //! carry heartbeats.
@@ -36,6 +38,7 @@ use openraft::{
 };
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -143,60 +146,96 @@ async fn blocking<T: Send + 'static>(
         .and_then(|r| r)
 }
 
-/// The open store file shared by the log, the state machine and local reads.
+/// The open store: two redb files in one directory, shared by the log, the state machine and
+/// local reads.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: Arc<Database>,
+    /// `log.redb`: `raft_log`, `raft_meta`.
+    log: Arc<Database>,
+    /// `state.redb`: `kv`, `leases`, `lease_keys`, `sm_meta`.
+    sm: Arc<Database>,
+}
+
+fn open_file(path: &Path) -> Result<Database, OpenError> {
+    let name = path.display().to_string();
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OpenError::Busy(name)),
+        Err(e) => Err(OpenError::Corrupted {
+            path: name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Opens every table and parses every metadata record of one file.
+fn verify(
+    db: &Database,
+    tables: &[&str],
+    meta: TableDefinition<&str, &[u8]>,
+    keys: &[&str],
+) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        for name in tables {
+            match *name {
+                "raft_log" => drop(txn.open_table(LOG).map_err(|e| e.to_string())?),
+                "kv" => drop(txn.open_table(KV).map_err(|e| e.to_string())?),
+                "leases" => drop(txn.open_table(LEASES).map_err(|e| e.to_string())?),
+                _ => drop(txn.open_table(LEASE_KEYS).map_err(|e| e.to_string())?),
+            }
+        }
+        let meta = txn.open_table(meta).map_err(|e| e.to_string())?;
+        for key in keys {
+            if let Some(v) = meta.get(*key).map_err(|e| e.to_string())? {
+                serde_json::from_slice::<serde_json::Value>(v.value())
+                    .map_err(|e| format!("metadata {key}: {e}"))?;
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path` and checks it: redb verifies its checksums and
-    /// structure on open; then every table must open and every metadata record must parse.
-    /// Any failure is [`OpenError::Corrupted`]: the node must refuse to serve from it.
-    pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let name = path.display().to_string();
-        let corrupted = |reason: String| OpenError::Corrupted {
-            path: name.clone(),
+    /// Opens (or creates) the store in directory `dir` and checks it: redb verifies its
+    /// checksums and structure on open; then every table must open and every metadata record
+    /// must parse. Any failure is [`OpenError::Corrupted`]: the node must refuse to serve from it.
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Corrupted {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let log_path = dir.join("log.redb");
+        let sm_path = dir.join("state.redb");
+        let log = open_file(&log_path)?;
+        let sm = open_file(&sm_path)?;
+        let corrupted = |path: &Path, reason: String| OpenError::Corrupted {
+            path: path.display().to_string(),
             reason,
         };
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(OpenError::Busy(name)),
-            Err(e) => return Err(corrupted(e.to_string())),
-        };
-        let store = Self { db: Arc::new(db) };
-        store.init_and_verify().map_err(corrupted)?;
-        Ok(store)
-    }
-
-    fn init_and_verify(&self) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        {
-            txn.open_table(LOG).map_err(|e| e.to_string())?;
-            let raft_meta = txn.open_table(RAFT_META).map_err(|e| e.to_string())?;
-            txn.open_table(KV).map_err(|e| e.to_string())?;
-            txn.open_table(LEASES).map_err(|e| e.to_string())?;
-            txn.open_table(LEASE_KEYS).map_err(|e| e.to_string())?;
-            let sm_meta = txn.open_table(SM_META).map_err(|e| e.to_string())?;
-            for key in ["vote", "committed", "purged"] {
-                if let Some(v) = raft_meta.get(key).map_err(|e| e.to_string())? {
-                    serde_json::from_slice::<serde_json::Value>(v.value())
-                        .map_err(|e| format!("raft_meta/{key}: {e}"))?;
-                }
-            }
-            for key in ["applied", "membership", "snapshot"] {
-                if let Some(v) = sm_meta.get(key).map_err(|e| e.to_string())? {
-                    serde_json::from_slice::<serde_json::Value>(v.value())
-                        .map_err(|e| format!("sm_meta/{key}: {e}"))?;
-                }
-            }
-        }
-        txn.commit().map_err(|e| e.to_string())
+        verify(
+            &log,
+            &["raft_log"],
+            RAFT_META,
+            &["vote", "committed", "purged"],
+        )
+        .map_err(|e| corrupted(&log_path, e))?;
+        verify(
+            &sm,
+            &["kv", "leases", "lease_keys"],
+            SM_META,
+            &["applied", "membership", "snapshot", "bytes"],
+        )
+        .map_err(|e| corrupted(&sm_path, e))?;
+        Ok(Self {
+            log: Arc::new(log),
+            sm: Arc::new(sm),
+        })
     }
 
     /// Reads one key from the local state machine (no consensus round; see `KvNode::get`).
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, SErr> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let txn = self.sm.begin_read().map_err(read_err)?;
         let table = txn.open_table(KV).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
             Some(v) => decode_record(v.value())
@@ -213,7 +252,7 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Versioned)>, SErr> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let txn = self.sm.begin_read().map_err(read_err)?;
         let table = txn.open_table(KV).map_err(read_err)?;
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
@@ -236,7 +275,7 @@ impl Store {
 
     /// Live leases and their TTLs, at most `limit` of them.
     pub fn leases(&self, limit: usize) -> Result<Vec<(LeaseId, u64)>, SErr> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let txn = self.sm.begin_read().map_err(read_err)?;
         let table = txn.open_table(LEASES).map_err(read_err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(read_err)?.take(limit) {
@@ -251,7 +290,12 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, SErr> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let db = if table.name() == RAFT_META.name() {
+            &self.log
+        } else {
+            &self.sm
+        };
+        let txn = db.begin_read().map_err(read_err)?;
         let t = txn.open_table(table).map_err(read_err)?;
         match t.get(key).map_err(read_err)? {
             Some(v) => serde_json::from_slice(v.value())
@@ -268,7 +312,7 @@ impl Store {
         value: &T,
     ) -> Result<(), SErr> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let db = self.db.clone();
+        let db = self.sm.clone();
         blocking(move || {
             let txn = db.begin_write().map_err(write_err)?;
             txn.open_table(table)
@@ -284,17 +328,155 @@ impl Store {
 // ---------------------------------------------------------------------------------------------
 // Log storage
 
+/// Log writes waiting for the writer thread; a full queue makes `append` wait, which is
+/// openraft's back-pressure. 1024 appends are far more than one fsync's worth of work.
+const LOG_QUEUE: usize = 1024;
+
+/// Queued log writes folded into one redb transaction (one fsync).
+const MAX_GROUP_COMMIT: usize = 1024;
+
+/// Non-append log writes; the caller waits for them.
+enum SyncWrite {
+    Meta(&'static str, Vec<u8>),
+    Truncate(u64),
+    Purge(u64, Vec<u8>),
+}
+
+enum LogWrite {
+    Append {
+        entries: Vec<(LogId<NodeId>, Vec<u8>)>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Sync {
+        write: SyncWrite,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Entries handed to the writer but not yet committed, so readers see every appended entry.
+/// Bounded by the queue: at most [`LOG_QUEUE`] appends of at most one RPC's entries each.
+type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>;
+
+fn lock_pending(
+    pending: &Pending,
+) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Entry<TypeConfig>>> {
+    // Every update is a single insert or remove, so a poisoned map is still consistent.
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The Raft log on the store (openraft's `RaftLogStorage`).
-#[derive(Clone, Debug)]
+///
+/// Writes go, in call order, to one writer thread that folds everything queued into one redb
+/// transaction and one fsync (group commit): `append` returns once queued and openraft learns
+/// of durability through the flush callback; votes, committed ids, truncation and purge wait for
+/// their commit. Until an appended entry is committed it is served from an in-memory overlay.
+#[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    queue: tokio::sync::mpsc::Sender<LogWrite>,
+    pending: Pending,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
 }
 
 impl LogStore {
-    /// The log of `store`.
+    /// The log of `store`; starts its writer thread, which ends when the last clone is dropped.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let (queue, rx) = tokio::sync::mpsc::channel(LOG_QUEUE);
+        let pending = Pending::default();
+        let db = store.log.clone();
+        let overlay = pending.clone();
+        std::thread::Builder::new()
+            .name("kv-log-writer".into())
+            .spawn(move || log_writer(db, rx, overlay))
+            .map(drop)
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the log writer"));
+        Self {
+            store,
+            queue,
+            pending,
+        }
     }
+
+    async fn sync(&self, write: SyncWrite) -> Result<(), SErr> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let gone = || write_err(Corrupt("log writer stopped".into()));
+        self.queue
+            .send(LogWrite::Sync { write, done })
+            .await
+            .map_err(|_| gone())?;
+        wait.await
+            .map_err(|_| gone())?
+            .map_err(|e| write_err(Corrupt(e)))
+    }
+}
+
+fn log_writer(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<LogWrite>, pending: Pending) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP_COMMIT {
+            match rx.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        for write in batch {
+            match write {
+                LogWrite::Append { entries, callback } => {
+                    if result.is_ok() {
+                        let mut overlay = lock_pending(&pending);
+                        for (log_id, _) in &entries {
+                            // A truncation may have replaced the entry at this index since.
+                            if overlay.get(&log_id.index).map(|e| e.log_id) == Some(*log_id) {
+                                overlay.remove(&log_id.index);
+                            }
+                        }
+                    }
+                    callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+                LogWrite::Sync { done, .. } => {
+                    // The caller may have been cancelled; nobody waits then.
+                    let _ = done.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[LogWrite]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(RAFT_META)?;
+        for write in batch {
+            match write {
+                LogWrite::Append { entries, .. } => {
+                    for (log_id, bytes) in entries {
+                        log.insert(log_id.index, bytes.as_slice())?;
+                    }
+                }
+                LogWrite::Sync { write, .. } => match write {
+                    SyncWrite::Meta(key, bytes) => {
+                        meta.insert(*key, bytes.as_slice())?;
+                    }
+                    SyncWrite::Truncate(index) => log.retain_in(*index.., |_, _| false)?,
+                    SyncWrite::Purge(index, bytes) => {
+                        meta.insert("purged", bytes.as_slice())?;
+                        log.retain_in(..=*index, |_, _| false)?;
+                    }
+                },
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -302,10 +484,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        // The overlay is copied before the file is read: an entry committed in between is then
+        // in the copy, and one committed before is in the file.
+        let overlay: Vec<Entry<TypeConfig>> = lock_pending(&self.pending)
+            .range(range.clone())
+            .map(|(_, e)| e.clone())
+            .collect();
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        let db = self.store.db.clone();
-        blocking(move || {
+        let db = self.store.log.clone();
+        let stored: Vec<Entry<TypeConfig>> = blocking(move || {
             let txn = db.begin_read().map_err(read_err)?;
             let table = txn.open_table(LOG).map_err(read_err)?;
             let mut out = Vec::new();
@@ -315,7 +503,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             Ok(out)
         })
-        .await
+        .await?;
+        let mut merged: std::collections::BTreeMap<u64, Entry<TypeConfig>> =
+            stored.into_iter().map(|e| (e.log_id.index, e)).collect();
+        for entry in overlay {
+            merged.insert(entry.log_id.index, entry);
+        }
+        Ok(merged.into_values().collect())
     }
 }
 
@@ -323,8 +517,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
+        let queued = lock_pending(&self.pending)
+            .last_key_value()
+            .map(|(_, e)| e.log_id);
         let purged: Option<LogId<NodeId>> = self.store.meta(RAFT_META, "purged")?;
-        let db = self.store.db.clone();
+        let db = self.store.log.clone();
         let last = blocking(move || {
             let txn = db.begin_read().map_err(read_err)?;
             let table = txn.open_table(LOG).map_err(read_err)?;
@@ -338,7 +535,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await?;
         Ok(LogState {
             last_purged_log_id: purged,
-            last_log_id: last.or(purged),
+            last_log_id: queued.max(last).or(purged),
         })
     }
 
@@ -347,7 +544,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
-        self.store.put_meta(RAFT_META, "vote", vote).await
+        let bytes = serde_json::to_vec(vote).map_err(write_err)?;
+        self.sync(SyncWrite::Meta("vote", bytes)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
@@ -355,9 +553,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.store
-            .put_meta(RAFT_META, "committed", &committed)
-            .await
+        let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
+        self.sync(SyncWrite::Meta("committed", bytes)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
@@ -373,59 +570,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut overlay = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-            encoded.push((entry.log_id.index, bytes));
+            encoded.push((entry.log_id, bytes));
+            overlay.push(entry);
         }
-        let db = self.store.db.clone();
-        // Awaited here so appends stay in order; the fsync happens before the callback fires.
-        let result = blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
-                for (index, bytes) in &encoded {
-                    table.insert(index, bytes.as_slice()).map_err(write_err)?;
-                }
+        {
+            let mut pending = lock_pending(&self.pending);
+            for entry in overlay {
+                pending.insert(entry.log_id.index, entry);
             }
-            txn.commit().map_err(write_err)
-        })
-        .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
         }
-        result
+        self.queue
+            .send(LogWrite::Append {
+                entries: encoded,
+                callback,
+            })
+            .await
+            .map_err(|_| write_err(Corrupt("log writer stopped".into())))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        let db = self.store.db.clone();
-        blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
-            txn.open_table(LOG)
-                .map_err(write_err)?
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
-            txn.commit().map_err(write_err)
-        })
-        .await
+        lock_pending(&self.pending).retain(|index, _| *index < log_id.index);
+        self.sync(SyncWrite::Truncate(log_id.index)).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
-        let db = self.store.db.clone();
-        blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
-            txn.open_table(RAFT_META)
-                .map_err(write_err)?
-                .insert("purged", bytes.as_slice())
-                .map_err(write_err)?;
-            txn.open_table(LOG)
-                .map_err(write_err)?
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
-            txn.commit().map_err(write_err)
-        })
-        .await
+        self.sync(SyncWrite::Purge(log_id.index, bytes)).await
     }
 }
 
@@ -710,7 +883,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.store.db.clone();
+        let db = self.store.sm.clone();
         let (replies, events) = blocking(move || {
             let mut txn = db.begin_write().map_err(write_err)?;
             // Made durable by the next fsync'd log commit; see the module doc.
@@ -786,7 +959,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied = serde_json::to_vec(&meta.last_log_id).map_err(write_err)?;
         let membership = serde_json::to_vec(&meta.last_membership).map_err(write_err)?;
         let signature = meta.signature();
-        let db = self.store.db.clone();
+        let db = self.store.sm.clone();
         blocking(move || {
             let fail = |e: &dyn std::error::Error| -> SErr {
                 StorageIOError::write_snapshot(Some(signature.clone()), &Corrupt(e.to_string()))
@@ -852,7 +1025,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
-        let db = self.store.db.clone();
+        let db = self.store.sm.clone();
         let (data, applied, membership) = blocking(move || {
             // One read transaction: the data and the applied id are one consistent state.
             let txn = db.begin_read().map_err(read_err)?;

@@ -424,7 +424,7 @@ async fn a_corrupted_store_refuses_to_serve() {
     let c = cluster(&dir, &[1], 10_000).await;
     leader(&c).await.put(b"k", b"v", None).await.expect("put");
     c.crash(1).await;
-    let path = c.path(1);
+    let path = c.path(1).join("log.redb");
     let mut bytes = std::fs::read(&path).expect("read file");
     for b in bytes.iter_mut().take(4096) {
         *b ^= 0xFF;

@@ -15,7 +15,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<kv::NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("raft.redb")).expect("fresh store opens");
+        let store = Store::open(dir.path()).expect("fresh store opens");
         let (events, _) = broadcast::channel(16);
         Ok((
             dir,
@@ -33,10 +33,16 @@ fn openraft_storage_suite_passes() {
 }
 
 #[test]
-fn corrupted_file_is_refused_at_open() {
+fn corrupted_files_are_refused_at_open() {
+    for file in ["log.redb", "state.redb"] {
+        corrupted_file_is_refused(file);
+    }
+}
+
+fn corrupted_file_is_refused(name: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("raft.redb");
-    drop(Store::open(&path).expect("fresh store opens"));
+    drop(Store::open(dir.path()).expect("fresh store opens"));
+    let path = dir.path().join(name);
     let len = std::fs::metadata(&path).expect("file exists").len();
     assert!(len > 4096, "store file unexpectedly small: {len}");
     // Overwrite the header region, where redb keeps its magic number and root pointers.
@@ -46,8 +52,11 @@ fn corrupted_file_is_refused_at_open() {
         .expect("open for write");
     file.write_all(&[0xAB; 512]).expect("overwrite");
     drop(file);
-    match Store::open(&path) {
-        Err(OpenError::Corrupted { reason, .. }) => assert!(!reason.is_empty()),
+    match Store::open(dir.path()) {
+        Err(OpenError::Corrupted { path: bad, reason }) => {
+            assert!(bad.ends_with(name), "{bad}");
+            assert!(!reason.is_empty());
+        }
         other => panic!("corrupted file must be refused, got {other:?}"),
     }
 }
