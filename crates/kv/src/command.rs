@@ -53,6 +53,9 @@ pub enum Command {
         /// The lease.
         id: LeaseId,
     },
+    /// Commands from concurrent clients proposed as one log entry (one fsync and one round of
+    /// replication for all); applied in order, all at the entry's revision.
+    Batch(Vec<Command>),
     /// Proposed by the leader when leases ran out: deletes them and their keys on every replica
     /// at this entry's index.
     LeaseExpire {
@@ -109,6 +112,8 @@ pub enum Reply {
         /// Why.
         reason: Rejection,
     },
+    /// The replies of a [`Command::Batch`], in order.
+    Batch(Vec<Reply>),
     /// A blank or membership entry.
     Internal {
         /// Its revision.
@@ -159,9 +164,12 @@ pub enum LimitError {
     /// A list page size of zero or over the bound.
     #[error("page size {0} outside 1..={max}", max = crate::limits::MAX_LIST_PAGE)]
     BadPage(usize),
-    /// Too many lease ids in one command.
-    #[error("{0} lease ids in one command exceed the limit")]
+    /// Too many lease ids or batched commands in one command.
+    #[error("{0} items in one command exceed the limit")]
     TooManyIds(usize),
+    /// A batch inside a batch.
+    #[error("nested batch")]
+    NestedBatch,
 }
 
 /// Checks a key against the limits.
@@ -213,6 +221,32 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Batch(commands) => {
+                if commands.len() > crate::limits::MAX_BATCH_COMMANDS {
+                    return Err(LimitError::TooManyIds(commands.len()));
+                }
+                for command in commands {
+                    if matches!(command, Command::Batch(_)) {
+                        return Err(LimitError::NestedBatch);
+                    }
+                    command.validate()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes of keys and values the command carries, for batch sizing.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Put { key, value, .. } => key.len() + value.len(),
+            Command::Delete { key } => key.len(),
+            Command::Cas { key, expected, new } => {
+                key.len() + expected.as_ref().map_or(0, Vec::len) + new.len()
+            }
+            Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 16,
+            Command::LeaseExpire { ids } => 8 * ids.len(),
+            Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
         }
     }
 }
@@ -285,6 +319,30 @@ mod tests {
         assert_eq!(
             Command::LeaseGrant { ttl_ms: 0 }.validate(),
             Err(LimitError::BadTtl(0))
+        );
+    }
+
+    #[test]
+    fn batches_are_bounded_flat_and_checked_member_by_member() {
+        let put = |n: usize| Command::Put {
+            key: b"k".to_vec(),
+            value: vec![0; n],
+            lease: None,
+        };
+        assert_eq!(Command::Batch(vec![put(1), put(2)]).validate(), Ok(()));
+        assert_eq!(Command::Batch(vec![put(1), put(2)]).payload_bytes(), 5);
+        assert_eq!(
+            Command::Batch(vec![Command::Batch(vec![])]).validate(),
+            Err(LimitError::NestedBatch)
+        );
+        assert_eq!(
+            Command::Batch(vec![put(MAX_VALUE_BYTES + 1)]).validate(),
+            Err(LimitError::ValueTooLong(MAX_VALUE_BYTES + 1))
+        );
+        let many = crate::limits::MAX_BATCH_COMMANDS + 1;
+        assert_eq!(
+            Command::Batch(vec![put(0); many]).validate(),
+            Err(LimitError::TooManyIds(many))
         );
     }
 

@@ -26,13 +26,29 @@ pub const MAX_LEASE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Leases ended by one expiry entry, so one entry's apply stays short.
 pub const MAX_EXPIRE_BATCH: usize = 256;
 
+/// Commands of concurrent clients folded into one log entry. openraft 0.9 waits for each
+/// append's fsync before the next, so batching is what lets many clients share one fsync.
+pub const MAX_BATCH_COMMANDS: usize = 256;
+
+/// Key and value bytes in one batched entry; a single command up to the value limit always
+/// fits on its own.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Batches proposed at once per node; more waiting clients make the next batches larger.
+pub const MAX_INFLIGHT_BATCHES: usize = 8;
+
+/// Write requests waiting to be batched; a full queue makes callers wait (back-pressure).
+pub const PROPOSAL_QUEUE: usize = 4096;
+
 /// Largest Raft RPC message in either direction. Entries per append are capped
-/// ([`MAX_PAYLOAD_ENTRIES`]) and values are hex in JSON (2 bytes per byte), so an append stays
-/// under about 32 × 130 KiB ≈ 4.2 MiB; snapshots travel in chunks of [`SNAPSHOT_CHUNK_BYTES`].
+/// ([`MAX_PAYLOAD_ENTRIES`]), an entry carries at most [`MAX_BATCH_BYTES`] of data (or one
+/// command at the value limit) and bytes are hex in JSON (2 characters per byte), so an append
+/// stays under about 16 × 2 × 256 KiB = 8 MiB plus framing; snapshots travel in chunks of
+/// [`SNAPSHOT_CHUNK_BYTES`].
 pub const MAX_RPC_BYTES: usize = 16 * 1024 * 1024;
 
 /// Entries per AppendEntries RPC (openraft's `max_payload_entries`).
-pub const MAX_PAYLOAD_ENTRIES: u64 = 32;
+pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
 
 /// Snapshot chunk per InstallSnapshot RPC.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;

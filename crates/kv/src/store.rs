@@ -553,8 +553,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
+        // Queued, not awaited: openraft calls this on every commit advance and waits for it, and
+        // an fsync each time would serialize all writes. Losing the latest value in a crash is
+        // harmless: an older committed id is still a committed id, and openraft re-learns the
+        // rest from the leader.
         let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
-        self.sync(SyncWrite::Meta("committed", bytes)).await
+        let (done, _) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(LogWrite::Sync {
+                write: SyncWrite::Meta("committed", bytes),
+                done,
+            })
+            .await
+            .map_err(|_| write_err(Corrupt("log writer stopped".into())))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
@@ -853,6 +864,16 @@ fn apply_command(
             events,
             ids,
         )?,
+
+        Command::Batch(commands) => {
+            // Each command opens the tables itself; redb refuses a table opened twice.
+            drop((kv, leases, lease_keys));
+            let mut replies = Vec::with_capacity(commands.len());
+            for command in commands {
+                replies.push(apply_command(txn, revision, command, bytes_used, events)?);
+            }
+            return Ok(Reply::Batch(replies));
+        }
     };
     Ok(reply)
 }
