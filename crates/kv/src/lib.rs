@@ -1,7 +1,8 @@
 //! Replicated key-value store: openraft over redb storage, leases, watches, and a
 //! linearizability checker.
 //!
-//! - [`store`]: the redb file holding the Raft log and the state machine (layout in its doc);
+//! - [`store`]: the redb files holding the Raft log and the state machine (layout and durability
+//!   rule in its doc);
 //! - [`command`]: what is replicated, the replies, and request validation;
 //! - [`limits`]: every bound with its reason;
 //! - [`node`]: [`KvNode`], the service API a node runtime hosts (its doc is the hosting
@@ -11,6 +12,11 @@
 //! - [`memnet`]: the in-memory transport for in-process clusters, with partitions and crashes;
 //! - [`cluster`]: an in-process cluster harness on that transport with real redb files;
 //! - [`lincheck`]: a pure Wing–Gong/Lowe linearizability checker used by the Jepsen-style test.
+//!
+//! Limits (enforced with [`command::LimitError`] before anything reaches the log): keys 1 to
+//! 1,024 bytes, values up to 64 KiB, list pages 1 to 1,000 keys, lease TTL up to one day, 10,000
+//! live leases and 10,000 keys per lease, 256 MiB of keys and values per store (further writes
+//! are refused with [`command::Rejection::StoreFull`]), Raft RPC messages up to 16 MiB.
 
 pub mod cluster;
 pub mod command;

@@ -717,6 +717,7 @@ fn unexpected(reply: Reply) -> KvError {
 
 /// The leader's lease clock; see the module doc.
 async fn expire_leases(id: NodeId, raft: Raft<TypeConfig>, store: Store) {
+    // One deadline per live lease: at most MAX_LEASES (entries of ended leases are dropped).
     let mut seen: HashMap<LeaseId, tokio::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(LEASE_TICK);
     loop {

@@ -158,6 +158,9 @@ impl PeerClient {
             Ok(Err(e)) => return Err(network(&e)),
             Ok(Ok(answer)) => answer,
         };
+        if answer.len() > MAX_RPC_BYTES {
+            return Err(network(&TransportError::TooLarge(answer.len())));
+        }
         let decoded: Result<Resp, RaftError<NodeId, E>> =
             serde_json::from_slice(&answer).map_err(|e| network(&e))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
