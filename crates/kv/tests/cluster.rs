@@ -436,3 +436,36 @@ async fn a_corrupted_store_refuses_to_serve() {
     }
     assert!(c.node(1).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_is_told_to_relist() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = cluster(&dir, &[1], 10_000).await;
+    let l = leader(&c).await;
+    let mut watch = l.watch(b"lag/").expect("watch");
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                for i in 0..(kv::limits::WATCH_BUFFER / 32 + 8) {
+                    l.put(format!("lag/{w}/{i}").as_bytes(), b"v", None)
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    // More changes than the buffer holds were made while nobody read: the watcher learns it
+    // lost events instead of silently missing them.
+    match tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("answer in time")
+    {
+        Err(kv::WatchError::Lagged(n)) => assert!(n > 0),
+        other => panic!("expected a lag report, got {other:?}"),
+    }
+    c.shutdown().await;
+}
