@@ -1,5 +1,9 @@
-//! An in-process cluster on the in-memory transport with real redb files: the harness of the
+//! An in-process cluster with real redb files: the harness of the
 //! cluster tests, the Jepsen-style test and the benchmark.
+//!
+//! The harness runs on any [`Fabric`]: the in-memory network by default ([`Cluster::start`]);
+//! a mesh-backed fabric passed to [`Cluster::start_on`] runs the same cluster and Jepsen-style
+//! tests over real links.
 //!
 //! Crash and restart are of the process kind a test can do in-process: the node's Raft stops,
 //! it leaves the network, every handle is dropped so the file is closed, and a restart opens the
@@ -13,22 +17,76 @@ use std::time::Duration;
 use crate::NodeId;
 use crate::memnet::MemNetwork;
 use crate::node::{KvConfig, KvError, KvNode};
+use crate::transport::{RaftTransport, TransportError};
+
+/// What the harness needs from a network: a transport per node, a way to deliver a node's
+/// incoming RPCs to it, and faults.
+pub trait Fabric: Send + Sync + 'static {
+    /// The transport node `id` sends with.
+    fn endpoint(&self, id: NodeId) -> Arc<dyn RaftTransport>;
+    /// Delivers RPCs for `node.id()` to `node` from now on.
+    fn serve(&self, node: Arc<KvNode>) -> Result<(), TransportError>;
+    /// Stops delivering to node `id` (it crashed).
+    fn unregister(&self, id: NodeId);
+    /// Cuts the link between `a` and `b`, both directions.
+    fn cut(&self, a: NodeId, b: NodeId);
+    /// Cuts every link between `id` and `others`.
+    fn isolate(&self, id: NodeId, others: &[NodeId]);
+    /// Restores every cut link.
+    fn heal(&self);
+}
+
+impl Fabric for MemNetwork {
+    fn endpoint(&self, id: NodeId) -> Arc<dyn RaftTransport> {
+        MemNetwork::endpoint(self, id)
+    }
+
+    fn serve(&self, node: Arc<KvNode>) -> Result<(), TransportError> {
+        MemNetwork::serve(self, node)
+    }
+
+    fn unregister(&self, id: NodeId) {
+        MemNetwork::unregister(self, id);
+    }
+
+    fn cut(&self, a: NodeId, b: NodeId) {
+        MemNetwork::cut(self, a, b);
+    }
+
+    fn isolate(&self, id: NodeId, others: &[NodeId]) {
+        MemNetwork::isolate(self, id, others.iter().copied());
+    }
+
+    fn heal(&self) {
+        MemNetwork::heal(self);
+    }
+}
 
 /// Largest cluster the harness builds; Raft groups are 3 or 5 voters.
 const MAX_CLUSTER: usize = 9;
 
-/// A set of nodes sharing one [`MemNetwork`].
+/// A set of nodes sharing one [`Fabric`].
 pub struct Cluster {
-    network: MemNetwork,
+    network: Arc<dyn Fabric>,
     dir: PathBuf,
     tune: Box<dyn Fn(&mut KvConfig) + Send + Sync>,
     nodes: Mutex<BTreeMap<NodeId, Option<Arc<KvNode>>>>,
 }
 
 impl Cluster {
-    /// Starts voters `ids` with files under `dir`, `tune` adjusting each node's config, and
-    /// initializes the group on the first one.
+    /// Starts voters `ids` on a new in-memory network; see [`Cluster::start_on`].
     pub async fn start(
+        dir: &Path,
+        ids: &[NodeId],
+        tune: impl Fn(&mut KvConfig) + Send + Sync + 'static,
+    ) -> Result<Self, KvError> {
+        Self::start_on(Arc::new(MemNetwork::new()), dir, ids, tune).await
+    }
+
+    /// Starts voters `ids` on `fabric` with stores under `dir`, `tune` adjusting each node's
+    /// config, and initializes the group on the first one.
+    pub async fn start_on(
+        fabric: Arc<dyn Fabric>,
         dir: &Path,
         ids: &[NodeId],
         tune: impl Fn(&mut KvConfig) + Send + Sync + 'static,
@@ -40,7 +98,7 @@ impl Cluster {
             )));
         }
         let cluster = Self {
-            network: MemNetwork::new(),
+            network: fabric,
             dir: dir.to_path_buf(),
             tune: Box::new(tune),
             nodes: Mutex::new(BTreeMap::new()),
@@ -73,8 +131,8 @@ impl Cluster {
     }
 
     /// The network, for partitions.
-    pub fn network(&self) -> &MemNetwork {
-        &self.network
+    pub fn network(&self) -> &dyn Fabric {
+        self.network.as_ref()
     }
 
     /// Every node id ever started, running or not.

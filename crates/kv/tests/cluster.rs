@@ -367,7 +367,7 @@ async fn an_isolated_leader_answers_with_errors_not_hangs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let c = cluster(&dir, &[1, 2, 3], 10_000).await;
     let l = leader(&c).await;
-    c.network().isolate(l.id(), c.ids());
+    c.network().isolate(l.id(), &c.ids());
     // The old leader cannot reach a quorum: the write and the read end with an error in bounded
     // time instead of hanging.
     let started = tokio::time::Instant::now();

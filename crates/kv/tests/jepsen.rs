@@ -203,7 +203,7 @@ async fn nemesis(shared: Arc<Shared>, seed: u64, run: Duration) -> Vec<String> {
         match rng.below(4) {
             0 => {
                 if let Some(leader) = current_leader(cluster) {
-                    cluster.network().isolate(leader, NODES);
+                    cluster.network().isolate(leader, &NODES);
                     log.push(format!("isolate leader {leader} for {hold:?}"));
                     tokio::time::sleep(hold).await;
                     cluster.network().heal();
