@@ -21,7 +21,7 @@
 //! The search is bounded by [`Limits::max_states`]; past it the verdict is [`Verdict::TooBig`],
 //! never a hang.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Which client issued an operation; only used in reports.
 pub type ClientId = u32;
@@ -344,19 +344,63 @@ fn reduce(ops: &[Operation], ids: &[OpId]) -> Vec<Entry> {
 /// to the last linearized entry. Histories are nearly sequential, so the window is short.
 type MemoKey = (usize, Vec<u64>, Option<Value>);
 
-fn memo_key(linearized: &[bool], state: Option<Value>) -> MemoKey {
-    let first = linearized
-        .iter()
-        .position(|l| !l)
-        .unwrap_or(linearized.len());
-    let last = linearized.iter().rposition(|l| *l).map_or(first, |i| i + 1);
-    let mut bits = vec![0u64; (last.saturating_sub(first)).div_ceil(64)];
-    for i in first..last {
-        if linearized[i] {
-            bits[(i - first) / 64] |= 1 << ((i - first) % 64);
+/// The linearized set with the indexes that make every step cheap: the smallest unlinearized
+/// entry, the largest linearized one, and the earliest return among unlinearized entries.
+struct Progress {
+    linearized: Vec<bool>,
+    unlinearized: BTreeSet<usize>,
+    done: BTreeSet<usize>,
+    returns: BTreeSet<(usize, usize)>,
+}
+
+impl Progress {
+    fn new(entries: &[Entry]) -> Self {
+        Self {
+            linearized: vec![false; entries.len()],
+            unlinearized: (0..entries.len()).collect(),
+            done: BTreeSet::new(),
+            returns: entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.returned, i))
+                .collect(),
         }
     }
-    (first, bits, state)
+
+    fn set(&mut self, i: usize, returned: usize, on: bool) {
+        self.linearized[i] = on;
+        if on {
+            self.unlinearized.remove(&i);
+            self.done.insert(i);
+            self.returns.remove(&(returned, i));
+        } else {
+            self.unlinearized.insert(i);
+            self.done.remove(&i);
+            self.returns.insert((returned, i));
+        }
+    }
+
+    fn first(&self) -> usize {
+        self.unlinearized
+            .first()
+            .copied()
+            .unwrap_or(self.linearized.len())
+    }
+
+    /// An entry may go next only if no unlinearized entry returned before it was invoked.
+    fn deadline(&self) -> usize {
+        self.returns.first().map_or(usize::MAX, |(r, _)| *r)
+    }
+
+    fn key(&self, state: Option<Value>) -> MemoKey {
+        let first = self.first();
+        let last = self.done.last().map_or(first, |i| (i + 1).max(first));
+        let mut bits = vec![0u64; (last - first).div_ceil(64)];
+        for i in self.done.range(first..last) {
+            bits[(i - first) / 64] |= 1 << ((i - first) % 64);
+        }
+        (first, bits, state)
+    }
 }
 
 fn check_key(ops: &[Operation], ids: &[OpId], limits: Limits) -> KeyVerdict {
@@ -366,10 +410,10 @@ fn check_key(ops: &[Operation], ids: &[OpId], limits: Limits) -> KeyVerdict {
         .iter()
         .filter(|e| e.outcome != Outcome::Unknown)
         .count();
-    let mut linearized = vec![false; n];
+    let mut progress = Progress::new(&entries);
     let mut state: Option<Value> = None;
     let mut done = 0usize;
-    // (entry, state before it, next candidate to try on backtrack)
+    // (entry, state before it)
     let mut stack: Vec<(usize, Option<Value>)> = Vec::new();
     let mut best: Vec<usize> = Vec::new();
     let mut memo: HashSet<MemoKey> = HashSet::new();
@@ -381,20 +425,16 @@ fn check_key(ops: &[Operation], ids: &[OpId], limits: Limits) -> KeyVerdict {
         if memo.len() >= limits.max_states {
             return KeyVerdict::TooBig(memo.len());
         }
-        // An entry may go next only if no unlinearized entry returned before it was invoked.
-        let deadline = (0..n)
-            .filter(|&i| !linearized[i])
-            .map(|i| entries[i].returned)
-            .min()
-            .unwrap_or(usize::MAX);
+        let deadline = progress.deadline();
         let mut advanced = false;
-        let mut i = resume;
+        // Everything before the first unlinearized entry is already linearized.
+        let mut i = resume.max(progress.first());
         while i < n && entries[i].invoked < deadline {
-            if !linearized[i]
+            if !progress.linearized[i]
                 && let Some(next) = step(state, &entries[i])
             {
-                linearized[i] = true;
-                if memo.insert(memo_key(&linearized, next)) {
+                progress.set(i, entries[i].returned, true);
+                if memo.insert(progress.key(next)) {
                     stack.push((i, state));
                     state = next;
                     if entries[i].outcome != Outcome::Unknown {
@@ -404,20 +444,21 @@ fn check_key(ops: &[Operation], ids: &[OpId], limits: Limits) -> KeyVerdict {
                     advanced = true;
                     break;
                 }
-                linearized[i] = false;
+                progress.set(i, entries[i].returned, false);
             }
             i += 1;
         }
         if advanced {
-            if stack.len() > best.len() {
-                best = stack.iter().map(|(i, _)| *i).collect();
-            }
             continue;
+        }
+        // A dead end is the deepest point of its branch: remember the deepest one for reports.
+        if stack.len() > best.len() {
+            best = stack.iter().map(|(i, _)| *i).collect();
         }
         let Some((last, before)) = stack.pop() else {
             return KeyVerdict::Fail(best.iter().map(|i| entries[*i].id).collect());
         };
-        linearized[last] = false;
+        progress.set(last, entries[last].returned, false);
         state = before;
         if entries[last].outcome != Outcome::Unknown {
             done -= 1;

@@ -424,6 +424,19 @@ async fn a_corrupted_store_refuses_to_serve() {
     let c = cluster(&dir, &[1], 10_000).await;
     leader(&c).await.put(b"k", b"v", None).await.expect("put");
     c.crash(1).await;
+    // The files must be closed before they are damaged, or a late close would rewrite them.
+    let mut closed = false;
+    for _ in 0..3000 {
+        if !matches!(
+            kv::store::Store::open(&c.path(1)),
+            Err(kv::store::OpenError::Busy(_))
+        ) {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "a crashed node's store stayed open");
     let path = c.path(1).join("log.redb");
     let mut bytes = std::fs::read(&path).expect("read file");
     for b in bytes.iter_mut().take(4096) {
