@@ -66,9 +66,9 @@ impl Fabric for MemNetwork {
 /// Largest cluster the harness builds; Raft groups are 3 or 5 voters.
 const MAX_CLUSTER: usize = 9;
 
-/// Polls (10 ms apart) for a crashed node's files to close: 1 s. Usually they close at once;
-/// when a stopped task of openraft keeps them longer the harness goes on (a restart waits for
-/// them in `KvNode::open`).
+/// Polls (10 ms apart) for a crashed node's files to close: 1 s. They close when the last
+/// handle to the node drops; a caller that still holds one (a test keeping the old leader in a
+/// variable) keeps them open, and the harness goes on after this bound.
 const CLOSE_POLLS: usize = 100;
 
 /// A set of nodes sharing one [`Fabric`].
