@@ -72,14 +72,16 @@ pub struct KvConfig {
 }
 
 impl KvConfig {
-    /// Defaults matching etcd's usual timing: heartbeat 100 ms, elections after 1–1.5 s.
+    /// Defaults matching etcd's usual timing: heartbeat 100 ms, a follower suspects the leader
+    /// after about 1 s. An openraft follower waits its leader lease (the election timeout's upper
+    /// bound) plus a random election timeout before campaigning, so (450, 550) ms gives 1.0–1.1 s.
     pub fn new(id: NodeId, address: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         Self {
             id,
             address: address.into(),
             path: path.into(),
             heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(1500)),
+            election_timeout: (Duration::from_millis(450), Duration::from_millis(550)),
             request_timeout: Duration::from_secs(5),
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1000,
