@@ -155,6 +155,10 @@ impl Cluster {
     /// (boundedly) for its files to close, so a test that then changes them is not undone by a
     /// late close.
     pub async fn crash(&self, id: NodeId) {
+        self.stop(id, true).await;
+    }
+
+    async fn stop(&self, id: NodeId, wait_for_close: bool) {
         self.network.unregister(id);
         let node = self.lock().get_mut(&id).and_then(Option::take);
         let Some(node) = node else {
@@ -162,6 +166,9 @@ impl Cluster {
         };
         node.shutdown().await;
         drop(node);
+        if !wait_for_close {
+            return;
+        }
         for _ in 0..CLOSE_POLLS {
             match Store::open(&self.path(id)) {
                 Err(OpenError::Busy(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -212,7 +219,7 @@ impl Cluster {
     /// Stops every node.
     pub async fn shutdown(&self) {
         for id in self.ids() {
-            self.crash(id).await;
+            self.stop(id, false).await;
         }
     }
 }
