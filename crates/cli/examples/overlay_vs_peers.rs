@@ -16,6 +16,10 @@ use cli::netns::{NetnsMesh, line, ring};
 
 const YGG_PORT: u16 = 12345;
 
+/// How long a peer system may take to route end to end after start. Yggdrasil retries a
+/// refused peering only after a back-off, so both ends of every link dial each other.
+const PEER_CONVERGE: Duration = Duration::from_secs(120);
+
 fn sh(args: &[&str]) -> String {
     let output = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|error| panic!("{args:?}: {error}"));
     if !output.status.success() {
@@ -122,7 +126,7 @@ fn ticks_per_second() -> f64 {
 
 /// iperf3 from `client_ns` to `address` for `seconds`: Gbit/s, and CPU seconds the given
 /// daemons used meanwhile.
-fn iperf(server_ns: &str, client_ns: &str, address: &str, seconds: u64, daemons: &[u32]) -> (f64, f64) {
+fn iperf(server_ns: &str, client_ns: &str, address: &str, source: Option<&str>, seconds: u64, daemons: &[u32]) -> (f64, f64) {
     let mut server = Command::new("ip")
         .args(["netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", address])
         .stdout(Stdio::null())
@@ -131,10 +135,12 @@ fn iperf(server_ns: &str, client_ns: &str, address: &str, seconds: u64, daemons:
         .expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(500));
     let before: u64 = daemons.iter().map(|pid| cpu_ticks(*pid)).sum();
-    let output = Command::new("ip")
-        .args(["netns", "exec", client_ns, "iperf3", "-c", address, "-t", &seconds.to_string(), "-J"])
-        .output()
-        .expect("iperf3 client");
+    let mut client = Command::new("ip");
+    client.args(["netns", "exec", client_ns, "iperf3", "-c", address, "-t", &seconds.to_string(), "-J"]);
+    if let Some(source) = source {
+        client.args(["-B", source]);
+    }
+    let output = client.output().expect("iperf3 client");
     let after: u64 = daemons.iter().map(|pid| cpu_ticks(*pid)).sum();
     let _ = server.kill();
     let _ = server.wait();
@@ -248,7 +254,6 @@ fn start_yggdrasil(tag: &str, count: usize, edges: &[(usize, usize)]) -> Peers {
         let mut config: serde_json::Value = serde_json::from_str(&config).expect("ygg config");
         let peers: Vec<String> = topo.links[node]
             .iter()
-            .filter(|(_, neighbour, _, _)| *neighbour > node)
             .map(|(_, _, _, theirs)| format!("tcp://[{theirs}]:{YGG_PORT}"))
             .collect();
         config["Peers"] = serde_json::json!(peers);
@@ -293,6 +298,9 @@ fn start_babeld(tag: &str, count: usize, edges: &[(usize, usize)], hello: &str) 
             "-S".into(), format!("{}.state", base.display()),
             "-h".into(), hello.into(), "-H".into(), hello.into(),
             "-C".into(), "redistribute local ip fd98::/64 le 128 allow".into(),
+            // The link prefixes too: a ping's source is the outgoing link's address, and the
+            // replies need a route back to it.
+            "-C".into(), "redistribute local ip fd99::/16 le 128 allow".into(),
             "-C".into(), "redistribute local deny".into(),
             "-C".into(), "default type wired".into(),
         ];
@@ -352,20 +360,21 @@ fn main() {
     // ---- throughput over 3 hops ----
     eprintln!("throughput: raw kernel routing");
     let raw = raw_line(4);
-    let (raw_gbit, _) = iperf(&raw.names[3], &raw.names[0], &Topo::node_address(3), seconds, &[]);
+    let (raw_gbit, _) = iperf(&raw.names[3], &raw.names[0], &Topo::node_address(3), Some(&Topo::node_address(0)), seconds, &[]);
     drop(raw);
     eprintln!("throughput: x0tta6bl4");
     let ours_line = NetnsMesh::start(&binary, 4, &line(4), "").expect("our mesh");
     let ours_pids: Vec<u32> = (0..4).filter_map(|node| ours_line.pid(node)).collect();
     let target = ours_line.nodes()[3].id.overlay_addr().to_string();
-    let (ours_gbit, ours_cpu) = iperf(&ours_line.nodes()[3].namespace, &ours_line.nodes()[0].namespace, &target, seconds, &ours_pids);
+    let (ours_gbit, ours_cpu) = iperf(&ours_line.nodes()[3].namespace, &ours_line.nodes()[0].namespace, &target, None, seconds, &ours_pids);
     drop(ours_line);
     eprintln!("throughput: Yggdrasil");
     let ygg_line = start_yggdrasil("y", 4, &line(4));
-    let reachable = wait_ping(&ygg_line.topo.names[0], &ygg_line.addresses[3], Duration::from_secs(60));
+    let reachable = wait_ping(&ygg_line.topo.names[0], &ygg_line.addresses[3], PEER_CONVERGE);
     let (ygg_gbit, ygg_cpu) = if reachable {
-        iperf(&ygg_line.topo.names[3], &ygg_line.topo.names[0], &ygg_line.addresses[3], seconds, &ygg_line.pids())
+        iperf(&ygg_line.topo.names[3], &ygg_line.topo.names[0], &ygg_line.addresses[3], None, seconds, &ygg_line.pids())
     } else {
+        eprintln!("Yggdrasil line never became reachable");
         (0.0, 0.0)
     };
     drop(ygg_line);
@@ -413,7 +422,9 @@ fn main() {
         eprintln!("failover and idle: {name}");
         let (mut kill, mut down) = (Vec::new(), Vec::new());
         let peers = start();
-        wait_ping(&peers.topo.names[0], &peers.addresses[3], Duration::from_secs(60));
+        if !wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE) {
+            eprintln!("{name}: never reachable; routes of node 1: {}", ns_sh(&peers.topo.names[0], &["ip", "-6", "route"]));
+        }
         let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
         std::thread::sleep(Duration::from_secs(10));
         let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
@@ -421,14 +432,14 @@ fn main() {
         drop(peers);
         for _ in 0..reps {
             let mut peers = start();
-            wait_ping(&peers.topo.names[0], &peers.addresses[3], Duration::from_secs(60));
+            wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
             let address = peers.addresses[3].clone();
             let relay = relay_by_counters(&peers.topo, &address);
             let namespace = peers.topo.names[0].clone();
             kill.push(outage(&namespace, &address, || peers.kill(relay)));
             drop(peers);
             let peers = start();
-            wait_ping(&peers.topo.names[0], &peers.addresses[3], Duration::from_secs(60));
+            wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
             let relay = relay_by_counters(&peers.topo, &address);
             down.push(outage(&namespace, &address, || peers.topo.set_links(relay, false)));
             drop(peers);
