@@ -50,6 +50,10 @@ use crate::{NodeConfig, NodeError, bootstrap};
 /// Pause after a failed discovery receive, so a failing socket cannot spin the loop.
 const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
+/// How often the carrier of discovery interfaces is read. A neighbour behind an interface that
+/// lost carrier is declared dead at once, instead of after three missed probes (300 ms).
+const CARRIER_POLL: Duration = Duration::from_millis(20);
+
 /// Housekeeping period: re-dialling peers, SVID renewal, CA revocations, adverts.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -98,6 +102,8 @@ pub struct Node {
     data: DataCounters,
     inbox: std::collections::VecDeque<DatagramView>,
     sessions: session::Sessions,
+    /// Carrier state of each discovery interface, by kernel index.
+    carrier: HashMap<u32, bool>,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -195,6 +201,8 @@ struct LinkCounters {
     joins_served: u64,
     /// Links accepted into the links table since start (a renewal must not add any).
     links_established: u64,
+    /// Neighbours declared dead because their interface lost carrier.
+    links_lost_carrier: u64,
     /// UDP bytes sent by links that have since closed (QUIC headers, acknowledgements and
     /// keep-alives included), so the total on the wire survives link turnover.
     closed_links_udp_tx_bytes: u64,
@@ -325,6 +333,7 @@ impl Node {
             data: DataCounters::default(),
             inbox: std::collections::VecDeque::new(),
             sessions,
+            carrier: HashMap::new(),
             _own_handle: handle.clone(),
         };
         Ok((node, handle))
@@ -346,6 +355,9 @@ impl Node {
         tokio::pin!(shutdown);
         let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
         let mut tun_buffer = vec![0u8; TUN_BUFFER_BYTES];
+        let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
+        carrier_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch_carrier = self.discovery.is_some();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.log_start();
@@ -361,6 +373,7 @@ impl Node {
                 () = &mut shutdown => break,
                 () = sleep_until(wake) => Step::Timer,
                 _ = tick.tick() => Step::Tick,
+                _ = carrier_tick.tick(), if watch_carrier => Step::Carrier,
                 Some(request) = self.requests.recv() => Step::Request(request),
                 Some(event) = self.link_events.recv() => Step::Link(event),
                 received = recv_discovery(self.discovery.as_ref(), &mut buffer) => Step::Discovery(received),
@@ -369,6 +382,7 @@ impl Node {
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
                 Step::Tick => self.housekeeping().await,
+                Step::Carrier => self.check_carrier(),
                 Step::Request(request) => self.answer(request),
                 Step::Link(event) => self.on_link_event(event).await,
                 Step::Tun(Ok(len)) => self.on_tun_packet(&tun_buffer[..len]).await,
@@ -670,6 +684,38 @@ impl Node {
             self.overlay_stale = false;
         }
         self.overlay.node(address)
+    }
+
+    /// Reads the carrier of every discovery interface; on a loss, the neighbours linked over that
+    /// interface are declared dead at once.
+    fn check_carrier(&mut self) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        let interfaces: Vec<(String, u32)> = discovery
+            .interfaces()
+            .iter()
+            .map(|interface| (interface.name.clone(), interface.index))
+            .collect();
+        for (name, index) in interfaces {
+            let up = std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+                .is_ok_and(|text| text.trim() == "1");
+            let was_up = self.carrier.insert(index, up).unwrap_or(true);
+            if was_up && !up {
+                let lost: Vec<NodeId> = self
+                    .active
+                    .iter()
+                    .filter(|(_, link)| matches!(link.info.remote, SocketAddr::V6(v6) if v6.scope_id() == index))
+                    .map(|(peer, _)| *peer)
+                    .collect();
+                let now = self.clock.now();
+                for peer in lost {
+                    self.counters.links_lost_carrier += 1;
+                    tracing::warn!(interface = %name, peer = %peer.short(), "carrier lost; neighbour declared dead");
+                    self.router.handle_link_lost(now, &peer);
+                }
+            }
+        }
     }
 
     fn on_datagram(&mut self, from: NodeId, bytes: &[u8]) {
@@ -1304,6 +1350,7 @@ async fn recv_tun(tun: Option<&tun_rs::AsyncDevice>, buffer: &mut [u8]) -> std::
 }
 
 enum Step {
+    Carrier,
     Tun(std::io::Result<usize>),
     Timer,
     Tick,

@@ -477,6 +477,21 @@ impl Router {
         Ok(packet.sender)
     }
 
+    /// The caller knows the link to `neighbour` is gone (its interface lost carrier): declare
+    /// the neighbour dead now, moving its routes to alternates, instead of waiting for missed
+    /// probes. A neighbour that is heard again comes back as after a probe timeout.
+    pub fn handle_link_lost(&mut self, now: Timestamp, neighbour: &NodeId) {
+        let Some(&slot) = self.slot_of.get(neighbour) else {
+            return;
+        };
+        if self.links[usize::from(slot)]
+            .as_ref()
+            .is_some_and(|link| link.alive)
+        {
+            self.declare_dead(now, slot);
+        }
+    }
+
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.last_now = self.last_now.max(now);

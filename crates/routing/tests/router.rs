@@ -301,3 +301,28 @@ fn a_forgotten_neighbour_leaves_no_advertisements_behind() {
         .validate()
         .expect("no advertisement refers to the freed slot");
 }
+
+#[test]
+fn a_lost_link_is_acted_on_at_once_without_waiting_for_probes() {
+    let mut net = Net::new(6, &ring(6), RouterConfig::default());
+    net.run_until(Timestamp::from_millis(3_000));
+    assert_eq!(net.path(0, 3).map(|path| path.len()), Some(4));
+    let relay = net.path(0, 3).expect("routed")[1];
+    // The transport reports carrier loss on the link to the relay; no probe has been missed.
+    let now = net.now;
+    net.routers[0].handle_link_lost(now, &id(relay));
+    let mut events = Vec::new();
+    while let Some(event) = net.routers[0].poll_event() {
+        events.push(event);
+    }
+    assert!(events.contains(&Event::NeighbourDown(id(relay))), "{events:?}");
+    assert_ne!(
+        net.routers[0].next_hop(&id(3)),
+        Some(id(relay)),
+        "node 0 no longer sends to node 3 through the lost neighbour"
+    );
+    // A second report changes nothing, and an unknown neighbour is ignored.
+    net.routers[0].handle_link_lost(now, &id(relay));
+    net.routers[0].handle_link_lost(now, &id(99));
+    assert!(net.routers[0].poll_event().is_none());
+}
