@@ -760,6 +760,11 @@ impl Node {
         }
         tracing::info!(peer = %peer.short(), remote = %link.remote, kx = %link.kx_group, "link up");
         self.counters.links_established += 1;
+        // Hello over the new link now, so the router senses the neighbour without waiting up to
+        // a hello interval.
+        let now = self.clock.now();
+        self.router.hello_now(now);
+        self.router.handle_timeout(now);
         for batch in self.directory.full_batches() {
             self.links.send_stream(&connection, batch);
         }

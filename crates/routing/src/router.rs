@@ -492,6 +492,13 @@ impl Router {
         }
     }
 
+    /// A new link came up (the caller has a fresh authenticated connection): send the next
+    /// discovery hello at `now` rather than up to one hello interval later, so the neighbour
+    /// is sensed at once. Call `handle_timeout(now)` afterwards, as for any timer.
+    pub fn hello_now(&mut self, now: Timestamp) {
+        self.next_hello = self.next_hello.min(now);
+    }
+
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.last_now = self.last_now.max(now);

@@ -326,3 +326,25 @@ fn a_lost_link_is_acted_on_at_once_without_waiting_for_probes() {
     net.routers[0].handle_link_lost(now, &id(99));
     assert!(net.routers[0].poll_event().is_none());
 }
+
+#[test]
+fn hello_now_sends_a_hello_before_the_interval_is_up() {
+    let mut router = Router::new(id(1), RouterConfig::default(), 0, 1, Timestamp::ZERO);
+    let first = router.poll_timeout().expect("a timer is always armed");
+    router.handle_timeout(first);
+    while router.poll_transmit().is_some() {}
+    let soon = first + Duration::from_millis(10);
+    router.handle_timeout(soon);
+    let hellos = |router: &mut Router| {
+        let mut count = 0;
+        while let Some(transmit) = router.poll_transmit() {
+            let packet = Packet::decode(&transmit.payload).expect("valid packet");
+            count += packet.messages.iter().filter(|message| matches!(message, Message::Hello(_))).count();
+        }
+        count
+    };
+    assert_eq!(hellos(&mut router), 0, "no hello before the interval");
+    router.hello_now(soon);
+    router.handle_timeout(soon);
+    assert_eq!(hellos(&mut router), 1, "a hello at once after hello_now");
+}
