@@ -63,9 +63,22 @@ fn svids_rotate_several_times_while_the_link_stays_up() {
         ..LocalNetOptions::default()
     };
     let net = started(3, &[(0, 1), (1, 2)], &options);
-    let links_before: Vec<u64> = (0..3)
-        .map(|position| net.node(position).client.status().unwrap().links["links_established"])
-        .collect();
+    // Both ends of a link dial each other at start; the duplicate-link rule may replace the
+    // first link within its 2 s window. Count from after that settles.
+    let established = |net: &LocalNet| -> Vec<u64> {
+        (0..3)
+            .map(|position| net.node(position).client.status().unwrap().links["links_established"])
+            .collect()
+    };
+    let mut links_before = established(&net);
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(2500));
+        let now = established(&net);
+        if now == links_before {
+            break;
+        }
+        links_before = now;
+    }
     let start = Instant::now();
     let mut drops = 0;
     // Rotation happens at half-life (5 s); watch for 17 s: at least 3 renewals per node.
