@@ -21,7 +21,10 @@ const YGG_PORT: u16 = 12345;
 const PEER_CONVERGE: Duration = Duration::from_secs(120);
 
 fn sh(args: &[&str]) -> String {
-    let output = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|error| panic!("{args:?}: {error}"));
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|error| panic!("{args:?}: {error}"));
     if !output.status.success() {
         panic!("{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -45,22 +48,45 @@ impl Topo {
     fn new(tag: &str, count: usize, edges: &[(usize, usize)]) -> Topo {
         let names: Vec<String> = (0..count).map(|index| format!("x6b{tag}{index}")).collect();
         for name in &names {
-            let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
             sh(&["ip", "netns", "add", name]);
             ns_sh(name, &["ip", "link", "set", "lo", "up"]);
-            for setting in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.forwarding=1"] {
+            for setting in [
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.forwarding=1",
+            ] {
                 ns_sh(name, &["sysctl", "-q", "-w", setting]);
             }
         }
         let mut links = vec![Vec::new(); count];
         for (edge, &(a, b)) in edges.iter().enumerate() {
             let (if_a, if_b) = (format!("l{b}"), format!("l{a}"));
-            sh(&["ip", "link", "add", "x6bt", "netns", &names[a], "type", "veth", "peer", "name", "x6bu", "netns", &names[b]]);
+            sh(&[
+                "ip", "link", "add", "x6bt", "netns", &names[a], "type", "veth", "peer", "name",
+                "x6bu", "netns", &names[b],
+            ]);
             sh(&["ip", "-n", &names[a], "link", "set", "x6bt", "name", &if_a]);
             sh(&["ip", "-n", &names[b], "link", "set", "x6bu", "name", &if_b]);
-            let (ula_a, ula_b) = (format!("fd99:0:0:{edge:x}::1"), format!("fd99:0:0:{edge:x}::2"));
+            let (ula_a, ula_b) = (
+                format!("fd99:0:0:{edge:x}::1"),
+                format!("fd99:0:0:{edge:x}::2"),
+            );
             for (ns, iface, ula) in [(&names[a], &if_a, &ula_a), (&names[b], &if_b, &ula_b)] {
-                sh(&["ip", "-n", ns, "addr", "add", &format!("{ula}/64"), "dev", iface, "nodad"]);
+                sh(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{ula}/64"),
+                    "dev",
+                    iface,
+                    "nodad",
+                ]);
                 sh(&["ip", "-n", ns, "link", "set", iface, "up"]);
             }
             links[a].push((if_a, b, ula_a.clone(), ula_b.clone()));
@@ -76,7 +102,15 @@ impl Topo {
 
     fn set_links(&self, node: usize, up: bool) {
         for (iface, _, _, _) in &self.links[node] {
-            sh(&["ip", "-n", &self.names[node], "link", "set", iface, if up { "up" } else { "down" }]);
+            sh(&[
+                "ip",
+                "-n",
+                &self.names[node],
+                "link",
+                "set",
+                iface,
+                if up { "up" } else { "down" },
+            ]);
         }
     }
 }
@@ -84,11 +118,14 @@ impl Topo {
 impl Drop for Topo {
     fn drop(&mut self) {
         for name in &self.names {
-            let _ = Command::new("ip").args(["netns", "pids", name]).output().map(|output| {
-                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
+            let _ = Command::new("ip")
+                .args(["netns", "pids", name])
+                .output()
+                .map(|output| {
+                    for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                        let _ = Command::new("kill").args(["-9", pid]).status();
+                    }
+                });
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
@@ -103,7 +140,11 @@ fn tx_bytes(namespace: &str) -> u64 {
         .map(|links| {
             links
                 .iter()
-                .filter(|link| link["ifname"] != "lo" && !link["ifname"].as_str().unwrap_or("").starts_with("x6tun") && link["ifname"] != "ygg0")
+                .filter(|link| {
+                    link["ifname"] != "lo"
+                        && !link["ifname"].as_str().unwrap_or("").starts_with("x6tun")
+                        && link["ifname"] != "ygg0"
+                })
                 .map(|link| link["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0))
                 .sum()
         })
@@ -114,7 +155,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 
@@ -126,9 +172,18 @@ fn ticks_per_second() -> f64 {
 
 /// iperf3 from `client_ns` to `address` for `seconds`: Gbit/s, and CPU seconds the given
 /// daemons used meanwhile.
-fn iperf(server_ns: &str, client_ns: &str, address: &str, source: Option<&str>, seconds: u64, daemons: &[u32]) -> (f64, f64) {
+fn iperf(
+    server_ns: &str,
+    client_ns: &str,
+    address: &str,
+    source: Option<&str>,
+    seconds: u64,
+    daemons: &[u32],
+) -> (f64, f64) {
     let mut server = Command::new("ip")
-        .args(["netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", address])
+        .args([
+            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", address,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -136,7 +191,17 @@ fn iperf(server_ns: &str, client_ns: &str, address: &str, source: Option<&str>, 
     std::thread::sleep(Duration::from_millis(500));
     let before: u64 = daemons.iter().map(|pid| cpu_ticks(*pid)).sum();
     let mut client = Command::new("ip");
-    client.args(["netns", "exec", client_ns, "iperf3", "-c", address, "-t", &seconds.to_string(), "-J"]);
+    client.args([
+        "netns",
+        "exec",
+        client_ns,
+        "iperf3",
+        "-c",
+        address,
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]);
     if let Some(source) = source {
         client.args(["-B", source]);
     }
@@ -145,14 +210,22 @@ fn iperf(server_ns: &str, client_ns: &str, address: &str, source: Option<&str>, 
     let _ = server.kill();
     let _ = server.wait();
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    let bits = report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
-    (bits / 1e9, after.saturating_sub(before) as f64 / ticks_per_second())
+    let bits = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    (
+        bits / 1e9,
+        after.saturating_sub(before) as f64 / ticks_per_second(),
+    )
 }
 
 /// Largest gap in a `ping -i 0.01` run, in ms, with the fault injected by `fault` 1 s in.
 fn outage(namespace: &str, address: &str, fault: impl FnOnce()) -> f64 {
     let ping = Command::new("ip")
-        .args(["netns", "exec", namespace, "ping", "-i", "0.01", "-c", "600", "-W", "1", "-S", "400000", address])
+        .args([
+            "netns", "exec", namespace, "ping", "-i", "0.01", "-c", "600", "-W", "1", "-S",
+            "400000", address,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -160,26 +233,17 @@ fn outage(namespace: &str, address: &str, fault: impl FnOnce()) -> f64 {
     std::thread::sleep(Duration::from_secs(1));
     fault();
     let output = ping.wait_with_output().expect("ping output");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut sequences: Vec<u64> = text
-        .lines()
-        .filter(|line| line.contains("bytes from"))
-        .filter_map(|line| line.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect();
-    sequences.sort_unstable();
-    sequences.dedup();
-    if sequences.len() < 2 {
-        return f64::INFINITY;
-    }
-    let gap = sequences.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or(1);
-    (gap as f64) * 10.0
+    let replies = cli::netns::ping_replies(&String::from_utf8_lossy(&output.stdout));
+    cli::netns::ping_outage_ms(&replies, 10).map_or(f64::INFINITY, |ms| ms as f64)
 }
 
 fn wait_ping(namespace: &str, address: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let ok = Command::new("ip")
-            .args(["netns", "exec", namespace, "ping", "-c", "1", "-W", "1", address])
+            .args([
+                "netns", "exec", namespace, "ping", "-c", "1", "-W", "1", address,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -198,7 +262,10 @@ fn relay_by_counters(topo: &Topo, address: &str) -> usize {
         topo.links[0]
             .iter()
             .map(|(iface, _, _, _)| {
-                let json = ns_sh(&topo.names[0], &["ip", "-j", "-s", "link", "show", "dev", iface]);
+                let json = ns_sh(
+                    &topo.names[0],
+                    &["ip", "-j", "-s", "link", "show", "dev", iface],
+                );
                 let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
                 value[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
             })
@@ -206,11 +273,25 @@ fn relay_by_counters(topo: &Topo, address: &str) -> usize {
     };
     let before = counters(topo);
     let _ = Command::new("ip")
-        .args(["netns", "exec", &topo.names[0], "ping", "-c", "50", "-i", "0.01", "-W", "1", address])
+        .args([
+            "netns",
+            "exec",
+            &topo.names[0],
+            "ping",
+            "-c",
+            "50",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            address,
+        ])
         .stdout(Stdio::null())
         .status();
     let after = counters(topo);
-    let busiest = (0..before.len()).max_by_key(|&index| after[index] - before[index]).unwrap_or(0);
+    let busiest = (0..before.len())
+        .max_by_key(|&index| after[index] - before[index])
+        .unwrap_or(0);
     topo.links[0][busiest].1
 }
 
@@ -264,23 +345,48 @@ fn start_yggdrasil(tag: &str, count: usize, edges: &[(usize, usize)]) -> Peers {
         let path = dir.path().join(format!("ygg{node}.json"));
         std::fs::write(&path, config.to_string()).expect("write ygg config");
         let path_text = path.display().to_string();
-        addresses.push(sh(&["yggdrasil", "-useconffile", &path_text, "-address"]).trim().to_string());
+        addresses.push(
+            sh(&["yggdrasil", "-useconffile", &path_text, "-address"])
+                .trim()
+                .to_string(),
+        );
         let log = std::fs::File::create(dir.path().join(format!("ygg{node}.log"))).expect("log");
         daemons.push(Some(
             Command::new("ip")
-                .args(["netns", "exec", &topo.names[node], "yggdrasil", "-useconffile", &path_text])
+                .args([
+                    "netns",
+                    "exec",
+                    &topo.names[node],
+                    "yggdrasil",
+                    "-useconffile",
+                    &path_text,
+                ])
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .spawn()
                 .expect("yggdrasil"),
         ));
     }
-    Peers { topo, daemons, addresses, _dir: dir }
+    Peers {
+        topo,
+        daemons,
+        addresses,
+        _dir: dir,
+    }
 }
 
 fn add_node_addresses(topo: &Topo) {
     for (node, name) in topo.names.iter().enumerate() {
-        sh(&["ip", "-n", name, "addr", "add", &format!("{}/128", Topo::node_address(node)), "dev", "lo"]);
+        sh(&[
+            "ip",
+            "-n",
+            name,
+            "addr",
+            "add",
+            &format!("{}/128", Topo::node_address(node)),
+            "dev",
+            "lo",
+        ]);
     }
 }
 
@@ -293,25 +399,51 @@ fn start_babeld(tag: &str, count: usize, edges: &[(usize, usize)], hello: &str) 
     for node in 0..count {
         let base = dir.path().join(format!("babel{node}"));
         let mut args: Vec<String> = vec![
-            "netns".into(), "exec".into(), topo.names[node].clone(), "babeld".into(),
-            "-I".into(), format!("{}.pid", base.display()),
-            "-S".into(), format!("{}.state", base.display()),
-            "-h".into(), hello.into(), "-H".into(), hello.into(),
-            "-C".into(), "redistribute local ip fd98::/64 le 128 allow".into(),
+            "netns".into(),
+            "exec".into(),
+            topo.names[node].clone(),
+            "babeld".into(),
+            "-I".into(),
+            format!("{}.pid", base.display()),
+            "-S".into(),
+            format!("{}.state", base.display()),
+            "-h".into(),
+            hello.into(),
+            "-H".into(),
+            hello.into(),
+            "-C".into(),
+            "redistribute local ip fd98::/64 le 128 allow".into(),
             // The link prefixes too: a ping's source is the outgoing link's address, and the
             // replies need a route back to it.
-            "-C".into(), "redistribute local ip fd99::/16 le 128 allow".into(),
-            "-C".into(), "redistribute local deny".into(),
-            "-C".into(), "default type wired".into(),
+            "-C".into(),
+            "redistribute local ip fd99::/16 le 128 allow".into(),
+            "-C".into(),
+            "redistribute local deny".into(),
+            "-C".into(),
+            "default type wired".into(),
         ];
-        args.extend(topo.links[node].iter().map(|(iface, _, _, _)| iface.clone()));
+        args.extend(
+            topo.links[node]
+                .iter()
+                .map(|(iface, _, _, _)| iface.clone()),
+        );
         let log = std::fs::File::create(format!("{}.log", base.display())).expect("log");
         daemons.push(Some(
-            Command::new("ip").args(&args).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("babeld"),
+            Command::new("ip")
+                .args(&args)
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("babeld"),
         ));
         addresses.push(Topo::node_address(node));
     }
-    Peers { topo, daemons, addresses, _dir: dir }
+    Peers {
+        topo,
+        daemons,
+        addresses,
+        _dir: dir,
+    }
 }
 
 /// Raw kernel routing on a line: static routes to every node's loopback address.
@@ -324,8 +456,21 @@ fn raw_line(count: usize) -> Topo {
                 continue;
             }
             let towards = if target > node { node + 1 } else { node - 1 };
-            let (_, _, _, via) = topo.links[node].iter().find(|(_, neighbour, _, _)| *neighbour == towards).expect("link");
-            sh(&["ip", "-n", &topo.names[node], "-6", "route", "add", &format!("{}/128", Topo::node_address(target)), "via", via]);
+            let (_, _, _, via) = topo.links[node]
+                .iter()
+                .find(|(_, neighbour, _, _)| *neighbour == towards)
+                .expect("link");
+            sh(&[
+                "ip",
+                "-n",
+                &topo.names[node],
+                "-6",
+                "route",
+                "add",
+                &format!("{}/128", Topo::node_address(target)),
+                "via",
+                via,
+            ]);
         }
     }
     topo
@@ -350,7 +495,11 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str, default: u64| -> u64 {
-        args.iter().position(|arg| arg == flag).and_then(|index| args.get(index + 1)).and_then(|text| text.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|arg| arg == flag)
+            .and_then(|index| args.get(index + 1))
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(default)
     };
     let seconds = value("--seconds", 10);
     let reps = value("--reps", 3) as usize;
@@ -360,25 +509,56 @@ fn main() {
     // ---- throughput over 3 hops ----
     eprintln!("throughput: raw kernel routing");
     let raw = raw_line(4);
-    let (raw_gbit, _) = iperf(&raw.names[3], &raw.names[0], &Topo::node_address(3), Some(&Topo::node_address(0)), seconds, &[]);
+    let (raw_gbit, _) = iperf(
+        &raw.names[3],
+        &raw.names[0],
+        &Topo::node_address(3),
+        Some(&Topo::node_address(0)),
+        seconds,
+        &[],
+    );
     drop(raw);
     eprintln!("throughput: x0tta6bl4");
     let ours_line = NetnsMesh::start(&binary, 4, &line(4), "").expect("our mesh");
     let ours_pids: Vec<u32> = (0..4).filter_map(|node| ours_line.pid(node)).collect();
     let target = ours_line.nodes()[3].id.overlay_addr().to_string();
-    let (ours_gbit, ours_cpu) = iperf(&ours_line.nodes()[3].namespace, &ours_line.nodes()[0].namespace, &target, None, seconds, &ours_pids);
+    let (ours_gbit, ours_cpu) = iperf(
+        &ours_line.nodes()[3].namespace,
+        &ours_line.nodes()[0].namespace,
+        &target,
+        None,
+        seconds,
+        &ours_pids,
+    );
     drop(ours_line);
     eprintln!("throughput: Yggdrasil");
     let ygg_line = start_yggdrasil("y", 4, &line(4));
-    let reachable = wait_ping(&ygg_line.topo.names[0], &ygg_line.addresses[3], PEER_CONVERGE);
+    let reachable = wait_ping(
+        &ygg_line.topo.names[0],
+        &ygg_line.addresses[3],
+        PEER_CONVERGE,
+    );
     let (ygg_gbit, ygg_cpu) = if reachable {
-        iperf(&ygg_line.topo.names[3], &ygg_line.topo.names[0], &ygg_line.addresses[3], None, seconds, &ygg_line.pids())
+        iperf(
+            &ygg_line.topo.names[3],
+            &ygg_line.topo.names[0],
+            &ygg_line.addresses[3],
+            None,
+            seconds,
+            &ygg_line.pids(),
+        )
     } else {
         eprintln!("Yggdrasil line never became reachable");
         (0.0, 0.0)
     };
     drop(ygg_line);
-    let per_gbit = |cpu: f64, gbit: f64| if gbit > 0.0 { cpu / (gbit * seconds as f64) } else { f64::NAN };
+    let per_gbit = |cpu: f64, gbit: f64| {
+        if gbit > 0.0 {
+            cpu / (gbit * seconds as f64)
+        } else {
+            f64::NAN
+        }
+    };
     rows.push((
         "TCP over 3 hops (iperf3)".into(),
         format!("{ours_gbit:.2} Gbit/s"),
@@ -389,7 +569,10 @@ fn main() {
         "CPU per Gbit (all daemons)".into(),
         format!("{:.2} core-s/Gbit", per_gbit(ours_cpu, ours_gbit)),
         format!("Yggdrasil {:.2}", per_gbit(ygg_cpu, ygg_gbit)),
-        format!("{:.2}x", per_gbit(ours_cpu, ours_gbit) / per_gbit(ygg_cpu, ygg_gbit)),
+        format!(
+            "{:.2}x",
+            per_gbit(ours_cpu, ours_gbit) / per_gbit(ygg_cpu, ygg_gbit)
+        ),
     ));
 
     // ---- failover on a 6-node ring ----
@@ -399,10 +582,24 @@ fn main() {
     {
         eprintln!("failover and idle: x0tta6bl4");
         let mut mesh = NetnsMesh::start(&binary, 6, &ring(6), "").expect("our ring");
-        let before: Vec<u64> = mesh.nodes().iter().map(|node| tx_bytes(&node.namespace)).collect();
+        let before: Vec<u64> = mesh
+            .nodes()
+            .iter()
+            .map(|node| tx_bytes(&node.namespace))
+            .collect();
         std::thread::sleep(Duration::from_secs(10));
-        let after: Vec<u64> = mesh.nodes().iter().map(|node| tx_bytes(&node.namespace)).collect();
-        ours_idle = before.iter().zip(&after).map(|(b, a)| (a - b) as f64).sum::<f64>() / 6.0 / 10.0;
+        let after: Vec<u64> = mesh
+            .nodes()
+            .iter()
+            .map(|node| tx_bytes(&node.namespace))
+            .collect();
+        ours_idle = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b) as f64)
+            .sum::<f64>()
+            / 6.0
+            / 10.0;
         let target = mesh.nodes()[3].id.overlay_addr().to_string();
         let namespace = mesh.nodes()[0].namespace.clone();
         for _ in 0..reps {
@@ -423,12 +620,21 @@ fn main() {
         let (mut kill, mut down) = (Vec::new(), Vec::new());
         let peers = start();
         if !wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE) {
-            eprintln!("{name}: never reachable; routes of node 1: {}", ns_sh(&peers.topo.names[0], &["ip", "-6", "route"]));
+            eprintln!(
+                "{name}: never reachable; routes of node 1: {}",
+                ns_sh(&peers.topo.names[0], &["ip", "-6", "route"])
+            );
         }
         let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
         std::thread::sleep(Duration::from_secs(10));
         let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-        let idle = before.iter().zip(&after).map(|(b, a)| (a - b) as f64).sum::<f64>() / 6.0 / 10.0;
+        let idle = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b) as f64)
+            .sum::<f64>()
+            / 6.0
+            / 10.0;
         drop(peers);
         for _ in 0..reps {
             let mut peers = start();
@@ -441,17 +647,32 @@ fn main() {
             let peers = start();
             wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
             let relay = relay_by_counters(&peers.topo, &address);
-            down.push(outage(&namespace, &address, || peers.topo.set_links(relay, false)));
+            down.push(outage(&namespace, &address, || {
+                peers.topo.set_links(relay, false)
+            }));
             drop(peers);
         }
         (kill, down, idle)
     };
-    let (ygg_kill, ygg_down, ygg_idle) = peer_runs("Yggdrasil", &|| start_yggdrasil("y", 6, &ring(6)));
-    let (babel_kill, babel_down, babel_idle) = peer_runs("babeld (0.5 s hellos)", &|| start_babeld("b", 6, &ring(6), "0.5"));
+    let (ygg_kill, ygg_down, ygg_idle) =
+        peer_runs("Yggdrasil", &|| start_yggdrasil("y", 6, &ring(6)));
+    let (babel_kill, babel_down, babel_idle) = peer_runs("babeld (0.5 s hellos)", &|| {
+        start_babeld("b", 6, &ring(6), "0.5")
+    });
     let best_peer = |a: f64, b: f64| a.min(b);
     for (label, ours, ygg, babel) in [
-        ("outage, relay SIGKILLed, links up (median ms)", median(ours_kill.clone()), median(ygg_kill), median(babel_kill)),
-        ("outage, relay's links down (median ms)", median(ours_down.clone()), median(ygg_down), median(babel_down)),
+        (
+            "outage, relay SIGKILLed, links up (median ms)",
+            median(ours_kill.clone()),
+            median(ygg_kill),
+            median(babel_kill),
+        ),
+        (
+            "outage, relay's links down (median ms)",
+            median(ours_down.clone()),
+            median(ygg_down),
+            median(babel_down),
+        ),
     ] {
         rows.push((
             label.into(),
@@ -467,8 +688,13 @@ fn main() {
         format!("{:.2}x babeld", ours_idle / babel_idle),
     ));
 
-    println!("x0tta6bl4 vs Yggdrasil and babeld, network namespaces on this machine ({seconds} s iperf3, {reps} failover repetitions)");
-    println!("{:<48} {:<16} {:<44} ratio ours/theirs", "measure", "x0tta6bl4", "peers");
+    println!(
+        "x0tta6bl4 vs Yggdrasil and babeld, network namespaces on this machine ({seconds} s iperf3, {reps} failover repetitions)"
+    );
+    println!(
+        "{:<48} {:<16} {:<44} ratio ours/theirs",
+        "measure", "x0tta6bl4", "peers"
+    );
     for (label, ours, theirs, ratio) in rows {
         println!("{label:<48} {ours:<16} {theirs:<44} {ratio}");
     }

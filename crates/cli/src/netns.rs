@@ -90,6 +90,34 @@ fn ip(args: &[&str]) -> Result<Output, NetnsError> {
     run(Command::new("ip").args(args))
 }
 
+/// Reads `ping` output: the sequence numbers that got replies, sorted and without duplicates.
+pub fn ping_replies(output: &str) -> Vec<u64> {
+    let mut sequences: Vec<u64> = output
+        .lines()
+        .filter(|line| line.contains("bytes from"))
+        .filter_map(|line| {
+            line.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    sequences.sort_unstable();
+    sequences.dedup();
+    sequences
+}
+
+/// The outage in a `ping -i <interval_ms>` run: the largest gap between consecutive replies,
+/// in milliseconds (one interval when nothing was lost); `None` with fewer than two replies.
+pub fn ping_outage_ms(replies: &[u64], interval_ms: u64) -> Option<u64> {
+    replies
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]) * interval_ms)
+        .max()
+}
+
 /// Edges of a line of `count` nodes.
 pub fn line(count: usize) -> Vec<(usize, usize)> {
     (1..count).map(|index| (index - 1, index)).collect()
@@ -148,7 +176,12 @@ pub struct NetnsMesh {
 impl NetnsMesh {
     /// Builds namespaces for `count` nodes joined by `edges`, configures, enrols and starts a
     /// daemon in each, and waits until every node routes to every other.
-    pub fn start(binary: &Path, count: usize, edges: &[(usize, usize)], extra_yaml: &str) -> Result<NetnsMesh, NetnsError> {
+    pub fn start(
+        binary: &Path,
+        count: usize,
+        edges: &[(usize, usize)],
+        extra_yaml: &str,
+    ) -> Result<NetnsMesh, NetnsError> {
         if let Some(reason) = unavailable() {
             return Err(NetnsError::Unavailable(reason));
         }
@@ -170,7 +203,10 @@ impl NetnsMesh {
         };
         for position in 0..count.min(MAX_NETNS_NODES) {
             let namespace = format!("{prefix}n{position}");
-            let _ = Command::new("ip").args(["netns", "del", &namespace]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &namespace])
+                .stderr(Stdio::null())
+                .status();
             ip(&["netns", "add", &namespace])?;
             let node_dir = mesh._dir.path().join(format!("node{}", position + 1));
             std::fs::create_dir_all(&node_dir).map_err(|error| NetnsError::Command {
@@ -185,15 +221,53 @@ impl NetnsMesh {
                 child: None,
             });
             mesh.exec_ok(position, &["ip", "link", "set", "lo", "up"])?;
-            mesh.exec_ok(position, &["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"])?;
-            mesh.exec_ok(position, &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"])?;
+            mesh.exec_ok(
+                position,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"],
+            )?;
+            mesh.exec_ok(
+                position,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"],
+            )?;
         }
         for &(a, b) in edges {
             let (name_a, name_b) = (format!("l{b}"), format!("l{a}"));
-            let (ns_a, ns_b) = (mesh.nodes[a].namespace.clone(), mesh.nodes[b].namespace.clone());
-            ip(&["link", "add", &format!("{prefix}t"), "netns", &ns_a, "type", "veth", "peer", "name", &format!("{prefix}u"), "netns", &ns_b])?;
-            ip(&["-n", &ns_a, "link", "set", &format!("{prefix}t"), "name", &name_a])?;
-            ip(&["-n", &ns_b, "link", "set", &format!("{prefix}u"), "name", &name_b])?;
+            let (ns_a, ns_b) = (
+                mesh.nodes[a].namespace.clone(),
+                mesh.nodes[b].namespace.clone(),
+            );
+            ip(&[
+                "link",
+                "add",
+                &format!("{prefix}t"),
+                "netns",
+                &ns_a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{prefix}u"),
+                "netns",
+                &ns_b,
+            ])?;
+            ip(&[
+                "-n",
+                &ns_a,
+                "link",
+                "set",
+                &format!("{prefix}t"),
+                "name",
+                &name_a,
+            ])?;
+            ip(&[
+                "-n",
+                &ns_b,
+                "link",
+                "set",
+                &format!("{prefix}u"),
+                "name",
+                &name_b,
+            ])?;
             ip(&["-n", &ns_a, "link", "set", &name_a, "up"])?;
             ip(&["-n", &ns_b, "link", "set", &name_b, "up"])?;
             mesh.nodes[a].interfaces.push((name_a, b));
@@ -216,7 +290,11 @@ impl NetnsMesh {
     }
 
     fn configure(&mut self, position: usize, extra_yaml: &str) -> Result<(), NetnsError> {
-        let interfaces: Vec<&str> = self.nodes[position].interfaces.iter().map(|(name, _)| name.as_str()).collect();
+        let interfaces: Vec<&str> = self.nodes[position]
+            .interfaces
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         let yaml = format!(
             "node_config:\n  network:\n    listen: '[::]:{LINK_PORT}'\n    interfaces: [{}]\n    tun: on\n{extra_yaml}  api:\n    listen: '127.0.0.1:{API_PORT}'\n",
             interfaces.join(", ")
@@ -229,7 +307,18 @@ impl NetnsMesh {
         let config = path.display().to_string();
         let binary = self.binary.display().to_string();
         let output = if position == 0 {
-            self.exec_ok(0, &[&binary, "ca", "init", "--config", &config, "--trust-domain", NETNS_TRUST_DOMAIN])?
+            self.exec_ok(
+                0,
+                &[
+                    &binary,
+                    "ca",
+                    "init",
+                    "--config",
+                    &config,
+                    "--trust-domain",
+                    NETNS_TRUST_DOMAIN,
+                ],
+            )?
         } else {
             let ca_config = self.config_path(0).display().to_string();
             let token = run(Command::new(&self.binary).args([
@@ -243,7 +332,10 @@ impl NetnsMesh {
             let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
             // Enrolment from inside the CA node's namespace (see the module doc); the node's
             // keys never leave its own directory.
-            self.exec_ok(0, &[&binary, "init", "--config", &config, "--join-token", &token])?
+            self.exec_ok(
+                0,
+                &[&binary, "init", "--config", &config, "--join-token", &token],
+            )?
         };
         self.nodes[position].id = String::from_utf8_lossy(&output.stdout)
             .trim()
@@ -305,7 +397,14 @@ impl NetnsMesh {
     pub fn set_links(&self, position: usize, up: bool) -> Result<(), NetnsError> {
         let state = if up { "up" } else { "down" };
         for (name, _) in &self.nodes[position].interfaces {
-            ip(&["-n", &self.nodes[position].namespace, "link", "set", name, state])?;
+            ip(&[
+                "-n",
+                &self.nodes[position].namespace,
+                "link",
+                "set",
+                name,
+                state,
+            ])?;
         }
         Ok(())
     }
@@ -335,7 +434,8 @@ impl NetnsMesh {
             })?;
             // SAFETY: setns on a namespace file descriptor we own; it changes only this thread's
             // network namespace, and the thread is ours alone.
-            let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            let entered =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             if entered != 0 {
                 return Err(NetnsError::Command {
                     command: "setns".to_string(),
@@ -356,7 +456,9 @@ impl NetnsMesh {
             .find(|route| route["destination"] == target_id.as_str())?["next_hop"]
             .as_str()?
             .to_string();
-        self.nodes.iter().position(|node| node.id.to_string() == hop)
+        self.nodes
+            .iter()
+            .position(|node| node.id.to_string() == hop)
     }
 
     /// A command run inside node `position`'s namespace.
@@ -367,7 +469,9 @@ impl NetnsMesh {
     }
 
     fn exec_ok(&self, position: usize, args: &[&str]) -> Result<Output, NetnsError> {
-        let (program, rest) = args.split_first().ok_or(NetnsError::Unavailable("empty command"))?;
+        let (program, rest) = args
+            .split_first()
+            .ok_or(NetnsError::Unavailable("empty command"))?;
         run(self.command(position, program).args(rest))
     }
 
@@ -375,7 +479,17 @@ impl NetnsMesh {
     pub fn api(&self, position: usize, path: &str) -> Result<serde_json::Value, NetnsError> {
         let binary = self.binary.display().to_string();
         let query = path.trim_start_matches('/');
-        let output = self.exec_ok(position, &[&binary, "ctl", query, "--json", "--api", &format!("http://127.0.0.1:{API_PORT}")])?;
+        let output = self.exec_ok(
+            position,
+            &[
+                &binary,
+                "ctl",
+                query,
+                "--json",
+                "--api",
+                &format!("http://127.0.0.1:{API_PORT}"),
+            ],
+        )?;
         serde_json::from_slice(&output.stdout).map_err(|error| NetnsError::Command {
             command: format!("ctl {query}"),
             reason: error.to_string(),
@@ -409,12 +523,15 @@ impl NetnsMesh {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Err(NetnsError::Timeout("every node to route to every other".to_string()))
+        Err(NetnsError::Timeout(
+            "every node to route to every other".to_string(),
+        ))
     }
 
     /// The last lines of node `position`'s log.
     pub fn log_tail(&self, position: usize) -> String {
-        let text = std::fs::read_to_string(self.nodes[position].dir.join("node.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.nodes[position].dir.join("node.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
@@ -426,7 +543,9 @@ impl Drop for NetnsMesh {
             self.kill(position);
         }
         for node in &self.nodes {
-            let _ = Command::new("ip").args(["netns", "del", &node.namespace]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &node.namespace])
+                .status();
         }
     }
 }

@@ -53,7 +53,11 @@ pub struct CertStore {
 
 impl CertStore {
     /// A store holding `svid` (DER) with the CA certificate as its chain, signed by `keys`.
-    pub fn new(keys: &KeySet, svid: &[u8], ca_certificate: &[u8]) -> Result<Arc<CertStore>, TlsError> {
+    pub fn new(
+        keys: &KeySet,
+        svid: &[u8],
+        ca_certificate: &[u8],
+    ) -> Result<Arc<CertStore>, TlsError> {
         let store = Arc::new(CertStore::default());
         store.replace(keys, svid, ca_certificate)?;
         Ok(store)
@@ -65,7 +69,12 @@ impl CertStore {
     }
 
     /// Installs a new certificate.
-    pub fn replace(&self, keys: &KeySet, svid: &[u8], ca_certificate: &[u8]) -> Result<(), TlsError> {
+    pub fn replace(
+        &self,
+        keys: &KeySet,
+        svid: &[u8],
+        ca_certificate: &[u8],
+    ) -> Result<(), TlsError> {
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(keys.ed25519_pkcs8_der()?));
         let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)?;
         let chain = vec![
@@ -73,7 +82,10 @@ impl CertStore {
             CertificateDer::from(ca_certificate.to_vec()),
         ];
         let certified = Arc::new(CertifiedKey::new(chain, signing));
-        *self.current.write().unwrap_or_else(|poison| poison.into_inner()) = Some(certified);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(certified);
         Ok(())
     }
 
@@ -139,7 +151,10 @@ impl SupportedKxGroup for RecordingGroup {
         peer_pub_key: &[u8],
     ) -> Result<rustls::crypto::CompletedKeyExchange, rustls::Error> {
         let completed = self.inner.start_and_complete(peer_pub_key)?;
-        *self.slot.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(completed.group);
+        *self
+            .slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(completed.group);
         Ok(completed)
     }
     fn name(&self) -> NamedGroup {
@@ -157,7 +172,10 @@ impl ActiveKeyExchange for RecordingExchange {
     fn complete(self: Box<Self>, peer_pub_key: &[u8]) -> Result<SharedSecret, rustls::Error> {
         let group = self.inner.group();
         let secret = self.inner.complete(peer_pub_key)?;
-        *self.slot.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(group);
+        *self
+            .slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(group);
         Ok(secret)
     }
     fn hybrid_component(&self) -> Option<(NamedGroup, &[u8])> {
@@ -169,7 +187,10 @@ impl ActiveKeyExchange for RecordingExchange {
     ) -> Result<SharedSecret, rustls::Error> {
         let component = self.inner.hybrid_component().map(|(group, _)| group);
         let secret = self.inner.complete_hybrid_component(peer_pub_key)?;
-        *self.slot.lock().unwrap_or_else(|poison| poison.into_inner()) = component;
+        *self
+            .slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = component;
         Ok(secret)
     }
     fn pub_key(&self) -> &[u8] {
@@ -191,7 +212,8 @@ fn pool() -> &'static RecorderPool {
         let recorders = (0..KX_RECORDERS)
             .map(|_| {
                 // Leaked once per process (KX_RECORDERS of each): rustls requires 'static groups.
-                let slot: &'static Mutex<Option<NamedGroup>> = Box::leak(Box::new(Mutex::new(None)));
+                let slot: &'static Mutex<Option<NamedGroup>> =
+                    Box::leak(Box::new(Mutex::new(None)));
                 let wrap = |inner| -> &'static RecordingGroup {
                     Box::leak(Box::new(RecordingGroup { inner, slot }))
                 };
@@ -232,7 +254,10 @@ impl KxLease {
         if let Some(index) = index
             && let Some(recorder) = pool.recorders.get(index)
         {
-            *recorder.slot.lock().unwrap_or_else(|poison| poison.into_inner()) = None;
+            *recorder
+                .slot
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()) = None;
         }
         KxLease { index }
     }
@@ -240,7 +265,10 @@ impl KxLease {
     /// The group the handshake completed with, if it was recorded.
     pub fn group(&self) -> Option<NamedGroup> {
         let recorder = pool().recorders.get(self.index?)?;
-        *recorder.slot.lock().unwrap_or_else(|poison| poison.into_inner())
+        *recorder
+            .slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn groups(&self, policy: KxPolicy) -> Vec<&'static dyn SupportedKxGroup> {
@@ -329,14 +357,16 @@ pub fn server_config(
 /// node certificate chained to a CA certificate whose SHA-256 is `pinned_ca_hash`.
 pub fn join_client_config(pinned_ca_hash: [u8; 32]) -> Result<rustls::ClientConfig, TlsError> {
     let lease = KxLease { index: None };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider(&lease, KxPolicy::default()))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier {
-            pinned_ca_hash,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
-        }))
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(provider(&lease, KxPolicy::default()))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier {
+                pinned_ca_hash,
+                algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                    .signature_verification_algorithms,
+            }))
+            .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_JOIN.to_vec()];
     Ok(config)
 }
@@ -357,14 +387,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let refuse = |error: PeerCertError| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(error),
-            )))
-        };
+        let refuse = crate::verify::to_rustls;
         let ca = intermediates
             .iter()
-            .find(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == self.pinned_ca_hash)
+            .find(|certificate| {
+                <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == self.pinned_ca_hash
+            })
             .ok_or_else(|| refuse(PeerCertError::UnknownCa))?;
         let anchor = webpki::anchor_from_trusted_cert(ca)
             .map_err(|error| refuse(PeerCertError::Chain(error.to_string())))?;
@@ -392,9 +420,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Err(crate::verify::tls12_refused())
     }
 
     fn verify_tls13_signature(

@@ -13,7 +13,9 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 use wire::NodeId;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -227,7 +229,10 @@ pub struct RevocationSet {
 impl RevocationSet {
     /// Marks `node` revoked. Returns whether it was new.
     pub fn insert(&self, node: NodeId) -> Result<bool, RevocationsFull> {
-        let mut revoked = self.revoked.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut revoked = self
+            .revoked
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         if revoked.contains(&node) {
             return Ok(false);
         }
@@ -379,17 +384,27 @@ pub struct LinkVerifier {
 
 impl LinkVerifier {
     /// A verifier over `state`.
-    pub fn new(state: Arc<VerifierState>, expected: Option<NodeId>, client_auth_optional: bool) -> LinkVerifier {
+    pub fn new(
+        state: Arc<VerifierState>,
+        expected: Option<NodeId>,
+        client_auth_optional: bool,
+    ) -> LinkVerifier {
         LinkVerifier {
             state,
             expected,
             client_auth_optional,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
         }
     }
 }
 
-fn to_rustls(error: PeerCertError) -> rustls::Error {
+/// Links are QUIC, which is TLS 1.3 only; a TLS 1.2 signature is never valid.
+pub(crate) fn tls12_refused() -> rustls::Error {
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic)
+}
+
+pub(crate) fn to_rustls(error: PeerCertError) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(error))))
 }
 
@@ -403,7 +418,13 @@ impl ServerCertVerifier for LinkVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.state
-            .check(end_entity, intermediates, now, webpki::KeyUsage::server_auth(), self.expected)
+            .check(
+                end_entity,
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                self.expected,
+            )
             .map(|_| ServerCertVerified::assertion())
             .map_err(to_rustls)
     }
@@ -414,9 +435,7 @@ impl ServerCertVerifier for LinkVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Err(tls12_refused())
     }
 
     fn verify_tls13_signature(
@@ -449,7 +468,13 @@ impl ClientCertVerifier for LinkVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.state
-            .check(end_entity, intermediates, now, webpki::KeyUsage::client_auth(), self.expected)
+            .check(
+                end_entity,
+                intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+                self.expected,
+            )
             .map(|_| ClientCertVerified::assertion())
             .map_err(to_rustls)
     }
@@ -460,9 +485,7 @@ impl ClientCertVerifier for LinkVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Err(tls12_refused())
     }
 
     fn verify_tls13_signature(

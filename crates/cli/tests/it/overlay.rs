@@ -13,7 +13,8 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let mesh = NetnsMesh::start(&binary(), 4, &line(4), "").unwrap_or_else(|error| panic!("{error}"));
+    let mesh =
+        NetnsMesh::start(&binary(), 4, &line(4), "").unwrap_or_else(|error| panic!("{error}"));
     let target = mesh.nodes()[3].id.overlay_addr().to_string();
     let output = mesh
         .command(0, "ping")
@@ -39,9 +40,20 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
     let status = mesh.api(3, "status").unwrap();
     assert!(status["links"]["data_to_tun"].as_u64().unwrap_or(0) >= 5);
     // The packets travelled inside an end-to-end session (relays saw only sealed bytes).
-    assert!(status["links"]["session_received"].as_u64().unwrap_or(0) >= 5, "{}", status["links"]);
+    assert!(
+        status["links"]["session_received"].as_u64().unwrap_or(0) >= 5,
+        "{}",
+        status["links"]
+    );
     let sender = mesh.api(0, "status").unwrap();
-    assert!(sender["links"]["session_handshakes_completed"].as_u64().unwrap_or(0) >= 1, "{}", sender["links"]);
+    assert!(
+        sender["links"]["session_handshakes_completed"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{}",
+        sender["links"]
+    );
 
     // An overlay address no node owns: the sender's own node answers "no route".
     let output = mesh
@@ -51,21 +63,10 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{text}");
-    assert!(text.contains("Destination unreachable") || text.contains("No route"), "{text}");
-}
-
-/// Largest run of missing replies in `ping` output, in sequence numbers, and how many replies
-/// arrived.
-fn largest_gap(output: &str) -> (u64, usize) {
-    let mut sequences: Vec<u64> = output
-        .lines()
-        .filter(|line| line.contains("bytes from"))
-        .filter_map(|line| line.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect();
-    sequences.sort_unstable();
-    sequences.dedup();
-    let gap = sequences.windows(2).map(|pair| pair[1] - pair[0] - 1).max().unwrap_or(u64::MAX);
-    (gap, sequences.len())
+    assert!(
+        text.contains("Destination unreachable") || text.contains("No route"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -78,12 +79,15 @@ fn a_ring_heals_around_a_killed_relay_and_around_a_relay_whose_links_went_down()
         .unwrap_or_else(|error| panic!("{error}"));
     let target = mesh.nodes()[3].id.overlay_addr().to_string();
     for case in ["relay killed (links stay up)", "relay's links down"] {
-        mesh.wait_converged(std::time::Duration::from_secs(30)).unwrap();
+        mesh.wait_converged(std::time::Duration::from_secs(30))
+            .unwrap();
         let relay = mesh.next_hop(0, 3).expect("node 1 routes to node 4");
         // 10 ms pings for 4 s; the fault comes 1 s in.
         let ping = mesh
             .command(0, "ping")
-            .args(["-i", "0.01", "-c", "400", "-W", "1", "-S", "400000", &target])
+            .args([
+                "-i", "0.01", "-c", "400", "-W", "1", "-S", "400000", &target,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -95,10 +99,22 @@ fn a_ring_heals_around_a_killed_relay_and_around_a_relay_whose_links_went_down()
         }
         let output = ping.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout);
-        let (gap, received) = largest_gap(&text);
-        eprintln!("{case}: relay node {}, outage {} ms, {received}/400 replies", relay + 1, gap * 10);
-        assert!(received > 200, "{case}: replies resumed after the fault ({received}/400)");
-        assert!(gap < 300, "{case}: the outage is finite and short ({} ms)", gap * 10);
+        let replies = cli::netns::ping_replies(&text);
+        let received = replies.len();
+        let outage = cli::netns::ping_outage_ms(&replies, 10).unwrap_or(u64::MAX);
+        eprintln!(
+            "{case}: relay node {}, outage {outage} ms, {received}/400 replies",
+            relay + 1
+        );
+        assert!(
+            received > 200,
+            "{case}: replies resumed after the fault ({received}/400)"
+        );
+        // Fewer than 300 pings lost in a row.
+        assert!(
+            outage <= 3000,
+            "{case}: the outage is finite and short ({outage} ms)"
+        );
         if !case.starts_with("relay killed") {
             let links = mesh.api(0, "status").unwrap()["links"].clone();
             assert!(
@@ -122,7 +138,8 @@ fn tcp_crosses_three_hops_intact() {
         return;
     }
     use std::io::{Read, Write};
-    let mesh = NetnsMesh::start(&binary(), 4, &line(4), "").unwrap_or_else(|error| panic!("{error}"));
+    let mesh =
+        NetnsMesh::start(&binary(), 4, &line(4), "").unwrap_or_else(|error| panic!("{error}"));
     let address = std::net::SocketAddr::new(mesh.nodes()[3].id.overlay_addr().into(), 5001);
     const BYTES: usize = 8 << 20;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -132,25 +149,43 @@ fn tcp_crosses_three_hops_intact() {
         let (mut stream, _) = listener.accept().expect("accept");
         let mut received = Vec::new();
         stream.read_to_end(&mut received).expect("read");
-        let digest = received.iter().fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(*byte)));
+        let digest = received.iter().fold(0u64, |acc, byte| {
+            acc.wrapping_mul(31).wrapping_add(u64::from(*byte))
+        });
         stream.write_all(&digest.to_be_bytes()).expect("answer");
         received.len()
     });
-    ready_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("server ready");
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("server ready");
     let client = mesh.in_namespace(0, move || {
         let payload: Vec<u8> = (0..BYTES).map(|index| (index * 7 % 251) as u8).collect();
-        let expected = payload.iter().fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(*byte)));
-        let mut stream = std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(10)).expect("connect");
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("timeout");
+        let expected = payload.iter().fold(0u64, |acc, byte| {
+            acc.wrapping_mul(31).wrapping_add(u64::from(*byte))
+        });
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(10))
+                .expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("timeout");
         let start = std::time::Instant::now();
         stream.write_all(&payload).expect("send");
-        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
         let mut answer = [0u8; 8];
         stream.read_exact(&mut answer).expect("answer");
         (u64::from_be_bytes(answer) == expected, start.elapsed())
     });
-    let (intact, elapsed) = client.join().expect("client thread").expect("client namespace");
-    let received = server.join().expect("server thread").expect("server namespace");
+    let (intact, elapsed) = client
+        .join()
+        .expect("client thread")
+        .expect("client namespace");
+    let received = server
+        .join()
+        .expect("server thread")
+        .expect("server namespace");
     eprintln!(
         "TCP over 3 hops: {BYTES} bytes in {elapsed:?} ({:.0} Mbit/s, debug build)",
         BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
