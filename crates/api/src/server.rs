@@ -101,12 +101,16 @@ async fn send_datagram(
     }
     match ask(handle.send_datagram(to, port, body.to_vec())).await? {
         node::SendOutcome::NoRoute => Err(ApiError::NoRoute(format!("no route to node {to}"))),
-        node::SendOutcome::TooBig => Err(ApiError::TooLarge("larger than the link carries".to_string())),
+        node::SendOutcome::TooBig => Err(ApiError::TooLarge(
+            "larger than the link carries".to_string(),
+        )),
         outcome => Ok(Json(outcome)),
     }
 }
 
-async fn take_all_datagrams(State(handle): State<NodeHandle>) -> Result<Json<Vec<node::DatagramView>>, ApiError> {
+async fn take_all_datagrams(
+    State(handle): State<NodeHandle>,
+) -> Result<Json<Vec<node::DatagramView>>, ApiError> {
     Ok(Json(ask(handle.take_datagrams(None)).await?))
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use node::{PeerView, RouteView, StatusView};
-use wire::NodeId;
 use serde::de::DeserializeOwned;
+use wire::NodeId;
 
 /// Default API address, the same as `node_config.api.listen`'s default.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7401";
@@ -111,12 +111,20 @@ impl ApiClient {
     }
 
     /// Sends a datagram through the node to `to` at `port`.
-    pub fn send_datagram(&self, to: &NodeId, port: u16, payload: &[u8]) -> Result<node::SendOutcome, ClientError> {
+    pub fn send_datagram(
+        &self,
+        to: &NodeId,
+        port: u16,
+        payload: &[u8],
+    ) -> Result<node::SendOutcome, ClientError> {
         self.post(&format!("/api/v1/datagrams/{to}/{port}"), payload)
     }
 
     /// Takes the datagrams the node received (for `port`, or all).
-    pub fn take_datagrams(&self, port: Option<u16>) -> Result<Vec<node::DatagramView>, ClientError> {
+    pub fn take_datagrams(
+        &self,
+        port: Option<u16>,
+    ) -> Result<Vec<node::DatagramView>, ClientError> {
         match port {
             Some(port) => self.get(&format!("/api/v1/datagrams/{port}")),
             None => self.get("/api/v1/datagrams"),

@@ -65,7 +65,9 @@ pub fn run(args: &CaArgs) -> Result<(), CliError> {
         CaAction::Token { ttl, address } => {
             let token = node::membership::ca_token(&config, *ttl, *address, now)
                 .map_err(node::NodeError::from)?;
-            eprintln!("valid for {ttl} s, once; give it to the joining node's `x0tta6bl4 init --join-token`");
+            eprintln!(
+                "valid for {ttl} s, once; give it to the joining node's `x0tta6bl4 init --join-token`"
+            );
             println!("{token}");
         }
         CaAction::Revoke { node_id } => {

@@ -77,7 +77,11 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
         (CtlQuery::Identity, true) => to_json(&client.identity()?),
         (CtlQuery::Send { node, text, port }, json) => {
             let outcome = client.send_datagram(&node, port, text.as_bytes())?;
-            if json { to_json(&outcome) } else { format!("{outcome:?}").to_lowercase() }
+            if json {
+                to_json(&outcome)
+            } else {
+                format!("{outcome:?}").to_lowercase()
+            }
         }
         (CtlQuery::Recv { port }, true) => to_json(&client.take_datagrams(port)?),
         (CtlQuery::Recv { port }, false) => client
@@ -85,7 +89,12 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
             .iter()
             .map(|datagram| {
                 let payload = hex::decode(&datagram.payload_hex).unwrap_or_default();
-                format!("{} port {}: {}", datagram.from, datagram.port, String::from_utf8_lossy(&payload))
+                format!(
+                    "{} port {}: {}",
+                    datagram.from,
+                    datagram.port,
+                    String::from_utf8_lossy(&payload)
+                )
             })
             .collect::<Vec<_>>()
             .join("\n"),

@@ -51,7 +51,10 @@ pub fn run(args: &InitArgs) -> Result<(), CliError> {
         let joined = runtime
             .block_on(node::membership::join(&config, &token, crate::unix_now()))
             .map_err(node::NodeError::from)?;
-        eprintln!("joined     {} (SVID valid until Unix {})", joined.spiffe_id, joined.not_after);
+        eprintln!(
+            "joined     {} (SVID valid until Unix {})",
+            joined.spiffe_id, joined.not_after
+        );
     }
     println!("{}", report.node_id);
     Ok(())

@@ -54,7 +54,9 @@ struct SignatureFile {
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, CliError> {
     let fail = |reason: String| CliError::Usage(format!("{}: {reason}", path.display()));
-    let size = std::fs::metadata(path).map_err(|error| fail(error.to_string()))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|error| fail(error.to_string()))?
+        .len();
     if size > MAX_SIGNED_FILE_BYTES {
         return Err(fail(format!("larger than {MAX_SIGNED_FILE_BYTES} bytes")));
     }
@@ -84,7 +86,8 @@ pub fn sign(args: &SignArgs) -> Result<(), CliError> {
         signature: hex::encode(signature),
     };
     let out = args.out.clone().unwrap_or_else(|| default_sig(&args.file));
-    let text = serde_json::to_string_pretty(&file).map_err(|error| CliError::Usage(error.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&file).map_err(|error| CliError::Usage(error.to_string()))?;
     std::fs::write(&out, text + "\n")
         .map_err(|error| CliError::Usage(format!("{}: {error}", out.display())))?;
     println!("{}", out.display());
@@ -96,9 +99,10 @@ pub fn verify(args: &VerifyArgs) -> Result<(), CliError> {
     let sig_path = args.sig.clone().unwrap_or_else(|| default_sig(&args.file));
     let bad = |reason: String| CliError::Verify(format!("{}: {reason}", sig_path.display()));
     let sig_bytes = read_limited(&sig_path)?;
-    let file: SignatureFile =
-        serde_json::from_slice(&sig_bytes).map_err(|error| bad(format!("not a signature file: {error}")))?;
-    let decode = |text: &str| hex::decode(text).map_err(|_| bad("hex field is not hex".to_string()));
+    let file: SignatureFile = serde_json::from_slice(&sig_bytes)
+        .map_err(|error| bad(format!("not a signature file: {error}")))?;
+    let decode =
+        |text: &str| hex::decode(text).map_err(|_| bad("hex field is not hex".to_string()));
     let ed25519: [u8; 32] = decode(&file.ed25519)?
         .try_into()
         .map_err(|_| bad("Ed25519 key must be 32 bytes".to_string()))?;
@@ -107,7 +111,9 @@ pub fn verify(args: &VerifyArgs) -> Result<(), CliError> {
         ml_dsa: decode(&file.ml_dsa)?,
     };
     if keys.node_id() != file.signer {
-        return Err(bad("the keys do not derive the signer's node id".to_string()));
+        return Err(bad(
+            "the keys do not derive the signer's node id".to_string()
+        ));
     }
     if let Some(required) = args.signer
         && required != file.signer
@@ -117,6 +123,9 @@ pub fn verify(args: &VerifyArgs) -> Result<(), CliError> {
     let content = read_limited(&args.file)?;
     keys.verify(&content, &decode(&file.signature)?)
         .map_err(|error| bad(error.to_string()))?;
-    println!("good hybrid signature (Ed25519 + ML-DSA-65) by {}", file.signer);
+    println!(
+        "good hybrid signature (Ed25519 + ML-DSA-65) by {}",
+        file.signer
+    );
     Ok(())
 }

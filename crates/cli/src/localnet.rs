@@ -248,15 +248,22 @@ impl LocalNet {
             self.start(0)?;
         }
         let deadline = Instant::now() + JOIN_TIMEOUT;
-        let ca_config = NodeConfig::load(&self.nodes[0].config_path).map_err(|error| init_error(error.into()))?;
-        let config = NodeConfig::load(&self.nodes[position].config_path).map_err(|error| init_error(error.into()))?;
+        let ca_config = NodeConfig::load(&self.nodes[0].config_path)
+            .map_err(|error| init_error(error.into()))?;
+        let config = NodeConfig::load(&self.nodes[position].config_path)
+            .map_err(|error| init_error(error.into()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(io_error("starting a runtime to join"))?;
         loop {
-            let token = node::membership::ca_token(&ca_config, 600, Some(self.nodes[0].udp), crate::unix_now())
-                .map_err(|error| init_error(error.into()))?;
+            let token = node::membership::ca_token(
+                &ca_config,
+                600,
+                Some(self.nodes[0].udp),
+                crate::unix_now(),
+            )
+            .map_err(|error| init_error(error.into()))?;
             match runtime.block_on(node::membership::join(&config, &token, crate::unix_now())) {
                 Ok(_) => return Ok(()),
                 // The CA node may still be starting: try again with a fresh token.
@@ -284,7 +291,13 @@ impl LocalNet {
     /// A node that is not yet a member first joins the trust domain: node 1 (the CA node) is
     /// started if needed and mints a one-time token, which the node redeems over its link.
     pub fn start(&mut self, position: usize) -> Result<(), LocalNetError> {
-        if position != 0 && !self.nodes[position].dir.join("data").join(node::membership::SVID_NAME).exists() {
+        if position != 0
+            && !self.nodes[position]
+                .dir
+                .join("data")
+                .join(node::membership::SVID_NAME)
+                .exists()
+        {
             self.join(position)?;
         }
         let detached = self.detached;
@@ -660,11 +673,16 @@ fn write_node(
     let report =
         node::init(&config, None).map_err(|source| LocalNetError::Init { index, source })?;
     if index == 1 {
-        node::membership::ca_init(&config, TRUST_DOMAIN, config.svid_ttl_seconds, crate::unix_now())
-            .map_err(|source| LocalNetError::Init {
-                index,
-                source: source.into(),
-            })?;
+        node::membership::ca_init(
+            &config,
+            TRUST_DOMAIN,
+            config.svid_ttl_seconds,
+            crate::unix_now(),
+        )
+        .map_err(|source| LocalNetError::Init {
+            index,
+            source: source.into(),
+        })?;
     }
     let client = ApiClient::new(&format!("http://{api}"), POLL_REQUEST_TIMEOUT)?;
     Ok(LocalNode {

@@ -75,7 +75,10 @@ pub fn status(view: &StatusView) -> String {
 pub fn identity(view: &node::IdentityView) -> String {
     let mut table = table(&["field", "value"]);
     let expiry = if view.svid_expires_in_s >= 0 {
-        format!("in {}", format_duration_ms(view.svid_expires_in_s as u64 * 1000))
+        format!(
+            "in {}",
+            format_duration_ms(view.svid_expires_in_s as u64 * 1000)
+        )
     } else {
         "EXPIRED".to_string()
     };
@@ -84,7 +87,10 @@ pub fn identity(view: &node::IdentityView) -> String {
         ("node id", view.node_id.to_string()),
         ("overlay address", view.overlay_address.to_string()),
         ("trust domain", view.trust_domain.clone()),
-        ("svid expires", format!("{expiry} (Unix {})", view.svid_not_after)),
+        (
+            "svid expires",
+            format!("{expiry} (Unix {})", view.svid_not_after),
+        ),
         ("svid renewals", view.svid_renewals.to_string()),
         ("keys", view.fingerprints.clone()),
         ("CA hash", view.bundle_hash.clone()),

@@ -38,7 +38,9 @@ fn main() {
         std::hint::black_box(keys.sign_ed25519(&message));
     });
     let ed_verify = time(|| {
-        keys.public().verify_ed25519(&message, &ed_signature).expect("verify");
+        keys.public()
+            .verify_ed25519(&message, &ed_signature)
+            .expect("verify");
     });
     let keygen = {
         let samples = (0..200)
@@ -51,7 +53,10 @@ fn main() {
         median_us(samples)
     };
     println!("hybrid Ed25519+ML-DSA-65, 1 KiB message, median of {ROUNDS}:");
-    println!("  hybrid sign     {sign:8.1} us   (signature {} bytes)", signature.len());
+    println!(
+        "  hybrid sign     {sign:8.1} us   (signature {} bytes)",
+        signature.len()
+    );
     println!("  hybrid verify   {verify:8.1} us");
     println!("  Ed25519 sign    {ed_sign:8.1} us   (OGM signatures use this half only)");
     println!("  Ed25519 verify  {ed_verify:8.1} us");

@@ -271,7 +271,11 @@ impl CertificateAuthority {
         let id = hex::encode(token_id);
         let secret_hash = hex::encode(Sha256::digest(secret));
         self.update(now, |state| {
-            if state.revocations.iter().any(|revoked| revoked.node_id == node) {
+            if state
+                .revocations
+                .iter()
+                .any(|revoked| revoked.node_id == node)
+            {
                 return Err(CaError::Revoked(node));
             }
             let token = state
@@ -305,7 +309,12 @@ impl CertificateAuthority {
         ttl_seconds: i64,
     ) -> Result<Vec<u8>, CaError> {
         let node = NodeId::from_public_keys(&ed25519, &ml_dsa_digest);
-        if self.load_state()?.revocations.iter().any(|revoked| revoked.node_id == node) {
+        if self
+            .load_state()?
+            .revocations
+            .iter()
+            .any(|revoked| revoked.node_id == node)
+        {
             return Err(CaError::Revoked(node));
         }
         self.issue(ed25519, ml_dsa_digest, now, ttl_seconds, "renewal")
@@ -330,7 +339,12 @@ impl CertificateAuthority {
         ttl_seconds: i64,
         reason: &str,
     ) -> Result<Vec<u8>, CaError> {
-        check_ttl("SVID TTL", MIN_SVID_TTL_SECONDS, 30 * 24 * 3600, ttl_seconds)?;
+        check_ttl(
+            "SVID TTL",
+            MIN_SVID_TTL_SECONDS,
+            30 * 24 * 3600,
+            ttl_seconds,
+        )?;
         let serial: [u8; 16] = random_bytes()?;
         let certificate = svid::node_certificate(
             &NodeCertificateRequest {
@@ -372,8 +386,9 @@ impl CertificateAuthority {
         let mut result = signed.clone();
         self.update(now, |state| {
             if let Some(existing) = state.revocations.iter().find(|r| r.node_id == node) {
-                result = hex::decode(&existing.signed)
-                    .map_err(|_| FileError::corrupt(&self.dir.join("state.json"), "revocation hex"))?;
+                result = hex::decode(&existing.signed).map_err(|_| {
+                    FileError::corrupt(&self.dir.join("state.json"), "revocation hex")
+                })?;
                 return Ok(());
             }
             state.revocations.push(RevocationRecord {
@@ -409,9 +424,12 @@ impl CertificateAuthority {
         // Expired tokens can no longer be redeemed; they are kept a while so that a late
         // attempt hears "expired" rather than "unknown", then dropped (the issuance log keeps
         // the history).
-        state
-            .tokens
-            .retain(|token| token.expires_at.saturating_add(EXPIRED_TOKEN_RETENTION_SECONDS) > now);
+        state.tokens.retain(|token| {
+            token
+                .expires_at
+                .saturating_add(EXPIRED_TOKEN_RETENTION_SECONDS)
+                > now
+        });
         change(&mut state)?;
         self.store(&state)
     }
@@ -424,8 +442,8 @@ impl CertificateAuthority {
 
     fn store(&self, state: &CaState) -> Result<(), CaError> {
         let path = self.dir.join("state.json");
-        let bytes = serde_json::to_vec_pretty(state)
-            .map_err(|error| FileError::corrupt(&path, error))?;
+        let bytes =
+            serde_json::to_vec_pretty(state).map_err(|error| FileError::corrupt(&path, error))?;
         Ok(files::write_private(&path, &bytes)?)
     }
 
@@ -435,7 +453,8 @@ impl CertificateAuthority {
             path: path.clone(),
             source,
         };
-        let mut text = serde_json::to_string(line).map_err(|error| FileError::corrupt(&path, error))?;
+        let mut text =
+            serde_json::to_string(line).map_err(|error| FileError::corrupt(&path, error))?;
         text.push('\n');
         let mut file = OpenOptions::new()
             .append(true)
@@ -465,7 +484,10 @@ pub fn read_certificate_pem(path: &Path) -> Result<Vec<u8>, FileError> {
     let (label, der) = pem::decode_vec(&bytes)
         .map_err(|error| FileError::corrupt(path, format!("not PEM: {error}")))?;
     if label != CERTIFICATE_LABEL {
-        return Err(FileError::corrupt(path, format!("PEM label is {label:?}, expected CERTIFICATE")));
+        return Err(FileError::corrupt(
+            path,
+            format!("PEM label is {label:?}, expected CERTIFICATE"),
+        ));
     }
     Ok(der)
 }
@@ -482,7 +504,12 @@ fn check_ttl(what: &'static str, min: i64, max: i64, got: i64) -> Result<(), CaE
     if (min..=max).contains(&got) {
         Ok(())
     } else {
-        Err(CaError::Ttl { what, min, max, got })
+        Err(CaError::Ttl {
+            what,
+            min,
+            max,
+            got,
+        })
     }
 }
 

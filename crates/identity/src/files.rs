@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(read_secret(&path).expect("read"), b"key bytes");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let error = read_secret(&path).expect_err("too open");
-        assert!(matches!(error, FileError::TooOpen { mode: 0o644, .. }), "{error}");
+        assert!(
+            matches!(error, FileError::TooOpen { mode: 0o644, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("secret.key"));
         let missing = read_secret(&dir.path().join("absent.key")).expect_err("missing");
         assert!(matches!(missing, FileError::Missing { .. }));

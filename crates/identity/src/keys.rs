@@ -98,8 +98,8 @@ impl PublicKeys {
         let tagged = tagged(message);
         let verifying = VerifyingKey::from_bytes(&self.ed25519)
             .map_err(|_| SignatureError::PublicKey("Ed25519"))?;
-        let ed_signature = ed25519_dalek::Signature::from_slice(ed_half)
-            .map_err(|_| SignatureError::Ed25519)?;
+        let ed_signature =
+            ed25519_dalek::Signature::from_slice(ed_half).map_err(|_| SignatureError::Ed25519)?;
         verifying
             .verify_strict(&tagged, &ed_signature)
             .map_err(|_| SignatureError::Ed25519)?;
@@ -144,9 +144,11 @@ impl KeySet {
     pub fn generate() -> Result<KeySet, KeyError> {
         let mut ed_secret = [0u8; 32];
         getrandom::fill(&mut ed_secret).map_err(|error| KeyError::Random(error.to_string()))?;
-        let ml_dsa =
-            PqdsaKeyPair::generate(&ML_DSA_65_SIGNING).map_err(|_| KeyError::Generate)?;
-        Ok(KeySet::from_parts(SigningKey::from_bytes(&ed_secret), ml_dsa))
+        let ml_dsa = PqdsaKeyPair::generate(&ML_DSA_65_SIGNING).map_err(|_| KeyError::Generate)?;
+        Ok(KeySet::from_parts(
+            SigningKey::from_bytes(&ed_secret),
+            ml_dsa,
+        ))
     }
 
     fn from_parts(ed25519: SigningKey, ml_dsa: PqdsaKeyPair) -> KeySet {
@@ -293,7 +295,9 @@ mod tests {
         let keys = KeySet::generate().expect("keys");
         let signature = keys.sign(b"config file").expect("sign");
         assert_eq!(signature.len(), HYBRID_SIGNATURE_BYTES);
-        keys.public().verify(b"config file", &signature).expect("verifies");
+        keys.public()
+            .verify(b"config file", &signature)
+            .expect("verifies");
         assert_eq!(
             keys.public().verify(b"config filE", &signature),
             Err(SignatureError::Ed25519)
@@ -349,8 +353,11 @@ mod tests {
         let signature = loaded.sign(b"x").expect("sign");
         keys.public().verify(b"x", &signature).expect("same keys");
 
-        std::fs::write(&ml, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .expect("corrupt");
+        std::fs::write(
+            &ml,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("corrupt");
         let error = KeySet::load(&ed, &ml).expect_err("corrupt");
         assert!(error.to_string().contains("node-mldsa.key"), "{error}");
         assert!(error.to_string().contains("corrupt"), "{error}");

@@ -76,7 +76,9 @@ pub enum PolicyError {
         count: usize,
     },
     /// A pattern that cannot match a SPIFFE ID.
-    #[error("policy: rules[{index}]: pattern {pattern:?} must start with \"spiffe://\" and be at most {MAX_PATTERN_BYTES} bytes")]
+    #[error(
+        "policy: rules[{index}]: pattern {pattern:?} must start with \"spiffe://\" and be at most {MAX_PATTERN_BYTES} bytes"
+    )]
     Pattern {
         /// Position of the rule.
         index: usize,
@@ -176,7 +178,10 @@ mod tests {
             policy.decide("spiffe://other.org/node/1234000000000000000000000000000a"),
             Decision::Deny
         );
-        assert_eq!(Policy::default().decide("spiffe://x/node/y"), Decision::Allow);
+        assert_eq!(
+            Policy::default().decide("spiffe://x/node/y"),
+            Decision::Allow
+        );
     }
 
     #[test]
@@ -184,8 +189,12 @@ mod tests {
         let unknown = Policy::from_yaml("defualt: deny\n").expect_err("unknown field");
         assert!(unknown.to_string().contains("defualt"), "{unknown}");
         let pattern = Policy::from_yaml("rules:\n  - allow: \"*\"\n").expect_err("pattern");
-        assert!(matches!(pattern, PolicyError::Pattern { index: 0, .. }), "{pattern}");
-        let action = Policy::from_yaml("rules:\n  - permit: \"spiffe://a/*\"\n").expect_err("action");
+        assert!(
+            matches!(pattern, PolicyError::Pattern { index: 0, .. }),
+            "{pattern}"
+        );
+        let action =
+            Policy::from_yaml("rules:\n  - permit: \"spiffe://a/*\"\n").expect_err("action");
         assert!(action.to_string().contains("permit"), "{action}");
     }
 

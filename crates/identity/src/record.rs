@@ -23,9 +23,19 @@ pub const MAX_ENDPOINTS: usize = 8;
 pub const MAX_SVID_BYTES: usize = 4096;
 
 /// Largest encoded record: header, keys, endpoints, SVID and signature.
-pub const MAX_RECORD_BYTES: usize =
-    1 + 16 + 8 + 8 + 8 + 32 + 2 + ML_DSA_PUBLIC_BYTES + 1 + MAX_ENDPOINTS * 19 + 2 + MAX_SVID_BYTES
-        + HYBRID_SIGNATURE_BYTES;
+pub const MAX_RECORD_BYTES: usize = 1
+    + 16
+    + 8
+    + 8
+    + 8
+    + 32
+    + 2
+    + ML_DSA_PUBLIC_BYTES
+    + 1
+    + MAX_ENDPOINTS * 19
+    + 2
+    + MAX_SVID_BYTES
+    + HYBRID_SIGNATURE_BYTES;
 
 /// Size of an encoded revocation.
 pub const REVOCATION_BYTES: usize = 1 + 16 + 8 + HYBRID_SIGNATURE_BYTES;
@@ -173,12 +183,20 @@ impl NodeRecord {
         }
         let keys = PublicKeys { ed25519, ml_dsa };
         if keys.node_id() != node_id {
-            return Err(RecordError::Malformed("node id does not derive from the keys"));
+            return Err(RecordError::Malformed(
+                "node id does not derive from the keys",
+            ));
         }
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
             u64::try_from(now_unix).unwrap_or(0),
         ));
-        let info = state.check(&svid, &[], now, webpki::KeyUsage::client_auth(), Some(node_id))?;
+        let info = state.check(
+            &svid,
+            &[],
+            now,
+            webpki::KeyUsage::client_auth(),
+            Some(node_id),
+        )?;
         if info.ed25519 != keys.ed25519 || info.ml_dsa_digest != keys.ml_dsa_digest() {
             return Err(RecordError::KeyMismatch);
         }
@@ -212,7 +230,8 @@ impl Revocation {
     /// Encodes and hybrid-signs with the CA's keys of `trust_domain`.
     pub fn sign(&self, ca_keys: &KeySet, trust_domain: &str) -> Result<Vec<u8>, crate::KeyError> {
         let body = self.body();
-        let signature = ca_keys.sign(&tagged(REVOCATION_CONTEXT, trust_domain.as_bytes(), &body))?;
+        let signature =
+            ca_keys.sign(&tagged(REVOCATION_CONTEXT, trust_domain.as_bytes(), &body))?;
         let mut bytes = body;
         bytes.extend_from_slice(&signature);
         Ok(bytes)

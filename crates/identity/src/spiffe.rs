@@ -82,7 +82,9 @@ impl NodeSpiffeId {
         let (domain, path) = rest.split_once('/').ok_or_else(malformed)?;
         let trust_domain = TrustDomain::new(domain).map_err(|_| malformed())?;
         let hex = path.strip_prefix("node/").ok_or_else(malformed)?;
-        if hex.len() != NodeId::LEN * 2 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if hex.len() != NodeId::LEN * 2
+            || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(malformed());
         }
         let node_id = hex.parse().map_err(|_| malformed())?;

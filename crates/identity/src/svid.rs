@@ -80,8 +80,8 @@ pub struct SvidInfo {
 /// Reads a node certificate and checks that its SPIFFE ID names the node its keys derive.
 /// Chain, validity and trust domain are the verifier's business ([`crate::verify`]).
 pub fn read_node_certificate(der: &[u8]) -> Result<SvidInfo, CertError> {
-    let (rest, certificate) = X509Certificate::from_der(der)
-        .map_err(|error| CertError::Malformed(error.to_string()))?;
+    let (rest, certificate) =
+        X509Certificate::from_der(der).map_err(|error| CertError::Malformed(error.to_string()))?;
     if !rest.is_empty() {
         return Err(CertError::Malformed("trailing bytes".to_string()));
     }
@@ -227,10 +227,15 @@ fn ca_params(
         DnType::CommonName,
         format!("x0tta6bl4 CA for {trust_domain}"),
     );
-    name.push(DnType::CustomDnType(SERIAL_NUMBER_ARCS.to_vec()), digest_value(ca_ml_dsa_digest)?);
+    name.push(
+        DnType::CustomDnType(SERIAL_NUMBER_ARCS.to_vec()),
+        digest_value(ca_ml_dsa_digest)?,
+    );
     params.distinguished_name = name;
     params.subject_alt_names = vec![SanType::URI(
-        format!("spiffe://{trust_domain}").try_into().map_err(build)?,
+        format!("spiffe://{trust_domain}")
+            .try_into()
+            .map_err(build)?,
     )];
     params.not_before = timestamp(now - BACKDATE_SECONDS)?;
     params.not_after = timestamp(now + CA_VALIDITY_SECONDS)?;

@@ -26,7 +26,12 @@ pub struct JoinToken {
 impl fmt::Debug for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The secret is never printed.
-        write!(f, "JoinToken(id {}, CA {})", hex::encode(self.id), self.ca_address)
+        write!(
+            f,
+            "JoinToken(id {}, CA {})",
+            hex::encode(self.id),
+            self.ca_address
+        )
     }
 }
 
@@ -52,7 +57,10 @@ impl std::str::FromStr for JoinToken {
     type Err = TokenFormatError;
 
     fn from_str(text: &str) -> Result<JoinToken, TokenFormatError> {
-        let (token, address) = text.trim().split_once('@').ok_or(TokenFormatError("no '@'"))?;
+        let (token, address) = text
+            .trim()
+            .split_once('@')
+            .ok_or(TokenFormatError("no '@'"))?;
         let mut parts = token.split('-');
         if parts.next() != Some(PREFIX) {
             return Err(TokenFormatError("unknown prefix or version"));
@@ -71,7 +79,9 @@ impl std::str::FromStr for JoinToken {
         if parts.next().is_some() {
             return Err(TokenFormatError("trailing fields"));
         }
-        let ca_address = address.parse().map_err(|_| TokenFormatError("CA address"))?;
+        let ca_address = address
+            .parse()
+            .map_err(|_| TokenFormatError("CA address"))?;
         Ok(JoinToken {
             id,
             secret,

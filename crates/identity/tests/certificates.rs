@@ -79,9 +79,12 @@ impl TestCa {
         name.push(
             DnType::CustomDnType(vec![2, 5, 4, 5]),
             DnValue::PrintableString(
-                format!("ml-dsa-65-sha256:{}", hex::encode(node.public().ml_dsa_digest()))
-                    .try_into()
-                    .expect("printable"),
+                format!(
+                    "ml-dsa-65-sha256:{}",
+                    hex::encode(node.public().ml_dsa_digest())
+                )
+                .try_into()
+                .expect("printable"),
             ),
         );
         params.distinguished_name = name;
@@ -95,7 +98,11 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        params.signed_by(&node_key, &issuer).expect("sign").der().to_vec()
+        params
+            .signed_by(&node_key, &issuer)
+            .expect("sign")
+            .der()
+            .to_vec()
     }
 }
 
@@ -110,7 +117,13 @@ fn at(unix: i64) -> UnixTime {
 
 fn check(state: &VerifierState, certificate: &[u8], now: i64) -> Result<(), PeerCertError> {
     state
-        .check(certificate, &[], at(now), webpki::KeyUsage::client_auth(), None)
+        .check(
+            certificate,
+            &[],
+            at(now),
+            webpki::KeyUsage::client_auth(),
+            None,
+        )
         .map(|_| ())
 }
 
@@ -122,8 +135,14 @@ fn every_bad_certificate_is_refused_with_its_own_error_and_counted() {
     let good = ca.issue(&node, NOW, 3600);
     check(&state, &good, NOW).expect("a fresh certificate of our CA is accepted");
 
-    assert_eq!(check(&state, &good, NOW + 3601), Err(PeerCertError::Expired));
-    assert_eq!(check(&state, &good, NOW - 3600), Err(PeerCertError::NotYetValid));
+    assert_eq!(
+        check(&state, &good, NOW + 3601),
+        Err(PeerCertError::Expired)
+    );
+    assert_eq!(
+        check(&state, &good, NOW - 3600),
+        Err(PeerCertError::NotYetValid)
+    );
 
     let other_domain = TestCa::new("other.org");
     assert!(matches!(
@@ -251,7 +270,11 @@ fn tokens_are_single_use_expire_and_belong_to_one_ca() {
     ));
     assert_eq!(reloaded.issued_count().expect("log"), 1);
     assert!(matches!(
-        CertificateAuthority::init(&dir.path().join("ca"), TrustDomain::new("x").expect("d"), NOW),
+        CertificateAuthority::init(
+            &dir.path().join("ca"),
+            TrustDomain::new("x").expect("d"),
+            NOW
+        ),
         Err(identity::CaError::Exists(_))
     ));
 }
@@ -301,7 +324,8 @@ fn node_records_verify_and_tampering_or_replay_is_detected() {
         record
     );
     let mut tampered = signed.clone();
-    let endpoint_port = signed.len() - identity::keys::HYBRID_SIGNATURE_BYTES - record.svid.len() - 3;
+    let endpoint_port =
+        signed.len() - identity::keys::HYBRID_SIGNATURE_BYTES - record.svid.len() - 3;
     tampered[endpoint_port] ^= 1;
     assert!(matches!(
         identity::NodeRecord::verify(&tampered, &state, NOW + 1),

@@ -428,7 +428,9 @@ impl Validator<'_> {
             ));
         }
         let policy_file = match &file.security.policy_file {
-            Some(text) => Some(base.join(self.non_empty("node_config.security.policy_file", text)?)),
+            Some(text) => {
+                Some(base.join(self.non_empty("node_config.security.policy_file", text)?))
+            }
             None => None,
         };
         let ttl = file.security.svid_ttl_seconds;
@@ -453,10 +455,15 @@ impl Validator<'_> {
             }
         };
         let tun_name = &file.network.tun_name;
-        if tun_name.is_empty() || tun_name.len() > MAX_INTERFACE_NAME_BYTES || tun_name.contains(['/', ' ', '\0']) {
+        if tun_name.is_empty()
+            || tun_name.len() > MAX_INTERFACE_NAME_BYTES
+            || tun_name.contains(['/', ' ', '\0'])
+        {
             return Err(self.invalid(
                 "node_config.network.tun_name",
-                format!("{tun_name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"),
+                format!(
+                    "{tun_name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"
+                ),
             ));
         }
         if !(1280..=1400).contains(&file.network.tun_mtu) {

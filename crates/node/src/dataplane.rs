@@ -151,7 +151,13 @@ pub const UNREACHABLE_NO_ROUTE: u8 = 0;
 /// code and the 4-byte field (the MTU for packet too big), quoting as much of the offending
 /// packet as keeps the error within the IPv6 minimum MTU (RFC 4443). `None` if `offending` is
 /// not IPv6 or is itself an ICMPv6 error (errors never answer errors).
-pub fn icmp6_error(from: Ipv6Addr, offending: &[u8], kind: u8, code: u8, field: u32) -> Option<Vec<u8>> {
+pub fn icmp6_error(
+    from: Ipv6Addr,
+    offending: &[u8],
+    kind: u8,
+    code: u8,
+    field: u32,
+) -> Option<Vec<u8>> {
     let (source, _) = ipv6_addresses(offending)?;
     if offending[6] == 58 && offending.get(40).is_some_and(|icmp_type| *icmp_type < 128) {
         return None;
@@ -223,7 +229,10 @@ mod tests {
         assert!(is_data(&packet));
         assert_eq!(decode(&packet), Some((header, &b"payload"[..])));
         assert!(take_hop(&mut packet));
-        assert!(!take_hop(&mut packet), "a packet arriving with limit 1 goes no further");
+        assert!(
+            !take_hop(&mut packet),
+            "a packet arriving with limit 1 goes no further"
+        );
         assert_eq!(decode(&packet[..35]), None);
         let mut other_version = packet.clone();
         other_version[2] = 2;

@@ -110,7 +110,13 @@ impl Directory {
         accepted
     }
 
-    fn receive_record(&mut self, item: &[u8], state: &VerifierState, now: i64, accepted: &mut Accepted) {
+    fn receive_record(
+        &mut self,
+        item: &[u8],
+        state: &VerifierState,
+        now: i64,
+        accepted: &mut Accepted,
+    ) {
         match NodeRecord::verify(item, state, now) {
             Ok(record) => {
                 let newer = self
@@ -119,7 +125,9 @@ impl Directory {
                     .is_none_or(|(held, _)| record.version > held.version);
                 if !newer {
                     self.stats.records_stale += 1;
-                } else if !self.records.contains_key(&record.node_id) && self.records.len() >= MAX_RECORDS {
+                } else if !self.records.contains_key(&record.node_id)
+                    && self.records.len() >= MAX_RECORDS
+                {
                     self.stats.records_full += 1;
                 } else {
                     self.stats.records_accepted += 1;
@@ -143,7 +151,9 @@ impl Directory {
             Ok(revocation) => {
                 self.stats.revocations_accepted += 1;
                 self.add_revocation(revocation.node_id, item.to_vec());
-                accepted.revocations.push((revocation.node_id, item.to_vec()));
+                accepted
+                    .revocations
+                    .push((revocation.node_id, item.to_vec()));
             }
             Err(error) => {
                 self.stats.revocations_refused += 1;
@@ -166,7 +176,11 @@ impl Directory {
             .revocations
             .values()
             .map(|bytes| (KIND_REVOCATION, bytes.as_slice()))
-            .chain(self.records.values().map(|(_, bytes)| (KIND_RECORD, bytes.as_slice())));
+            .chain(
+                self.records
+                    .values()
+                    .map(|(_, bytes)| (KIND_RECORD, bytes.as_slice())),
+            );
         batches(items)
     }
 }
@@ -177,7 +191,12 @@ pub fn flood_batches(accepted: &Accepted) -> Vec<Vec<u8>> {
         .revocations
         .iter()
         .map(|(_, bytes)| (KIND_REVOCATION, bytes.as_slice()))
-        .chain(accepted.records.iter().map(|bytes| (KIND_RECORD, bytes.as_slice())));
+        .chain(
+            accepted
+                .records
+                .iter()
+                .map(|bytes| (KIND_RECORD, bytes.as_slice())),
+        );
     batches(items)
 }
 
@@ -188,7 +207,8 @@ fn batches<'a>(items: impl Iterator<Item = (u8, &'a [u8])>) -> Vec<Vec<u8>> {
         let Ok(length) = u32::try_from(bytes.len()) else {
             continue;
         };
-        if current.len() + ITEM_HEADER_BYTES + bytes.len() > MAX_BATCH_BYTES && !current.is_empty() {
+        if current.len() + ITEM_HEADER_BYTES + bytes.len() > MAX_BATCH_BYTES && !current.is_empty()
+        {
             out.push(std::mem::take(&mut current));
         }
         current.push(kind);
@@ -229,8 +249,14 @@ mod tests {
         let mut cut = batches[0].clone();
         cut.truncate(10);
         assert!(split_item(&cut).is_none());
-        let items: Vec<_> = std::iter::successors(split_item(&batches[0]), |(_, _, tail)| split_item(tail)).collect();
+        let items: Vec<_> =
+            std::iter::successors(split_item(&batches[0]), |(_, _, tail)| split_item(tail))
+                .collect();
         assert_eq!(items.len(), 2);
-        assert!(items.iter().all(|(kind, item, _)| *kind == KIND_RECORD && item.len() == big.len()));
+        assert!(
+            items
+                .iter()
+                .all(|(kind, item, _)| *kind == KIND_RECORD && item.len() == big.len())
+        );
     }
 }

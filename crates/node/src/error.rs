@@ -61,7 +61,9 @@ pub enum NodeError {
     #[error(transparent)]
     Membership(#[from] crate::membership::MembershipError),
     /// The overlay TUN interface could not be created (with `network.tun: on`).
-    #[error("cannot create the overlay interface {name}: {source} (it needs root and /dev/net/tun; set node_config.network.tun: auto or off to run without it)")]
+    #[error(
+        "cannot create the overlay interface {name}: {source} (it needs root and /dev/net/tun; set node_config.network.tun: auto or off to run without it)"
+    )]
     Tun {
         /// The configured interface name.
         name: String,

@@ -91,8 +91,12 @@ impl NodeHandle {
     }
 
     /// Takes the datagrams received (for `port`, or all), oldest first.
-    pub async fn take_datagrams(&self, port: Option<u16>) -> Result<Vec<DatagramView>, HandleError> {
-        self.ask(|reply| Request::TakeDatagrams { port, reply }).await
+    pub async fn take_datagrams(
+        &self,
+        port: Option<u16>,
+    ) -> Result<Vec<DatagramView>, HandleError> {
+        self.ask(|reply| Request::TakeDatagrams { port, reply })
+            .await
     }
 
     async fn ask<T>(

@@ -40,7 +40,9 @@ pub enum IdentityError {
     #[error(transparent)]
     Key(#[from] identity::KeyError),
     /// A key file exists without its partner (e.g. `node.key` without `node-mldsa.key`).
-    #[error("{present} exists but {missing} does not; restore it from backup or remove both to make a new identity")]
+    #[error(
+        "{present} exists but {missing} does not; restore it from backup or remove both to make a new identity"
+    )]
     HalfKeySet {
         /// The file that exists.
         present: PathBuf,
@@ -188,7 +190,10 @@ mod tests {
             matches!(NodeIdentity::generate(&path), Err(IdentityError::Io { .. })),
             "never overwrites a key"
         );
-        assert_eq!(NodeIdentity::load(&path).unwrap().node_id(), generated.node_id());
+        assert_eq!(
+            NodeIdentity::load(&path).unwrap().node_id(),
+            generated.node_id()
+        );
         std::fs::remove_file(NodeIdentity::ml_dsa_path(&path)).unwrap();
         let half = NodeIdentity::exists(&path).unwrap_err().to_string();
         assert!(half.contains("node-mldsa.key"), "{half}");
@@ -217,6 +222,9 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, "not a key").unwrap();
         let error = NodeIdentity::load(&path).unwrap_err().to_string();
-        assert!(error.contains("node.key") && error.contains("corrupt"), "{error}");
+        assert!(
+            error.contains("node.key") && error.contains("corrupt"),
+            "{error}"
+        );
     }
 }

@@ -47,7 +47,9 @@ pub enum MembershipError {
     #[error(transparent)]
     Ca(#[from] CaError),
     /// The node has no SVID yet.
-    #[error("{svid} is missing: this node is not a member of a trust domain yet; on the first node run `x0tta6bl4 ca init --config {config} --trust-domain <name>`, on the others `x0tta6bl4 init --config {config} --join-token <token from `x0tta6bl4 ca token`>`")]
+    #[error(
+        "{svid} is missing: this node is not a member of a trust domain yet; on the first node run `x0tta6bl4 ca init --config {config} --trust-domain <name>`, on the others `x0tta6bl4 init --config {config} --join-token <token from `x0tta6bl4 ca token`>`"
+    )]
     NotMember {
         /// The expected SVID file.
         svid: PathBuf,
@@ -71,7 +73,9 @@ pub enum MembershipError {
         config: PathBuf,
     },
     /// This node is not the CA node.
-    #[error("{0} holds no CA; run `x0tta6bl4 ca init` on the CA node, or point --config at its node.yaml")]
+    #[error(
+        "{0} holds no CA; run `x0tta6bl4 ca init` on the CA node, or point --config at its node.yaml"
+    )]
     NotCa(PathBuf),
     /// Joining failed.
     #[error("join failed: {0}")]
@@ -115,7 +119,11 @@ pub struct Membership {
 impl Membership {
     /// Loads the SVID and bundle from `config`'s data directory and checks that the SVID is
     /// for `keys` and chains to the bundle's CA.
-    pub fn load(config: &NodeConfig, keys: &KeySet, now: i64) -> Result<Membership, MembershipError> {
+    pub fn load(
+        config: &NodeConfig,
+        keys: &KeySet,
+        now: i64,
+    ) -> Result<Membership, MembershipError> {
         let svid_path = config.data_dir.join(SVID_NAME);
         if !svid_path.exists() {
             return Err(MembershipError::NotMember {
@@ -161,7 +169,11 @@ pub fn check_own_svid(
             webpki::KeyUsage::client_auth(),
             Some(keys.node_id()),
         )
-        .map_err(|error| bad(format!("{error} (ask the CA for a new one: re-join with a fresh token)")))?;
+        .map_err(|error| {
+            bad(format!(
+                "{error} (ask the CA for a new one: re-join with a fresh token)"
+            ))
+        })?;
     if info.ed25519 != keys.public().ed25519 {
         return Err(bad("certificate is not for this node's key".to_string()));
     }
@@ -192,7 +204,8 @@ fn store_bundle(
         ca_ml_dsa: hex::encode(&bundle.ca_keys.ml_dsa),
         ca_node,
     };
-    let text = serde_json::to_vec_pretty(&file).map_err(|error| FileError::corrupt(&path, error))?;
+    let text =
+        serde_json::to_vec_pretty(&file).map_err(|error| FileError::corrupt(&path, error))?;
     Ok(files::write_private(&path, &text)?)
 }
 
@@ -251,7 +264,8 @@ pub fn ca_init(
     svid_ttl_seconds: i64,
     now: i64,
 ) -> Result<CaInitReport, MembershipError> {
-    let trust_domain = TrustDomain::new(trust_domain).map_err(|error| MembershipError::Join(error.to_string()))?;
+    let trust_domain =
+        TrustDomain::new(trust_domain).map_err(|error| MembershipError::Join(error.to_string()))?;
     let keys = node_keys(config)?;
     let dir = ca_dir(config);
     let ca = CertificateAuthority::init(&dir, trust_domain, now)?;
@@ -288,8 +302,12 @@ pub fn ca_revoke(config: &NodeConfig, node: NodeId, now: i64) -> Result<(), Memb
 fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         ip if !ip.is_unspecified() => listen,
-        std::net::IpAddr::V4(_) => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()),
-        std::net::IpAddr::V6(_) => SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port()),
+        std::net::IpAddr::V4(_) => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        std::net::IpAddr::V6(_) => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
     }
 }
 
@@ -339,7 +357,11 @@ pub struct JoinReport {
 
 /// Joins the trust domain with `token`: asks the CA node named in it for an SVID, checks that
 /// the CA is the one the token pins, and stores the SVID and bundle.
-pub async fn join(config: &NodeConfig, token: &JoinToken, now: i64) -> Result<JoinReport, MembershipError> {
+pub async fn join(
+    config: &NodeConfig,
+    token: &JoinToken,
+    now: i64,
+) -> Result<JoinReport, MembershipError> {
     let keys = node_keys(config)?;
     let public = keys.public();
     let proof = keys
@@ -352,12 +374,14 @@ pub async fn join(config: &NodeConfig, token: &JoinToken, now: i64) -> Result<Jo
         ml_dsa: hex::encode(&public.ml_dsa),
         proof: hex::encode(proof),
     };
-    let body = serde_json::to_vec(&request).map_err(|error| MembershipError::Join(error.to_string()))?;
+    let body =
+        serde_json::to_vec(&request).map_err(|error| MembershipError::Join(error.to_string()))?;
     let answer = transport::links::join_request(token.ca_address, token.bundle_hash, &body)
         .await
         .map_err(|error| MembershipError::Join(error.to_string()))?;
-    let answer: CaAnswer = serde_json::from_slice(&answer)
-        .map_err(|error| MembershipError::Join(format!("unreadable answer from the CA node: {error}")))?;
+    let answer: CaAnswer = serde_json::from_slice(&answer).map_err(|error| {
+        MembershipError::Join(format!("unreadable answer from the CA node: {error}"))
+    })?;
     let (certificate, trust_domain, ca_certificate, ca_ml_dsa) = match answer {
         CaAnswer::Issued {
             certificate,
@@ -365,9 +389,12 @@ pub async fn join(config: &NodeConfig, token: &JoinToken, now: i64) -> Result<Jo
             ca_certificate,
             ca_ml_dsa,
         } => (certificate, trust_domain, ca_certificate, ca_ml_dsa),
-        CaAnswer::Refused(reason) => return Err(MembershipError::Join(format!("the CA refused: {reason}"))),
+        CaAnswer::Refused(reason) => {
+            return Err(MembershipError::Join(format!("the CA refused: {reason}")));
+        }
     };
-    let decode = |text: &str| hex::decode(text).map_err(|error| MembershipError::Join(error.to_string()));
+    let decode =
+        |text: &str| hex::decode(text).map_err(|error| MembershipError::Join(error.to_string()));
     let bundle = TrustBundle::new(trust_domain, decode(&ca_certificate)?, decode(&ca_ml_dsa)?)
         .map_err(|error| MembershipError::Join(error.to_string()))?;
     if bundle.hash() != token.bundle_hash {
@@ -387,7 +414,12 @@ pub async fn join(config: &NodeConfig, token: &JoinToken, now: i64) -> Result<Jo
 }
 
 /// The CA node's answer to a join request.
-pub fn answer_join(ca: &CertificateAuthority, request: &[u8], now: i64, ttl_seconds: i64) -> CaAnswer {
+pub fn answer_join(
+    ca: &CertificateAuthority,
+    request: &[u8],
+    now: i64,
+    ttl_seconds: i64,
+) -> CaAnswer {
     let refused = |reason: String| CaAnswer::Refused(reason);
     if request.len() > MAX_RPC_BYTES {
         return refused("request too large".to_string());
@@ -413,10 +445,20 @@ pub fn answer_join(ca: &CertificateAuthority, request: &[u8], now: i64, ttl_seco
         return refused("malformed request".to_string());
     };
     let keys = identity::PublicKeys { ed25519, ml_dsa };
-    if let Err(error) = keys.verify(&proof_message(&token_id, &keys.ed25519, &keys.ml_dsa), &proof) {
+    if let Err(error) = keys.verify(
+        &proof_message(&token_id, &keys.ed25519, &keys.ml_dsa),
+        &proof,
+    ) {
         return refused(format!("proof of key possession failed: {error}"));
     }
-    match ca.redeem(&token_id, &secret, keys.ed25519, keys.ml_dsa_digest(), now, ttl_seconds) {
+    match ca.redeem(
+        &token_id,
+        &secret,
+        keys.ed25519,
+        keys.ml_dsa_digest(),
+        now,
+        ttl_seconds,
+    ) {
         Ok(certificate) => issued(ca, &certificate),
         Err(error) => refused(error.to_string()),
     }
@@ -424,7 +466,12 @@ pub fn answer_join(ca: &CertificateAuthority, request: &[u8], now: i64, ttl_seco
 
 /// The CA node's answer to a member renewing its SVID (its current certificate was verified
 /// on the link the request came over).
-pub fn answer_renew(ca: &CertificateAuthority, member: &SvidInfo, now: i64, ttl_seconds: i64) -> CaAnswer {
+pub fn answer_renew(
+    ca: &CertificateAuthority,
+    member: &SvidInfo,
+    now: i64,
+    ttl_seconds: i64,
+) -> CaAnswer {
     match ca.renew(member.ed25519, member.ml_dsa_digest, now, ttl_seconds) {
         Ok(certificate) => issued(ca, &certificate),
         Err(error) => CaAnswer::Refused(error.to_string()),
@@ -449,7 +496,9 @@ pub fn read_renewal(answer: &[u8]) -> Result<Vec<u8>, MembershipError> {
         Ok(CaAnswer::Issued { certificate, .. }) => {
             hex::decode(certificate).map_err(|error| MembershipError::Join(error.to_string()))
         }
-        Ok(CaAnswer::Refused(reason)) => Err(MembershipError::Join(format!("the CA refused: {reason}"))),
+        Ok(CaAnswer::Refused(reason)) => {
+            Err(MembershipError::Join(format!("the CA refused: {reason}")))
+        }
         Err(error) => Err(MembershipError::Join(format!("unreadable answer: {error}"))),
     }
 }

@@ -36,9 +36,9 @@ use transport::{
 use wire::NodeId;
 
 use crate::advert::Advert;
+use crate::clock::Clock;
 use crate::config::TunMode;
 use crate::dataplane::{self, DataHeader, OverlayMap};
-use crate::clock::Clock;
 use crate::directory::{self, Directory};
 use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
@@ -230,7 +230,9 @@ impl Node {
         let now_unix = unix_seconds();
         let ca_dir = membership::ca_dir(config);
         let ca = if ca_dir.join("ca.crt").exists() {
-            Some(Arc::new(CertificateAuthority::load(&ca_dir).map_err(membership::MembershipError::from)?))
+            Some(Arc::new(
+                CertificateAuthority::load(&ca_dir).map_err(membership::MembershipError::from)?,
+            ))
         } else {
             None
         };
@@ -248,8 +250,10 @@ impl Node {
         };
         let policy = membership::load_policy(config.policy_file.as_deref())?;
         let state = VerifierState::new(membership.bundle.clone(), policy);
-        let certificate = CertStore::new(&keys, &membership.svid, &membership.bundle.ca_certificate)
-            .map_err(|error| NodeError::Transport(transport::TransportError::Link(error.to_string())))?;
+        let certificate =
+            CertStore::new(&keys, &membership.svid, &membership.bundle.ca_certificate).map_err(
+                |error| NodeError::Transport(transport::TransportError::Link(error.to_string())),
+            )?;
         let (links, link_events) = LinkEndpoint::bind(
             LinkSettings {
                 listen: config.listen,
@@ -287,7 +291,9 @@ impl Node {
             SharedSigner(keys.clone()),
             session::SystemRng,
         )
-        .map_err(|error| NodeError::Membership(membership::MembershipError::Join(error.to_string())))?;
+        .map_err(|error| {
+            NodeError::Membership(membership::MembershipError::Join(error.to_string()))
+        })?;
         let (seq_store, initial_seq) = SeqStore::open(&config.data_dir)?;
         let router = Router::new(
             keys.node_id(),
@@ -429,7 +435,8 @@ impl Node {
                     .is_some_and(|active| active.info.connection_id == connection_id)
                 {
                     if let Some(link) = self.active.remove(&node) {
-                        self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
+                        self.counters.closed_links_udp_tx_bytes +=
+                            link.connection.stats().udp_tx.bytes;
                     }
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
@@ -455,29 +462,51 @@ impl Node {
             Some(node) => node,
             None => {
                 self.data.data_no_route += 1;
-                self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
-                    .await;
+                self.answer_icmp(
+                    packet,
+                    dataplane::ICMP6_UNREACHABLE,
+                    dataplane::UNREACHABLE_NO_ROUTE,
+                    0,
+                )
+                .await;
                 return;
             }
         };
         if self.router.next_hop(&destination).is_none() {
             self.data.data_no_route += 1;
-            self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
-                .await;
+            self.answer_icmp(
+                packet,
+                dataplane::ICMP6_UNREACHABLE,
+                dataplane::UNREACHABLE_NO_ROUTE,
+                0,
+            )
+            .await;
             return;
         }
         match self.seal_and_send(destination, dataplane::PAYLOAD_IPV6, packet) {
             DataSend::Sent => {}
             DataSend::NoRoute => {
                 self.data.data_no_route += 1;
-                self.answer_icmp(packet, dataplane::ICMP6_UNREACHABLE, dataplane::UNREACHABLE_NO_ROUTE, 0)
-                    .await;
+                self.answer_icmp(
+                    packet,
+                    dataplane::ICMP6_UNREACHABLE,
+                    dataplane::UNREACHABLE_NO_ROUTE,
+                    0,
+                )
+                .await;
             }
             DataSend::TooBig(room) => {
                 self.data.data_too_big += 1;
-                let mtu = room.saturating_sub(dataplane::DATA_HEADER_BYTES).max(dataplane::IPV6_MIN_MTU);
-                self.answer_icmp(packet, dataplane::ICMP6_PACKET_TOO_BIG, 0, u32::try_from(mtu).unwrap_or(u32::MAX))
-                    .await;
+                let mtu = room
+                    .saturating_sub(dataplane::DATA_HEADER_BYTES)
+                    .max(dataplane::IPV6_MIN_MTU);
+                self.answer_icmp(
+                    packet,
+                    dataplane::ICMP6_PACKET_TOO_BIG,
+                    0,
+                    u32::try_from(mtu).unwrap_or(u32::MAX),
+                )
+                .await;
             }
         }
     }
@@ -510,10 +539,15 @@ impl Node {
         let mut plaintext = Vec::with_capacity(1 + body.len());
         plaintext.push(kind);
         plaintext.extend_from_slice(body);
-        let outcome = match self.sessions.encrypt(destination, &plaintext, unix_micros()) {
+        let outcome = match self
+            .sessions
+            .encrypt(destination, &plaintext, unix_micros())
+        {
             Ok(session::Outgoing::Sealed(sealed)) => self.send_session_packet(destination, &sealed),
             Ok(session::Outgoing::Queued) => DataSend::Sent,
-            Err(session::SessionError::TooLarge(_)) => DataSend::TooBig(session::MAX_PLAINTEXT_BYTES + dataplane::DATA_HEADER_BYTES),
+            Err(session::SessionError::TooLarge(_)) => {
+                DataSend::TooBig(session::MAX_PLAINTEXT_BYTES + dataplane::DATA_HEADER_BYTES)
+            }
             Err(error) => {
                 tracing::debug!(%error, peer = %destination.short(), "payload not sealed");
                 self.data.session_refused += 1;
@@ -640,8 +674,10 @@ impl Node {
         match port {
             None => self.inbox.drain(..).collect(),
             Some(port) => {
-                let (taken, kept): (Vec<DatagramView>, Vec<DatagramView>) =
-                    self.inbox.drain(..).partition(|datagram| datagram.port == port);
+                let (taken, kept): (Vec<DatagramView>, Vec<DatagramView>) = self
+                    .inbox
+                    .drain(..)
+                    .partition(|datagram| datagram.port == port);
                 self.inbox.extend(kept);
                 taken
             }
@@ -670,8 +706,13 @@ impl Node {
         let Some(tun) = &self.tun else {
             return;
         };
-        if let Some(error) = dataplane::icmp6_error(self.router.local_id().overlay_addr(), offending, kind, code, field)
-            && tun.send(&error).await.is_err()
+        if let Some(error) = dataplane::icmp6_error(
+            self.router.local_id().overlay_addr(),
+            offending,
+            kind,
+            code,
+            field,
+        ) && tun.send(&error).await.is_err()
         {
             self.data.tun_errors += 1;
         }
@@ -679,7 +720,12 @@ impl Node {
 
     fn overlay_node(&mut self, address: &std::net::Ipv6Addr) -> Option<NodeId> {
         if self.overlay_stale {
-            let destinations: Vec<NodeId> = self.router.routes().into_iter().map(|route| route.destination).collect();
+            let destinations: Vec<NodeId> = self
+                .router
+                .routes()
+                .into_iter()
+                .map(|route| route.destination)
+                .collect();
             self.overlay.rebuild(destinations.into_iter());
             self.overlay_stale = false;
         }
@@ -743,15 +789,16 @@ impl Node {
         if let Some(existing) = self.active.get(&peer) {
             let alive = existing.connection.close_reason().is_none();
             let simultaneous = now.saturating_since(existing.established) < DUPLICATE_WINDOW;
-            let keep_existing = alive
-                && simultaneous
-                && existing.info.outbound == (self.node_id() < peer);
+            let keep_existing =
+                alive && simultaneous && existing.info.outbound == (self.node_id() < peer);
             self.counters.duplicate_links_closed += 1;
             if keep_existing {
                 connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
                 return;
             }
-            existing.connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
+            existing
+                .connection
+                .close(CLOSE_DUPLICATE.into(), b"duplicate");
             self.counters.closed_links_udp_tx_bytes += existing.connection.stats().udp_tx.bytes;
         } else if self.active.len() >= MAX_LINKS {
             self.counters.links_table_full += 1;
@@ -901,7 +948,9 @@ impl Node {
             return;
         };
         let state_file = membership::ca_dir(&self.security.config).join("state.json");
-        let modified = std::fs::metadata(&state_file).and_then(|meta| meta.modified()).ok();
+        let modified = std::fs::metadata(&state_file)
+            .and_then(|meta| meta.modified())
+            .ok();
         if modified.is_none() || modified == self.security.ca_state_modified {
             return;
         }
@@ -916,7 +965,9 @@ impl Node {
         let mut accepted = directory::Accepted::default();
         for signed in revocations {
             if let Ok(revocation) = identity::Revocation::verify(&signed, &self.security.state)
-                && self.directory.add_revocation(revocation.node_id, signed.clone())
+                && self
+                    .directory
+                    .add_revocation(revocation.node_id, signed.clone())
             {
                 tracing::warn!(node = %revocation.node_id.short(), "node revoked by the CA");
                 self.apply_revocation(revocation.node_id);
@@ -951,7 +1002,11 @@ impl Node {
             return;
         }
         if let Some(ca) = self.security.ca.clone() {
-            match ca.issue_own(&self.security.keys, unix_seconds(), self.security.config.svid_ttl_seconds) {
+            match ca.issue_own(
+                &self.security.keys,
+                unix_seconds(),
+                self.security.config.svid_ttl_seconds,
+            ) {
                 Ok(svid) => self.install_svid(&svid),
                 Err(error) => {
                     self.counters.renewals_failed += 1;
@@ -978,24 +1033,40 @@ impl Node {
         let now_unix = unix_seconds();
         let security = &mut self.security;
         let path = security.config.data_dir.join(membership::SVID_NAME);
-        let result = membership::check_own_svid(&path, svid, &security.membership.bundle, &security.keys, now_unix)
-            .and_then(|info| {
-                security
-                    .certificate
-                    .replace(&security.keys, svid, &security.membership.bundle.ca_certificate)
-                    .map_err(|error| membership::MembershipError::Join(error.to_string()))?;
-                Membership::store_svid(&security.config.data_dir, svid)?;
-                Ok(info)
-            });
+        let result = membership::check_own_svid(
+            &path,
+            svid,
+            &security.membership.bundle,
+            &security.keys,
+            now_unix,
+        )
+        .and_then(|info| {
+            security
+                .certificate
+                .replace(
+                    &security.keys,
+                    svid,
+                    &security.membership.bundle.ca_certificate,
+                )
+                .map_err(|error| membership::MembershipError::Join(error.to_string()))?;
+            Membership::store_svid(&security.config.data_dir, svid)?;
+            Ok(info)
+        });
         match result {
             Ok(info) => {
                 security.membership.svid = svid.to_vec();
                 security.membership.svid_info = info;
                 security.renewals += 1;
                 security.renew_after = renewal_time(&self.clock, &security.membership, now_unix);
-                tracing::info!(not_after = security.membership.svid_info.not_after, "SVID renewed");
+                tracing::info!(
+                    not_after = security.membership.svid_info.not_after,
+                    "SVID renewed"
+                );
                 let listen = self.listen;
-                match self.security.publish_own_record(&mut self.directory, listen) {
+                match self
+                    .security
+                    .publish_own_record(&mut self.directory, listen)
+                {
                     Ok(bytes) => {
                         let accepted = directory::Accepted {
                             records: vec![bytes],
@@ -1036,7 +1107,12 @@ impl Node {
         });
     }
 
-    fn serve_renew(&mut self, link: &LinkInfo, svid: identity::SvidInfo, connection: quinn::Connection) {
+    fn serve_renew(
+        &mut self,
+        link: &LinkInfo,
+        svid: identity::SvidInfo,
+        connection: quinn::Connection,
+    ) {
         let Some(ca) = self.security.ca.clone() else {
             connection.close(1u32.into(), b"not a CA");
             return;
@@ -1062,13 +1138,15 @@ impl Node {
             match transmit.to {
                 Destination::Neighbour(id) => match self.active.get(&id) {
                     Some(link) => {
-                        self.links.send_datagram(&link.connection, &transmit.payload);
+                        self.links
+                            .send_datagram(&link.connection, &transmit.payload);
                     }
                     None => self.counters.no_link_for_neighbour += 1,
                 },
                 Destination::Discovery => {
                     for link in self.active.values() {
-                        self.links.send_datagram(&link.connection, &transmit.payload);
+                        self.links
+                            .send_datagram(&link.connection, &transmit.payload);
                     }
                 }
             }
@@ -1161,13 +1239,22 @@ impl Node {
         for (name, value) in [
             ("session_sent", sessions.sent),
             ("session_received", sessions.received),
-            ("session_handshakes_completed", sessions.handshakes_completed),
+            (
+                "session_handshakes_completed",
+                sessions.handshakes_completed,
+            ),
             ("session_handshakes_answered", sessions.handshakes_answered),
             ("session_rekeys", sessions.rekeys),
             ("session_dropped_replayed", sessions.dropped_replayed),
             ("session_dropped_tampered", sessions.dropped_tampered),
-            ("session_dropped_unknown_peer", sessions.dropped_unknown_peer),
-            ("session_dropped_bad_signature", sessions.dropped_bad_signature),
+            (
+                "session_dropped_unknown_peer",
+                sessions.dropped_unknown_peer,
+            ),
+            (
+                "session_dropped_bad_signature",
+                sessions.dropped_bad_signature,
+            ),
             ("session_dropped_total", sessions.dropped_total()),
         ] {
             links.insert(name.to_string(), value);
@@ -1301,9 +1388,9 @@ impl Security {
             endpoints: vec![listen],
             svid: self.membership.svid.clone(),
         };
-        let bytes = record
-            .sign(&self.keys)
-            .map_err(|error| NodeError::Membership(membership::MembershipError::Join(error.to_string())))?;
+        let bytes = record.sign(&self.keys).map_err(|error| {
+            NodeError::Membership(membership::MembershipError::Join(error.to_string()))
+        })?;
         directory.set_own(record, bytes.clone());
         Ok(bytes)
     }
@@ -1322,7 +1409,10 @@ const TUN_BUFFER_BYTES: usize = 2048;
 
 /// Opens the overlay TUN interface as configured. In `auto` mode a failure (not root, no
 /// /dev/net/tun) is logged once and the node runs without it.
-fn open_tun(config: &NodeConfig, node: NodeId) -> Result<Option<Arc<tun_rs::AsyncDevice>>, NodeError> {
+fn open_tun(
+    config: &NodeConfig,
+    node: NodeId,
+) -> Result<Option<Arc<tun_rs::AsyncDevice>>, NodeError> {
     if config.tun == TunMode::Off {
         return Ok(None);
     }
@@ -1398,13 +1488,17 @@ fn millis_between(earlier: Timestamp, later: Timestamp) -> u64 {
 fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The node's key set as the session layer's signer.
@@ -1422,14 +1516,17 @@ impl session::NodeSigner for SharedSigner {
 
 impl session::PeerDirectory for Directory {
     fn identity(&self, peer: &NodeId) -> Option<session::PeerIdentity> {
-        self.record(peer).map(|record| session::PeerIdentity::from(&record.keys))
+        self.record(peer)
+            .map(|record| session::PeerIdentity::from(&record.keys))
     }
 }
 
 fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// A serializable counter struct as a name -> value map. Going through serde keeps the API

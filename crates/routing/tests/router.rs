@@ -315,7 +315,10 @@ fn a_lost_link_is_acted_on_at_once_without_waiting_for_probes() {
     while let Some(event) = net.routers[0].poll_event() {
         events.push(event);
     }
-    assert!(events.contains(&Event::NeighbourDown(id(relay))), "{events:?}");
+    assert!(
+        events.contains(&Event::NeighbourDown(id(relay))),
+        "{events:?}"
+    );
     assert_ne!(
         net.routers[0].next_hop(&id(3)),
         Some(id(relay)),
@@ -339,7 +342,11 @@ fn hello_now_sends_a_hello_before_the_interval_is_up() {
         let mut count = 0;
         while let Some(transmit) = router.poll_transmit() {
             let packet = Packet::decode(&transmit.payload).expect("valid packet");
-            count += packet.messages.iter().filter(|message| matches!(message, Message::Hello(_))).count();
+            count += packet
+                .messages
+                .iter()
+                .filter(|message| matches!(message, Message::Hello(_)))
+                .count();
         }
         count
     };

@@ -20,7 +20,10 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn endpoint(ca: &CertificateAuthority, kx: KxPolicy) -> (LinkEndpoint, tokio::sync::mpsc::Receiver<LinkEvent>) {
+fn endpoint(
+    ca: &CertificateAuthority,
+    kx: KxPolicy,
+) -> (LinkEndpoint, tokio::sync::mpsc::Receiver<LinkEvent>) {
     let keys = KeySet::generate().expect("keys");
     let svid = ca.issue_own(&keys, now_unix(), 3600).expect("svid");
     let bundle = ca.bundle().expect("bundle");
@@ -74,11 +77,20 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = CertificateAuthority::init(&dir.path().join("ca"), TrustDomain::new("bench.local").expect("domain"), now_unix())
-        .expect("CA");
+    let ca = CertificateAuthority::init(
+        &dir.path().join("ca"),
+        TrustDomain::new("bench.local").expect("domain"),
+        now_unix(),
+    )
+    .expect("CA");
     println!("QUIC mTLS link handshake on loopback, {HANDSHAKES} handshakes each:");
     runtime.block_on(async {
         measure(&ca, KxPolicy { pq_only: true }, "X25519MLKEM768 (pq_only)").await;
-        measure(&ca, KxPolicy::default(), "default (X25519MLKEM768 preferred)").await;
+        measure(
+            &ca,
+            KxPolicy::default(),
+            "default (X25519MLKEM768 preferred)",
+        )
+        .await;
     });
 }

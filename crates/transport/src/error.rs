@@ -57,4 +57,3 @@ pub enum TransportError {
     #[error("link: {0}")]
     Link(String),
 }
-

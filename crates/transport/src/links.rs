@@ -205,12 +205,13 @@ impl LinkEndpoint {
         certificate: Arc<CertStore>,
     ) -> Result<(LinkEndpoint, mpsc::Receiver<LinkEvent>), TransportError> {
         let default_server = server_config(&state, &certificate, &KxLease::acquire(), &settings)?;
-        let endpoint = quinn::Endpoint::server(default_server, settings.listen).map_err(|source| {
-            TransportError::Bind {
-                address: settings.listen,
-                source,
-            }
-        })?;
+        let endpoint =
+            quinn::Endpoint::server(default_server, settings.listen).map_err(|source| {
+                TransportError::Bind {
+                    address: settings.listen,
+                    source,
+                }
+            })?;
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let inner = Arc::new(Inner {
             endpoint,
@@ -251,7 +252,10 @@ impl LinkEndpoint {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             if let Err(error) = dial(&inner, address, expected).await {
-                inner.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .handshakes_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%address, %error, "link handshake failed");
             }
         });
@@ -261,7 +265,10 @@ impl LinkEndpoint {
     pub fn send_datagram(&self, connection: &quinn::Connection, payload: &[u8]) -> bool {
         match connection.send_datagram(Bytes::copy_from_slice(payload)) {
             Ok(()) => {
-                self.inner.stats.datagrams_tx.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .datagrams_tx
+                    .fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(error) => {
@@ -347,7 +354,9 @@ pub async fn serve_one(
         .await
         .map_err(|error| link(&error))?;
     let response = answer(request);
-    send.write_all(&response).await.map_err(|error| link(&error))?;
+    send.write_all(&response)
+        .await
+        .map_err(|error| link(&error))?;
     send.finish().map_err(|error| link(&error))?;
     // Wait for the peer to read the answer and close, bounded.
     let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.closed()).await;
@@ -362,9 +371,13 @@ pub async fn join_request(
     body: &[u8],
 ) -> Result<Vec<u8>, TransportError> {
     let bind: SocketAddr = if address.is_ipv4() {
-        "0.0.0.0:0".parse().map_err(|_| TransportError::Link("bind address".to_string()))?
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| TransportError::Link("bind address".to_string()))?
     } else {
-        "[::]:0".parse().map_err(|_| TransportError::Link("bind address".to_string()))?
+        "[::]:0"
+            .parse()
+            .map_err(|_| TransportError::Link("bind address".to_string()))?
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(|source| TransportError::Bind {
         address: bind,
@@ -411,7 +424,8 @@ fn transport_config() -> quinn::TransportConfig {
 }
 
 fn client_config(config: rustls::ClientConfig) -> Result<quinn::ClientConfig, TransportError> {
-    let crypto = QuicClientConfig::try_from(config).map_err(|error| TransportError::Link(error.to_string()))?;
+    let crypto = QuicClientConfig::try_from(config)
+        .map_err(|error| TransportError::Link(error.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport_config()));
     Ok(client)
@@ -423,8 +437,14 @@ fn server_config(
     lease: &KxLease,
     settings: &LinkSettings,
 ) -> Result<quinn::ServerConfig, TransportError> {
-    let config = tls::server_config(state, certificate, lease, settings.kx, settings.accepts_joins)
-        .map_err(tls_error)?;
+    let config = tls::server_config(
+        state,
+        certificate,
+        lease,
+        settings.kx,
+        settings.accepts_joins,
+    )
+    .map_err(tls_error)?;
     let crypto = QuicServerConfig::try_from(Arc::new(config))
         .map_err(|error| TransportError::Link(error.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -438,7 +458,10 @@ async fn accept_loop(inner: Arc<Inner>) {
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             if let Err(error) = accept(&inner, incoming).await {
-                inner.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .handshakes_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%remote, %error, "incoming link refused");
             }
         });
@@ -466,7 +489,15 @@ async fn accept(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Tra
         (Some(tls::ALPN_RENEW), Some(svid)) if inner.settings.accepts_joins => {
             inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
             let link = link_info(&connection, &svid, &lease, false);
-            deliver(inner, LinkEvent::Renew { link, svid, connection }).await;
+            deliver(
+                inner,
+                LinkEvent::Renew {
+                    link,
+                    svid,
+                    connection,
+                },
+            )
+            .await;
             Ok(())
         }
         (Some(tls::ALPN_LINK), Some(svid)) => {
@@ -528,7 +559,12 @@ async fn established(
     tracing::trace!(node = %node.short(), connection_id, "link up");
 }
 
-fn link_info(connection: &quinn::Connection, svid: &SvidInfo, lease: &KxLease, outbound: bool) -> LinkInfo {
+fn link_info(
+    connection: &quinn::Connection,
+    svid: &SvidInfo,
+    lease: &KxLease,
+    outbound: bool,
+) -> LinkInfo {
     LinkInfo {
         spiffe_id: svid.spiffe_id.clone(),
         remote: connection.remote_address(),

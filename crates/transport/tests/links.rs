@@ -55,7 +55,9 @@ const LINK_WAIT: Duration = Duration::from_secs(5);
 /// the handshake, so this only needs to outlast one handshake.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
-async fn next_up(events: &mut mpsc::Receiver<LinkEvent>) -> Option<(transport::LinkInfo, quinn::Connection)> {
+async fn next_up(
+    events: &mut mpsc::Receiver<LinkEvent>,
+) -> Option<(transport::LinkInfo, quinn::Connection)> {
     wait_up(events, LINK_WAIT).await
 }
 
@@ -78,8 +80,12 @@ async fn wait_up(
 }
 
 fn fresh_ca(dir: &std::path::Path, name: &str) -> CertificateAuthority {
-    CertificateAuthority::init(&dir.join(name), TrustDomain::new("example.org").expect("domain"), now_unix())
-        .expect("CA")
+    CertificateAuthority::init(
+        &dir.join(name),
+        TrustDomain::new("example.org").expect("domain"),
+        now_unix(),
+    )
+    .expect("CA")
 }
 
 #[tokio::test]
@@ -98,7 +104,10 @@ async fn members_link_with_hybrid_key_exchange_and_exchange_datagrams_and_stream
     assert_eq!(a_link.kx_group, "X25519MLKEM768");
     assert_eq!(b_link.kx_group, "X25519MLKEM768");
 
-    assert!(a.endpoint.send_datagram(&a_connection, &[7u8; 1400]), "a full routing packet fits");
+    assert!(
+        a.endpoint.send_datagram(&a_connection, &[7u8; 1400]),
+        "a full routing packet fits"
+    );
     a.endpoint.send_stream(&a_connection, vec![9u8; 100_000]);
     let (mut got_datagram, mut got_stream) = (false, false);
     while !(got_datagram && got_stream) {
@@ -126,8 +135,13 @@ async fn a_node_of_another_ca_is_refused_and_no_link_forms() {
     let rogue_ca = fresh_ca(dir.path(), "rogue");
     let mut honest = member(&ca, KxPolicy::default());
     let mut rogue = member(&rogue_ca, KxPolicy::default());
-    rogue.endpoint.dial(honest.endpoint.local_addr().expect("address"), None);
-    assert!(no_link(&mut honest.events).await, "no link with a non-member");
+    rogue
+        .endpoint
+        .dial(honest.endpoint.local_addr().expect("address"), None);
+    assert!(
+        no_link(&mut honest.events).await,
+        "no link with a non-member"
+    );
     assert!(no_link(&mut rogue.events).await);
     let refused = honest.endpoint.verifier().refusals.get("unknown_ca")
         + rogue.endpoint.verifier().refusals.get("unknown_ca");
@@ -141,8 +155,13 @@ async fn a_node_of_another_ca_is_refused_and_no_link_forms() {
         .revocations
         .insert(member_b.keys.node_id())
         .expect("room");
-    member_b.endpoint.dial(honest.endpoint.local_addr().expect("address"), None);
-    assert!(no_link(&mut honest.events).await, "revoked member cannot link");
+    member_b
+        .endpoint
+        .dial(honest.endpoint.local_addr().expect("address"), None);
+    assert!(
+        no_link(&mut honest.events).await,
+        "revoked member cannot link"
+    );
     assert_eq!(honest.endpoint.verifier().refusals.get("revoked"), 1);
     drop(member_b.events.try_recv());
 }
@@ -178,7 +197,8 @@ async fn a_pq_only_node_refuses_classical_key_exchange_and_the_recorded_group_is
             quinn::crypto::rustls::QuicClientConfig::try_from(config).expect("quic"),
         ))
     };
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("client");
+    let endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("client");
 
     let strict_address = strict.endpoint.local_addr().expect("address");
     let refused = endpoint
@@ -195,6 +215,9 @@ async fn a_pq_only_node_refuses_classical_key_exchange_and_the_recorded_group_is
         .await
         .expect("a lenient node accepts X25519");
     let (link, _) = next_up(&mut lenient.events).await.expect("link up");
-    assert_eq!(link.kx_group, "X25519", "the recorder reports the group actually used");
+    assert_eq!(
+        link.kx_group, "X25519",
+        "the recorder reports the group actually used"
+    );
     accepted.close(0u32.into(), b"done");
 }

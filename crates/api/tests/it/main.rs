@@ -106,7 +106,9 @@ async fn garbage_from_the_network_and_from_a_member_is_counted_in_status() {
     let before: StatusView = serde_json::from_value(before).unwrap();
     // Plain UDP garbage at the link port: QUIC discards it and the node carries on.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.send_to(b"certainly not a packet", before.listen).unwrap();
+    socket
+        .send_to(b"certainly not a packet", before.listen)
+        .unwrap();
 
     // A member with a valid SVID links and sends malformed and oversized routing packets.
     let ca = identity::CertificateAuthority::load(&served._dir.path().join("data/ca")).unwrap();

@@ -84,7 +84,14 @@ fn node_stops_cleanly_on_sigterm_and_sigint() {
         let config = dir.path().join("node.yaml");
         std::fs::write(&config, "node_config:\n  network: { listen: '127.0.0.1:0', tun: 'off' }\n  api: { listen: '127.0.0.1:0' }\n").unwrap();
         let config = config.display().to_string();
-        let made = run(&["ca", "init", "--config", &config, "--trust-domain", "test.local"]);
+        let made = run(&[
+            "ca",
+            "init",
+            "--config",
+            &config,
+            "--trust-domain",
+            "test.local",
+        ]);
         assert!(made.status.success(), "{}", stderr(&made));
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
         let child = Command::new(binary())
@@ -126,7 +133,16 @@ fn datagrams_cross_the_mesh_by_node_id_without_a_tun_interface() {
     net.wait_converged(TIMEOUT, &|| false).unwrap();
     let far = net.node(2).id.to_string();
     let (first, last) = (net.node(0).api_url(), net.node(2).api_url());
-    let output = run(&["ctl", "send", &far, "hello across two hops", "--port", "7", "--api", &first]);
+    let output = run(&[
+        "ctl",
+        "send",
+        &far,
+        "hello across two hops",
+        "--port",
+        "7",
+        "--api",
+        &first,
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "sent");
     let received = eventually("the datagram to arrive", TIMEOUT, || {
@@ -136,7 +152,10 @@ fn datagrams_cross_the_mesh_by_node_id_without_a_tun_interface() {
     });
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].from, net.node(0).id);
-    assert_eq!(hex::decode(&received[0].payload_hex).unwrap(), b"hello across two hops");
+    assert_eq!(
+        hex::decode(&received[0].payload_hex).unwrap(),
+        b"hello across two hops"
+    );
     let relayed = net.node(1).client.status().unwrap().links["data_forwarded"];
     assert!(relayed >= 1, "node 2 relayed it");
 

@@ -47,13 +47,19 @@ fn links_show_spiffe_ids_and_hybrid_key_exchange_and_ctl_identity_reports_the_sv
         "ml-dsa-65:".to_string(),
         "fd6b:6c34:".to_string(),
     ] {
-        assert!(table.contains(&needle), "identity table lacks {needle}:\n{table}");
+        assert!(
+            table.contains(&needle),
+            "identity table lacks {needle}:\n{table}"
+        );
     }
     let member = identity(&net, 1);
     assert!(!member.is_ca && identity(&net, 0).is_ca);
     assert!(member.svid_expires_in_s > 3000, "default TTL is an hour");
     assert_eq!(member.bundle_hash, identity(&net, 0).bundle_hash);
-    assert_eq!(member.node_records, 2, "each node holds both signed records");
+    assert_eq!(
+        member.node_records, 2,
+        "each node holds both signed records"
+    );
 }
 
 #[test]
@@ -91,36 +97,56 @@ fn svids_rotate_several_times_while_the_link_stays_up() {
     }
     for position in 0..3 {
         let view = identity(&net, position);
-        assert!(view.svid_renewals >= 2, "node {position}: {} renewals", view.svid_renewals);
-        assert!(view.svid_expires_in_s > 0, "node {position} holds a valid SVID");
+        assert!(
+            view.svid_renewals >= 2,
+            "node {position}: {} renewals",
+            view.svid_renewals
+        );
+        assert!(
+            view.svid_expires_in_s > 0,
+            "node {position} holds a valid SVID"
+        );
     }
     // Liveness under a loaded test machine is a timing matter, so it is reported, not judged;
     // that no link was re-established is the property.
     eprintln!("neighbour-dead observations during rotation: {drops}");
     for (position, before) in links_before.iter().enumerate() {
         let status = net.node(position).client.status().unwrap();
-        assert_eq!(status.links["links_established"], *before, "node {position} re-linked");
+        assert_eq!(
+            status.links["links_established"], *before,
+            "node {position} re-linked"
+        );
         assert_eq!(status.links.get("renewals_failed"), Some(&0));
     }
 }
 
 #[test]
 fn a_revoked_node_is_cut_off_from_every_node_within_seconds_and_cannot_relink() {
-    let net = started(4, &[(0, 1), (1, 2), (2, 3), (3, 0)], &LocalNetOptions::default());
+    let net = started(
+        4,
+        &[(0, 1), (1, 2), (2, 3), (3, 0)],
+        &LocalNetOptions::default(),
+    );
     let victim = net.node(3).id;
     let config = net.node(0).config_path.display().to_string();
     let revoked_at = Instant::now();
     let output = run(&["ca", "revoke", "--config", &config, &victim.to_string()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    eventually("every other node to drop its link to the revoked node", Duration::from_secs(5), || {
-        (0..3)
-            .all(|position| {
-                let peers = net.node(position).client.peers().unwrap();
-                let linked = peers.iter().any(|peer| peer.id == victim && peer.spiffe_id.is_some());
-                !linked && identity(&net, position).revoked_nodes == 1
-            })
-            .then_some(())
-    });
+    eventually(
+        "every other node to drop its link to the revoked node",
+        Duration::from_secs(5),
+        || {
+            (0..3)
+                .all(|position| {
+                    let peers = net.node(position).client.peers().unwrap();
+                    let linked = peers
+                        .iter()
+                        .any(|peer| peer.id == victim && peer.spiffe_id.is_some());
+                    !linked && identity(&net, position).revoked_nodes == 1
+                })
+                .then_some(())
+        },
+    );
     eprintln!("revoked node cut off after {:?}", revoked_at.elapsed());
     // It keeps trying to re-link (static peers are re-dialled every second) and is refused.
     std::thread::sleep(Duration::from_secs(3));
@@ -151,13 +177,28 @@ fn hybrid_file_signatures_verify_and_any_change_is_caught() {
     let file_arg = file.display().to_string();
     let output = run(&["sign", "--config", &config, "--file", &file_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let output = run(&["verify", "--file", &file_arg, "--signer", &net.node(0).id.to_string()]);
+    let output = run(&[
+        "verify",
+        "--file",
+        &file_arg,
+        "--signer",
+        &net.node(0).id.to_string(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let output = run(&["verify", "--file", &file_arg, "--signer", &net.node(1).id.to_string()]);
+    let output = run(&[
+        "verify",
+        "--file",
+        &file_arg,
+        "--signer",
+        &net.node(1).id.to_string(),
+    ]);
     assert!(one_line_failure(&output).contains("not by"));
     std::fs::write(&file, "default: allow\n").unwrap();
     let line = one_line_failure(&run(&["verify", "--file", &file_arg]));
-    assert!(line.contains("BAD signature") && line.contains("does not verify"), "{line}");
+    assert!(
+        line.contains("BAD signature") && line.contains("does not verify"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -166,19 +207,31 @@ fn missing_or_corrupt_identity_files_stop_the_node_with_the_file_named() {
     // Node 2 has keys but never joined: it must not run unauthenticated.
     let config = net.node(1).config_path.display().to_string();
     let line = one_line_failure(&run(&["run", "--config", &config]));
-    assert!(line.contains("svid.pem") && line.contains("--join-token"), "{line}");
+    assert!(
+        line.contains("svid.pem") && line.contains("--join-token"),
+        "{line}"
+    );
 
     let config = net.node(0).config_path.display().to_string();
     let data = net.node(0).dir.join("data");
     std::fs::write(data.join("bundle.json"), "{not json").unwrap();
     let line = one_line_failure(&run(&["run", "--config", &config]));
-    assert!(line.contains("bundle.json") && line.contains("corrupt"), "{line}");
+    assert!(
+        line.contains("bundle.json") && line.contains("corrupt"),
+        "{line}"
+    );
 
     let key = data.join("node-mldsa.key");
     std::fs::remove_file(&key).unwrap();
     let line = one_line_failure(&run(&["run", "--config", &config]));
     assert!(line.contains("node-mldsa.key"), "{line}");
 
-    let bad_token = one_line_failure(&run(&["init", "--config", &config, "--join-token", "x6j1-00"]));
+    let bad_token = one_line_failure(&run(&[
+        "init",
+        "--config",
+        &config,
+        "--join-token",
+        "x6j1-00",
+    ]));
     assert!(bad_token.contains("malformed join token"), "{bad_token}");
 }

@@ -68,7 +68,10 @@ fn a_sustained_anomaly_opens_an_incident_whose_confidence_grows() {
         "{}",
         incident.confidence
     );
-    assert_eq!(incident.evidence[0].detail, "memory %: 97.0 beyond threshold 90");
+    assert_eq!(
+        incident.evidence[0].detail,
+        "memory %: 97.0 beyond threshold 90"
+    );
     for _ in 0..6 {
         h.memory(97.0);
     }
