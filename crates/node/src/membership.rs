@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use wire::NodeId;
 
 use crate::NodeConfig;
-use crate::identity::{IdentityError, NodeIdentity, create_private_dir};
+use crate::identity::{IdentityError, NodeIdentity};
 
 /// SVID file name in the data directory.
 pub const SVID_NAME: &str = "svid.pem";
@@ -508,10 +508,4 @@ pub fn unix_time(now: i64) -> rustls::pki_types::UnixTime {
     rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         u64::try_from(now).unwrap_or(0),
     ))
-}
-
-/// Creates the data directory of a node (used by `ca init` on a fresh node).
-pub fn ensure_data_dir(config: &NodeConfig) -> Result<(), MembershipError> {
-    create_private_dir(&config.data_dir)?;
-    Ok(())
 }
