@@ -89,6 +89,11 @@ const FORCED_ORIGINATION_GAP: Duration = Duration::from_millis(100);
 const TQ_HYSTERESIS: u8 = 16;
 /// A route's cost change is advertised at once only beyond this fraction (1/4) of its cost.
 const COST_CHANGE_DIVISOR: u32 = 4;
+/// An improvement beyond this fraction (1/16) is advertised at once too. Improvements below
+/// a quarter used to wait for the next flood or table sync, so at a few hundred nodes and
+/// more, routes were still getting shorter (one next-hop change and triggered update each)
+/// for tens of seconds after every pair was reachable.
+const IMPROVEMENT_DIVISOR: u32 = 16;
 /// Fisheye: sequence numbers divisible by 2^FULL_SCOPE_SHIFT flood the whole mesh.
 const FULL_SCOPE_SHIFT: u32 = 6;
 /// Dead neighbours are forgotten after this long (their slot is reused).
@@ -867,7 +872,11 @@ impl Router {
             return;
         };
         let is_new_seq = fresh || seq_newer(ogm.seq, entry.newest_seq);
-        if is_new_seq {
+        // Only a route can bring a newer number. A retraction carries whatever number its
+        // sender last advertised, which for a sender that never had a route is 0: taken as
+        // newest, it stalled the entry (every real number then compares older in serial
+        // order, so floods were no longer relayed and neighbours waited out their fallback).
+        if is_new_seq && ogm.cost != COST_INFINITE {
             entry.newest_seq = ogm.seq;
         }
         if ogm.cost == COST_INFINITE {
@@ -883,7 +892,7 @@ impl Router {
             entry.upsert(candidate, |c| {
                 add_costs(
                     c.cost,
-                    usable_cost(links, tq_used, link_costs, c.slot).unwrap_or(COST_INFINITE),
+                    ranking_link_cost(links, tq_used, link_costs, c.slot),
                 )
             });
         }
@@ -979,6 +988,7 @@ impl Router {
             (false, false) => {
                 new_slot != old_slot
                     || new_total.abs_diff(advertised) > advertised / COST_CHANGE_DIVISOR
+                    || advertised - new_total.min(advertised) > advertised / IMPROVEMENT_DIVISOR
             }
         };
         // A relay parked for the selected neighbour's copy goes out once the route carries
@@ -1831,6 +1841,28 @@ fn usable_cost(
     }
     let cost = link_costs.hop(*tq_used.get(usize::from(slot))?);
     (cost != COST_INFINITE).then_some(cost)
+}
+
+/// The link cost by which a neighbour's advertisement competes for a candidate slot: its
+/// usable cost, or for a neighbour heard but not yet proven usable, the cost of a perfect
+/// link. The two ends of a link see it come up at different instants, so a neighbour's table
+/// dump often arrives before its probes prove the link here; ranked as unreachable, those
+/// advertisements lost every contest for a full candidate set and were not offered again
+/// until the destination's next flood reaching this far (up to 64 OGM intervals), leaving
+/// routes longer than needed that then changed next hop one by one as the floods came.
+fn ranking_link_cost(
+    links: &[Option<Link>],
+    tq_used: &[u8],
+    link_costs: &LinkCosts,
+    slot: Slot,
+) -> u32 {
+    match usable_cost(links, tq_used, link_costs, slot) {
+        Some(cost) => cost,
+        None if links.get(usize::from(slot)).is_some_and(Option::is_some) => {
+            link_costs.hop(u8::MAX)
+        }
+        None => COST_INFINITE,
+    }
 }
 
 /// Milliseconds on the caller's clock, wrapping every 49 days; only short ages are taken.

@@ -355,3 +355,34 @@ fn hello_now_sends_a_hello_before_the_interval_is_up() {
     router.handle_timeout(soon);
     assert_eq!(hellos(&mut router), 1, "a hello at once after hello_now");
 }
+
+#[test]
+fn a_retraction_never_moves_the_newest_sequence_number() {
+    let mut router = Router::new(id(9), RouterConfig::default(), 0, 3, Timestamp::ZERO);
+    let send = |router: &mut Router, at_ms: u64, seq: u32, cost: u32| {
+        let packet = Packet {
+            sender: id(8),
+            messages: vec![Message::Ogms(vec![wire::Ogm {
+                originator: id(7),
+                seq,
+                cost,
+                hops: 2,
+                ttl: 1,
+                flags: 0,
+            }])],
+            unknown_tlvs: 0,
+        };
+        router
+            .handle_datagram(Timestamp::from_millis(at_ms), &packet.encode())
+            .expect("well-formed packet");
+    };
+    let high = 3_000_000_000;
+    send(&mut router, 1, high, 256);
+    assert_eq!(router.newest_seq(&id(7)), Some(high));
+    // A neighbour that never had a route retracts with number 0, which in serial order is
+    // newer than `high`; taking it would make every later number look old.
+    send(&mut router, 2, 0, wire::COST_INFINITE);
+    assert_eq!(router.newest_seq(&id(7)), Some(high));
+    send(&mut router, 3, high + 1, 256);
+    assert_eq!(router.newest_seq(&id(7)), Some(high + 1));
+}

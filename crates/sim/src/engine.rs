@@ -188,6 +188,9 @@ pub struct Simulation {
     connected_pairs: u64,
     /// Bytes and packets sent before the idle window opened.
     window_opening_traffic: (u64, u64),
+    /// Next-hop changes of all routers before the idle window opened, and within it.
+    window_opening_route_changes: u64,
+    window_route_changes: Option<u64>,
     /// The idle window and the bytes and packets sent within it.
     window: Option<(u64, u64, u64, u64)>,
     /// Start of the fault-free heal phase, from which no packet is lost (set at the crash).
@@ -515,6 +518,8 @@ impl Simulation {
             survivor_components: 1,
             connected_pairs: (n as u64) * (n as u64 - 1),
             window_opening_traffic: (0, 0),
+            window_opening_route_changes: 0,
+            window_route_changes: None,
             window: None,
             unreachable_pairs_after: 0,
             broken_pair_examples: Vec::new(),
@@ -618,6 +623,12 @@ impl Simulation {
             }),
         }
         self.after_step(to)
+    }
+
+    /// Next-hop changes counted by all routers so far (read at the idle window's ends only:
+    /// it visits every router).
+    fn total_route_changes(&self) -> u64 {
+        self.routers.iter().map(|r| r.stats().route_changes).sum()
     }
 
     /// The calling contract after every `handle_*`: drain transmits, drain events, then re-arm
@@ -872,6 +883,7 @@ impl Simulation {
                 fail_at_us,
             } => {
                 if now_us == window_start_us {
+                    self.window_opening_route_changes = self.total_route_changes();
                     self.window_opening_traffic =
                         (self.counters.bytes_sent, self.counters.packets_sent);
                 }
@@ -880,6 +892,8 @@ impl Simulation {
                     let bytes = self.counters.bytes_sent - opening_bytes;
                     let packets = self.counters.packets_sent - opening_packets;
                     self.window = Some((window_start_us, fail_at_us, bytes, packets));
+                    self.window_route_changes =
+                        Some(self.total_route_changes() - self.window_opening_route_changes);
                     self.heal_from_us = Some(self.heal_start(now_us));
                     self.crash();
                     self.phase = if self.failed_nodes > 0 {
@@ -1236,6 +1250,11 @@ impl Simulation {
             control_bytes_per_node_s: window.map(|w| w.2 / n as f64),
             control_bytes_per_node_neighbour_s: window.map(|w| w.2 / directed_links),
             control_packets_per_node_s: window.map(|w| w.3 / n as f64),
+            idle_route_changes_per_node_s: window.zip(self.window_route_changes).map(
+                |((start_us, end_us, _, _), changes)| {
+                    changes as f64 / n as f64 / seconds(end_us - start_us)
+                },
+            ),
             batman_iv_ogm_bytes_per_node_neighbour_s: 24.0 * n as f64 / ogm_interval_s,
             header_bytes_per_packet: IPV6_UDP_HEADER_BYTES,
             events: self.counters.events,

@@ -67,6 +67,9 @@ pub struct SimReport {
     pub control_bytes_per_node_neighbour_s: Option<f64>,
     /// Packets (link copies) sent per node per second in the idle window.
     pub control_packets_per_node_s: Option<f64>,
+    /// Next-hop changes per node per second in the idle window: 0 in a settled lossless
+    /// mesh; each change also costs a triggered update to every neighbour.
+    pub idle_route_changes_per_node_s: Option<f64>,
     /// What B.A.T.M.A.N. IV would send per node per neighbour at the same OGM interval:
     /// one 24-byte OGM per originator per interval, payload only (no framing), a lower bound.
     pub batman_iv_ogm_bytes_per_node_neighbour_s: f64,
@@ -213,6 +216,12 @@ impl SimReport {
             self.header_bytes_per_packet,
             self.batman_iv_ogm_bytes_per_node_neighbour_s,
         );
+        if let Some(changes) = self.idle_route_changes_per_node_s {
+            let _ = writeln!(
+                out,
+                "  idle churn     {changes:.3} next-hop changes per node per second in the idle window"
+            );
+        }
         let _ = writeln!(
             out,
             "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes; {} route changes, {} fast reroutes",
