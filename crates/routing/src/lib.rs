@@ -9,11 +9,14 @@
 //! - [`table`]: per-destination candidates, Babel feasibility distance, selection.
 //! - [`router`]: `Router`, the state machine that ties the parts together.
 //! - [`rng`]: a tiny seeded generator for jitter (randomness is an argument, never global).
+//! - [`auth`]: originator signatures on OGMs through caller-supplied signer and verifier
+//!   traits, the verified-signature cache and the hold queue for not-yet-known originators.
 //!
 //! The crate does no I/O, spawns nothing and reads no clock: time and the random seed are
 //! arguments, and packets come in and go out as byte buffers. The same code runs in the
 //! daemon (`node`) and in the deterministic simulator (`sim`).
 
+pub mod auth;
 pub mod config;
 pub mod link;
 pub mod metric;
@@ -22,6 +25,7 @@ pub mod router;
 pub mod table;
 pub mod time;
 
+pub use auth::{OgmAuth, OgmSigner, OgmVerifier, Verdict};
 pub use config::{ConfigError, RouterConfig};
 pub use link::NeighbourInfo;
 pub use router::{

@@ -29,10 +29,11 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use wire::{
-    COST_INFINITE, Hello, Message, MessageView, NodeId, OGM_FLAG_URGENT, Ogm, PacketView,
-    PacketWriter, SeqnoRequest, TTL_UNLIMITED,
+    COST_INFINITE, Hello, Message, MessageView, NodeId, OGM_FLAG_URGENT, Ogm, OgmSignature,
+    PacketView, PacketWriter, SeqnoRequest, TTL_UNLIMITED, ogm_signed_part,
 };
 
+use crate::auth::{Held, HoldOutcome, HoldQueue, OgmAuth, SignatureSet, Verdict};
 use crate::link::Link;
 use crate::metric::{LinkCosts, add_costs, cost_to_tq};
 use crate::rng::Rng;
@@ -115,6 +116,13 @@ const UPDATE_REPEATS: u8 = 1;
 const REPEAT_GAP: Duration = Duration::from_millis(50);
 /// Pending repeats at most; beyond it (a mass failure) updates go out once.
 const MAX_REPEATS: usize = 65_536;
+/// A signed OGM whose sequence number is this far or further behind the newest one verified
+/// for its originator is a replay: a relay's route is at most one candidate lifetime old
+/// (194 intervals for the farthest fisheye scope), so no honest relay lags this much.
+const REPLAY_WINDOW: u32 = 256;
+/// How long an OGM whose originator's key is unknown waits for the node record. Records
+/// flood over link streams about as fast as OGMs over datagrams, so this is generous.
+const HOLD_TIME: Duration = Duration::from_secs(5);
 /// Flood relays waiting for the selected neighbour's copy, at most: one per destination of a
 /// full default table. Past it a relay goes out at once with the best route that has the new
 /// sequence number, as it would at its deadline.
@@ -217,6 +225,28 @@ pub struct Stats {
     pub dropped_events: u64,
     /// Packets dropped because the caller did not drain `poll_transmit`.
     pub dropped_transmits: u64,
+    /// OGM signatures checked cryptographically (each `(originator, seq)` once).
+    pub ogm_signatures_verified: u64,
+    /// Signed OGMs accepted from the verified-signature cache, without cryptography.
+    pub ogm_signature_cache_hits: u64,
+    /// OGMs dropped because the signature does not verify under the originator's key.
+    pub dropped_ogm_forged: u64,
+    /// OGMs dropped because their sequence number lies `REPLAY_WINDOW` or more behind the
+    /// newest one verified for the originator.
+    pub dropped_ogm_replayed: u64,
+    /// OGMs dropped because the originator's node record has expired.
+    pub dropped_ogm_stale: u64,
+    /// OGMs dropped because the originator was revoked.
+    pub dropped_ogm_revoked: u64,
+    /// OGMs dropped because no key for the originator arrived in time (or too many waited).
+    pub dropped_ogm_unknown_originator: u64,
+    /// OGMs held to wait for their originator's key.
+    pub ogms_held: u64,
+    /// Held OGMs accepted once the key arrived.
+    pub ogms_held_accepted: u64,
+    /// Advertisements not sent because the signature of their sequence number was not kept
+    /// (never expected; counted to prove it).
+    pub ogms_unsigned_skipped: u64,
 }
 
 /// Why `handle_datagram` dropped a packet.
@@ -373,6 +403,21 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Signing and verification state; `None` runs unsigned (all-zero signatures, nothing
+    /// verified), as the large simulations do.
+    signed: Option<SignedOgms>,
+}
+
+/// The state of a router that signs its OGMs and accepts only verified ones.
+#[derive(Debug)]
+struct SignedOgms {
+    auth: OgmAuth,
+    /// The signature of our own latest sequence number.
+    own: Option<(u32, OgmSignature)>,
+    /// Verified signatures per originator (only originators in the table, bounded by it).
+    verified: NodeMap<SignatureSet>,
+    /// OGMs waiting for their originator's key.
+    held: HoldQueue,
 }
 
 impl Router {
@@ -421,8 +466,25 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            signed: None,
             config,
         }
+    }
+
+    /// From now on, signs own OGMs with `auth.signer` and accepts OGMs only if
+    /// `auth.verifier` finds the originator's signature valid. Call it before the first input.
+    pub fn enable_signed_ogms(&mut self, auth: OgmAuth) {
+        self.signed = Some(SignedOgms {
+            auth,
+            own: None,
+            verified: NodeMap::default(),
+            held: HoldQueue::default(),
+        });
+    }
+
+    /// Whether OGMs are signed and verified.
+    pub fn signs_ogms(&self) -> bool {
+        self.signed.is_some()
     }
 
     /// This node's identifier.
@@ -504,9 +566,65 @@ impl Router {
         self.next_hello = self.next_hello.min(now);
     }
 
+    /// The verifier may know keys it did not know before (node records arrived): OGMs held
+    /// for their originator's key are verified again. Drain the outputs afterwards.
+    pub fn handle_keys_learned(&mut self, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        let Some(signed) = self.signed.as_mut() else {
+            return;
+        };
+        let held = signed.held.take();
+        for item in held {
+            if item.until <= now {
+                self.stats.dropped_ogm_unknown_originator += 1;
+                continue;
+            }
+            let Some(&slot) = self.slot_of.get(&item.neighbour) else {
+                // The neighbour is gone, and with it the route the OGM offered.
+                continue;
+            };
+            if self.authenticate(now, slot, &item.ogm) {
+                self.stats.ogms_held_accepted += 1;
+                self.apply_ogm(now, slot, &item.ogm);
+            }
+        }
+        self.send_queued_requests();
+    }
+
+    /// `originator` was revoked: its verified signatures and held OGMs are forgotten and every
+    /// route to it is dropped now. Its OGMs, new or relayed, then fail verification (the
+    /// verifier answers [`Verdict::Revoked`]), so the routes do not come back.
+    pub fn handle_originator_revoked(&mut self, now: Timestamp, originator: &NodeId) {
+        self.last_now = self.last_now.max(now);
+        let Some(signed) = self.signed.as_mut() else {
+            return;
+        };
+        signed.verified.remove(originator);
+        self.stats.dropped_ogm_revoked += signed.held.remove_originator(originator) as u64;
+        let Some(entry) = self.table.get_mut(originator) else {
+            return;
+        };
+        let slots: Vec<Slot> = entry
+            .candidates
+            .iter()
+            .filter(|candidate| !candidate.is_empty())
+            .map(|candidate| candidate.slot)
+            .collect();
+        for slot in slots {
+            entry.remove_slot(slot);
+        }
+        self.reselect(now, *originator);
+        // Nobody will answer for a revoked node: no requests for it.
+        self.requests.remove(originator);
+        self.send_queued_requests();
+    }
+
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.last_now = self.last_now.max(now);
+        if let Some(signed) = self.signed.as_mut() {
+            self.stats.dropped_ogm_unknown_originator += signed.held.expire(now) as u64;
+        }
         self.check_liveness(now);
         if now >= self.next_hello {
             self.send_hello();
@@ -846,6 +964,148 @@ impl Router {
         if ogm.originator == self.local {
             return;
         }
+        if ogm.cost == COST_INFINITE && !self.table.contains_key(&ogm.originator) {
+            // A retraction of a route we never had changes nothing; no need to verify it.
+            return;
+        }
+        if self.signed.is_some() && !self.authenticate(now, slot, ogm) {
+            return;
+        }
+        self.apply_ogm(now, slot, ogm);
+    }
+
+    /// Whether a signed router may use `ogm`: its signature is the originator's and its
+    /// sequence number is not a replay. Drops are counted; an OGM of an originator whose key
+    /// is unknown is held for [`Router::handle_keys_learned`].
+    fn authenticate(&mut self, now: Timestamp, slot: Slot, ogm: &Ogm) -> bool {
+        let newest = self.table.get(&ogm.originator).map(|e| e.newest_seq);
+        let neighbour = self.link(slot).map(|link| link.id);
+        let max_destinations = self.config.max_destinations;
+        let Some(signed) = self.signed.as_mut() else {
+            return true;
+        };
+        if newest.is_some_and(|newest| !seq_newer(ogm.seq, newest.wrapping_sub(REPLAY_WINDOW))) {
+            self.stats.dropped_ogm_replayed += 1;
+            return false;
+        }
+        if signed
+            .verified
+            .get(&ogm.originator)
+            .is_some_and(|set| set.contains(ogm.seq, &ogm.signature))
+        {
+            self.stats.ogm_signature_cache_hits += 1;
+            return true;
+        }
+        let part = ogm_signed_part(&ogm.originator, ogm.seq);
+        match signed
+            .auth
+            .verifier
+            .verify(&ogm.originator, &part, &ogm.signature)
+        {
+            Verdict::Valid => {
+                self.stats.ogm_signatures_verified += 1;
+                let known = signed.verified.contains_key(&ogm.originator);
+                if known || signed.verified.len() < max_destinations {
+                    let in_use = self
+                        .table
+                        .get(&ogm.originator)
+                        .map(RouteEntry::seqs_in_use)
+                        .unwrap_or_default();
+                    signed.verified.entry(ogm.originator).or_default().insert(
+                        ogm.seq,
+                        ogm.signature,
+                        |seq| in_use.contains(&Some(seq)),
+                    );
+                }
+                true
+            }
+            Verdict::Bad => {
+                self.stats.ogm_signatures_verified += 1;
+                self.stats.dropped_ogm_forged += 1;
+                false
+            }
+            Verdict::Revoked => {
+                self.stats.dropped_ogm_revoked += 1;
+                false
+            }
+            Verdict::Expired => {
+                self.stats.dropped_ogm_stale += 1;
+                false
+            }
+            Verdict::UnknownKey => {
+                let Some(neighbour) = neighbour else {
+                    return false;
+                };
+                let outcome = signed.held.hold(Held {
+                    neighbour,
+                    ogm: *ogm,
+                    until: now + HOLD_TIME,
+                });
+                match outcome {
+                    HoldOutcome::Held => self.stats.ogms_held += 1,
+                    HoldOutcome::HeldEvicting => {
+                        self.stats.ogms_held += 1;
+                        self.stats.dropped_ogm_unknown_originator += 1;
+                    }
+                    HoldOutcome::Refused => self.stats.dropped_ogm_unknown_originator += 1,
+                }
+                false
+            }
+        }
+    }
+
+    /// The signature to send with an advertisement of `originator`'s `seq`: all zeros when
+    /// unsigned, `None` if a signed router no longer keeps it.
+    fn signature_of(&mut self, originator: &NodeId, seq: u32) -> Option<OgmSignature> {
+        let Some(signed) = self.signed.as_mut() else {
+            return Some(OgmSignature::ZERO);
+        };
+        if *originator == self.local {
+            if let Some((own_seq, signature)) = signed.own
+                && own_seq == seq
+            {
+                return Some(signature);
+            }
+            let signature = signed.auth.signer.sign(&ogm_signed_part(originator, seq));
+            if seq == self.own_seq {
+                signed.own = Some((seq, signature));
+            }
+            return Some(signature);
+        }
+        let signature = signed.verified.get(originator).and_then(|set| set.get(seq));
+        if signature.is_none() {
+            self.stats.ogms_unsigned_skipped += 1;
+        }
+        signature
+    }
+
+    /// Puts the signature on `ogm`; `false` if a signed router cannot.
+    fn sign_advert(&mut self, ogm: &mut Ogm) -> bool {
+        if ogm.cost == COST_INFINITE
+            && let Some(signed) = self.signed.as_ref()
+            && let Some(set) = signed.verified.get(&ogm.originator)
+            && set.get(ogm.seq).is_none()
+            && let Some((seq, signature)) = set.newest()
+        {
+            // A retraction only withdraws our own advertisement; its number matters only in
+            // that it must not be newer than what the receiver knows. One that repeats a
+            // route we never advertised through `prepare_advert` (only in answers or dumps)
+            // carries a number we may hold no signature for: send our newest signed one.
+            ogm.seq = seq;
+            ogm.signature = signature;
+            return true;
+        }
+        match self.signature_of(&ogm.originator, ogm.seq) {
+            Some(signature) => {
+                ogm.signature = signature;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Uses an authenticated OGM: updates the neighbour's candidate, relays floods, reselects.
+    fn apply_ogm(&mut self, now: Timestamp, slot: Slot, ogm: &Ogm) {
         let mut fresh = false;
         if !self.table.contains_key(&ogm.originator) {
             if ogm.cost == COST_INFINITE {
@@ -1138,7 +1398,7 @@ impl Router {
                 continue;
             };
             // Repeat the current state, whatever it is by now.
-            let ogm = match entry.selected_candidate() {
+            let mut ogm = match entry.selected_candidate() {
                 Some(candidate) => Ogm {
                     originator: destination,
                     seq: candidate.seq,
@@ -1146,6 +1406,7 @@ impl Router {
                     hops: candidate.hops,
                     ttl: 0,
                     flags: 0,
+                    signature: OgmSignature::ZERO,
                 },
                 None => Ogm {
                     originator: destination,
@@ -1154,17 +1415,21 @@ impl Router {
                     hops: 0,
                     ttl: 0,
                     flags: 0,
+                    signature: OgmSignature::ZERO,
                 },
             };
-            adverts.push(Advert {
-                ogm,
-                via_slot: entry.selected,
-                is_relay: false,
-                is_repeat: true,
-            });
+            let via_slot = entry.selected;
             if left > 1 {
                 self.repeats
                     .push_back((destination, now + REPEAT_GAP, left - 1));
+            }
+            if self.sign_advert(&mut ogm) {
+                adverts.push(Advert {
+                    ogm,
+                    via_slot,
+                    is_relay: false,
+                    is_repeat: true,
+                });
             }
         }
         for advert in &adverts[first_repeat..] {
@@ -1241,7 +1506,7 @@ impl Router {
         entry.queued = Queued::No;
         let relay_ttl = std::mem::take(&mut entry.relay_ttl);
         let relay_urgent = std::mem::take(&mut entry.relay_urgent);
-        let ogm = match entry.selected_candidate() {
+        let mut ogm = match entry.selected_candidate() {
             Some(candidate) => {
                 let relays = candidate.seq == entry.newest_seq && relay_ttl != 0;
                 Ogm {
@@ -1255,6 +1520,7 @@ impl Router {
                     } else {
                         0
                     },
+                    signature: OgmSignature::ZERO,
                 }
             }
             None if entry.adv_cost == COST_INFINITE => {
@@ -1268,6 +1534,7 @@ impl Router {
                 hops: 0,
                 ttl: 0,
                 flags: 0,
+                signature: OgmSignature::ZERO,
             },
         };
         entry.note_advertised(ogm.seq, ogm.cost);
@@ -1275,6 +1542,9 @@ impl Router {
         self.relay_deadline.remove(&destination);
         if let Some(slot) = switched_to {
             self.note_route_change(destination, slot);
+        }
+        if !self.sign_advert(&mut ogm) {
+            return PreparedAdvert::Nothing;
         }
         PreparedAdvert::Send(Advert {
             ogm,
@@ -1328,15 +1598,20 @@ impl Router {
             }
             let dump = dumps.contains(&slot);
             if dump {
-                writer.push_ogm(&Ogm {
-                    originator: self.local,
-                    seq: self.own_seq,
-                    cost: 0,
-                    hops: 0,
-                    ttl: 0,
-                    flags: 0,
-                });
-                count += 1;
+                let own_seq = self.own_seq;
+                let local = self.local;
+                if let Some(signature) = self.signature_of(&local, own_seq) {
+                    writer.push_ogm(&Ogm {
+                        originator: local,
+                        seq: own_seq,
+                        cost: 0,
+                        hops: 0,
+                        ttl: 0,
+                        flags: 0,
+                        signature,
+                    });
+                    count += 1;
+                }
             }
             let answered = answers.iter().filter(|(to, _)| *to == slot).map(|(_, d)| d);
             let dumped = dump.then(|| self.table.keys()).into_iter().flatten();
@@ -1358,10 +1633,15 @@ impl Router {
         }
     }
 
-    /// Our current route to `destination` as an OGM for neighbour `to`, unless it goes via `to`.
+    /// Our current route to `destination` as an OGM for neighbour `to`, unless it goes via `to`
+    /// (or a signed router no longer keeps the signature of its sequence number).
     fn current_advert(&self, destination: &NodeId, to: Slot) -> Option<Ogm> {
         let entry = self.table.get(destination)?;
         let candidate = entry.selected_candidate()?;
+        let signature = match &self.signed {
+            None => OgmSignature::ZERO,
+            Some(signed) => signed.verified.get(destination)?.get(candidate.seq)?,
+        };
         (entry.selected != to).then_some(Ogm {
             originator: *destination,
             seq: candidate.seq,
@@ -1369,6 +1649,7 @@ impl Router {
             hops: candidate.hops,
             ttl: 0,
             flags: 0,
+            signature,
         })
     }
 
@@ -1398,6 +1679,11 @@ impl Router {
         if forced {
             self.last_forced_origination = Some(now);
         }
+        let local = self.local;
+        // Own signatures are never missing: the signer makes them.
+        let signature = self
+            .signature_of(&local, self.own_seq)
+            .unwrap_or(OgmSignature::ZERO);
         let ogm = Ogm {
             originator: self.local,
             seq: self.own_seq,
@@ -1405,6 +1691,7 @@ impl Router {
             hops: 0,
             ttl,
             flags: if forced { OGM_FLAG_URGENT } else { 0 },
+            signature,
         };
         for slot in 0..self.links.len() as Slot {
             if self.usable_link_cost(slot).is_some() {
@@ -1696,6 +1983,12 @@ impl Router {
         });
         self.recent_requests
             .retain(|_, forwarded| now < forwarded.at + ASKER_MEMORY);
+        if let Some(signed) = self.signed.as_mut() {
+            let table = &self.table;
+            signed
+                .verified
+                .retain(|originator, _| table.contains_key(originator));
+        }
         self.shrink_idle_buffers();
         self.queue_table_slice(now);
     }

@@ -126,6 +126,19 @@ impl RouteEntry {
         }
     }
 
+    /// The sequence numbers this node may still advertise for the destination: its live
+    /// candidates', its last advertisement's (retractions repeat it) and the newest. A signed
+    /// router keeps their signatures.
+    pub fn seqs_in_use(&self) -> [Option<u32>; MAX_CANDIDATES + 2] {
+        let mut seqs = [None; MAX_CANDIDATES + 2];
+        for (kept, candidate) in seqs.iter_mut().zip(&self.candidates) {
+            *kept = (!candidate.is_empty()).then_some(candidate.seq);
+        }
+        seqs[MAX_CANDIDATES] = Some(self.adv_seq);
+        seqs[MAX_CANDIDATES + 1] = Some(self.newest_seq);
+        seqs
+    }
+
     /// Whether an advertisement `(seq, cost)` satisfies the feasibility condition.
     pub fn is_feasible(&self, seq: u32, cost: u32) -> bool {
         cost != COST_INFINITE

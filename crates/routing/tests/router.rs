@@ -273,6 +273,7 @@ fn a_forgotten_neighbour_leaves_no_advertisements_behind() {
         hops: 10,
         ttl: 1,
         flags: 0,
+        signature: wire::OgmSignature::ZERO,
     };
     let packet = Packet {
         sender: id(8),

@@ -8,12 +8,13 @@
 //! Everything else that does not parse is an error and the whole packet is dropped.
 
 use crate::NodeId;
-use crate::message::{Hello, Message, Ogm, Probe, SeqnoRequest};
+use crate::message::{Hello, Message, OGM_SIGNATURE_BYTES, Ogm, OgmSignature, Probe, SeqnoRequest};
 
 /// First two bytes of every packet.
 pub const MAGIC: [u8; 2] = *b"x6";
 /// The only packet version this build speaks. Packets of other versions are dropped.
-pub const VERSION: u8 = 1;
+/// Version 2 added the originator's signature to every OGM entry.
+pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 2 + 1 + 1 + NodeId::LEN;
 /// Size of a TLV header.
@@ -22,7 +23,7 @@ pub const TLV_HEADER_BYTES: usize = 3;
 /// a tunnel header to spare, so control packets are never fragmented.
 pub const MAX_PACKET_BYTES: usize = 1400;
 /// Size of one OGM entry inside an OGM batch.
-pub const OGM_ENTRY_BYTES: usize = NodeId::LEN + 4 + 4 + 1 + 1 + 1;
+pub const OGM_ENTRY_BYTES: usize = NodeId::LEN + 4 + 4 + 1 + 1 + 1 + OGM_SIGNATURE_BYTES;
 
 const TYPE_HELLO: u8 = 1;
 const TYPE_PROBE: u8 = 2;
@@ -152,6 +153,7 @@ impl Iterator for OgmBatch<'_> {
             hops: entry[24],
             ttl: entry[25],
             flags: entry[26],
+            signature: OgmSignature(read_signature(&entry[27..])),
         })
     }
 }
@@ -226,6 +228,12 @@ fn read_node_id(bytes: &[u8]) -> NodeId {
     let mut id = [0u8; NodeId::LEN];
     id.copy_from_slice(&bytes[..NodeId::LEN]);
     NodeId(id)
+}
+
+fn read_signature(bytes: &[u8]) -> [u8; OGM_SIGNATURE_BYTES] {
+    let mut signature = [0u8; OGM_SIGNATURE_BYTES];
+    signature.copy_from_slice(&bytes[..OGM_SIGNATURE_BYTES]);
+    signature
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -308,6 +316,7 @@ fn write_ogm(out: &mut Vec<u8>, ogm: &Ogm) {
     out.push(ogm.hops);
     out.push(ogm.ttl);
     out.push(ogm.flags);
+    out.extend_from_slice(&ogm.signature.0);
 }
 
 /// Encoded size of a message, TLV header included.
@@ -459,6 +468,7 @@ mod tests {
             hops: 2,
             ttl: 5,
             flags: 0,
+            signature: OgmSignature([i as u8; OGM_SIGNATURE_BYTES]),
         }
     }
 
@@ -562,6 +572,55 @@ mod tests {
             }
         }
         assert_eq!(decoded, ogms);
+    }
+
+    #[test]
+    fn signed_ogm_entries_round_trip_and_unsigned_layout_is_refused() {
+        let ogm = sample_ogm(4);
+        let packet = Packet {
+            sender: NodeId::from_index(2),
+            messages: vec![Message::Ogms(vec![ogm])],
+            unknown_tlvs: 0,
+        };
+        let bytes = packet.encode();
+        assert_eq!(
+            bytes.len(),
+            HEADER_BYTES + TLV_HEADER_BYTES + OGM_ENTRY_BYTES
+        );
+        assert_eq!(OGM_ENTRY_BYTES, 91);
+        let decoded = Packet::decode(&bytes).expect("signed OGM decodes");
+        assert_eq!(decoded.messages, vec![Message::Ogms(vec![ogm])]);
+        // A version 1 entry (27 bytes, no signature) is not a valid version 2 batch.
+        let mut unsigned = bytes[..HEADER_BYTES].to_vec();
+        unsigned.extend_from_slice(&[TYPE_OGMS, 0, 27]);
+        unsigned.extend_from_slice(&bytes[HEADER_BYTES + TLV_HEADER_BYTES..][..27]);
+        assert_eq!(
+            Packet::decode(&unsigned),
+            Err(DecodeError::BadLength {
+                tlv_type: TYPE_OGMS,
+                length: 27
+            })
+        );
+        let mut old_version = bytes.clone();
+        old_version[2] = 1;
+        assert_eq!(
+            Packet::decode(&old_version),
+            Err(DecodeError::UnsupportedVersion(1))
+        );
+    }
+
+    #[test]
+    fn signed_part_covers_originator_and_sequence_only() {
+        let originator = NodeId::from_index(7);
+        let part = crate::ogm_signed_part(&originator, 0x0102_0304);
+        assert_eq!(&part[..17], b"x0tta6bl4/ogm/v1\0");
+        assert_eq!(&part[17..33], &originator.0);
+        assert_eq!(&part[33..], &[1, 2, 3, 4]);
+        assert_ne!(part, crate::ogm_signed_part(&originator, 0x0102_0305));
+        assert_ne!(
+            part,
+            crate::ogm_signed_part(&NodeId::from_index(8), 0x0102_0304)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`id`]: `NodeId`, the 128-bit identifier derived from a node's public key.
-//! - [`message`]: the control messages (hello, probe, OGM, sequence-number request).
+//! - [`message`]: the control messages (hello, probe, signed OGM, sequence-number request).
 //! - [`codec`]: packet header, TLV framing, `encode`/`decode`, and the decode errors.
 //!
 //! The crate does no I/O, reads no clock and never panics on input: every decoder returns
@@ -19,5 +19,6 @@ pub use codec::{
 };
 pub use id::{NodeId, OVERLAY_PREFIX, OVERLAY_PREFIX_BITS, ParseNodeIdError};
 pub use message::{
-    COST_INFINITE, Hello, Message, OGM_FLAG_URGENT, Ogm, Probe, SeqnoRequest, TTL_UNLIMITED,
+    COST_INFINITE, Hello, Message, OGM_FLAG_URGENT, OGM_SIGNATURE_BYTES, OGM_SIGNATURE_TAG,
+    OGM_SIGNED_PART_BYTES, Ogm, OgmSignature, Probe, SeqnoRequest, TTL_UNLIMITED, ogm_signed_part,
 };

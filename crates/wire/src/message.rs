@@ -54,6 +54,49 @@ pub struct Probe {
     pub interval_ms: u16,
 }
 
+/// Domain-separation tag that starts the bytes an originator signs (see [`ogm_signed_part`]).
+pub const OGM_SIGNATURE_TAG: &[u8; 17] = b"x0tta6bl4/ogm/v1\0";
+
+/// Length of [`ogm_signed_part`]'s output.
+pub const OGM_SIGNED_PART_BYTES: usize = OGM_SIGNATURE_TAG.len() + NodeId::LEN + 4;
+
+/// Size of an originator's Ed25519 signature.
+pub const OGM_SIGNATURE_BYTES: usize = 64;
+
+/// The originator's Ed25519 signature over [`ogm_signed_part`]. All zeros when the sender
+/// does not sign (the simulator without `--sign-ogms`); a verifying receiver drops those.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OgmSignature(pub [u8; OGM_SIGNATURE_BYTES]);
+
+impl OgmSignature {
+    /// The all-zero placeholder of unsigned routing.
+    pub const ZERO: OgmSignature = OgmSignature([0; OGM_SIGNATURE_BYTES]);
+}
+
+impl Default for OgmSignature {
+    fn default() -> Self {
+        OgmSignature::ZERO
+    }
+}
+
+impl std::fmt::Debug for OgmSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OgmSignature({}..)", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The bytes an originator signs for sequence number `seq`: the only OGM fields no relay
+/// changes. Cost, hops, TTL and flags change hop by hop, so no originator signature can
+/// cover them (see "Signed OGMs" in `docs/PROTOCOL.md`).
+pub fn ogm_signed_part(originator: &NodeId, seq: u32) -> [u8; OGM_SIGNED_PART_BYTES] {
+    let mut out = [0u8; OGM_SIGNED_PART_BYTES];
+    let tag = OGM_SIGNATURE_TAG.len();
+    out[..tag].copy_from_slice(OGM_SIGNATURE_TAG);
+    out[tag..tag + NodeId::LEN].copy_from_slice(&originator.0);
+    out[tag + NodeId::LEN..].copy_from_slice(&seq.to_be_bytes());
+    out
+}
+
 /// Originator message: "I can reach `originator` at `cost`", B.A.T.M.A.N.-style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ogm {
@@ -69,6 +112,8 @@ pub struct Ogm {
     pub ttl: u8,
     /// [`OGM_FLAG_URGENT`] or 0; unknown bits are reserved, ignored and relayed as zero.
     pub flags: u8,
+    /// The originator's signature of `(originator, seq)`, relayed unchanged.
+    pub signature: OgmSignature,
 }
 
 /// Asks `target` to originate a sequence number at least `seq` (Babel's seqno request).

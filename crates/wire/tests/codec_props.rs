@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 use wire::{
-    Hello, MAX_PACKET_BYTES, Message, NodeId, Ogm, Packet, PacketWriter, Probe, SeqnoRequest,
+    Hello, MAX_PACKET_BYTES, Message, NodeId, Ogm, OgmSignature, Packet, PacketWriter, Probe,
+    SeqnoRequest,
 };
 
 fn node_id() -> impl Strategy<Value = NodeId> {
@@ -17,14 +18,21 @@ fn ogm() -> impl Strategy<Value = Ogm> {
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
+        any::<[[u8; 32]; 2]>(),
     )
-        .prop_map(|(originator, seq, cost, hops, ttl, flags)| Ogm {
-            originator,
-            seq,
-            cost,
-            hops,
-            ttl,
-            flags,
+        .prop_map(|(originator, seq, cost, hops, ttl, flags, halves)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&halves[0]);
+            signature[32..].copy_from_slice(&halves[1]);
+            Ogm {
+                originator,
+                seq,
+                cost,
+                hops,
+                ttl,
+                flags,
+                signature: OgmSignature(signature),
+            }
         })
 }
 
@@ -42,7 +50,7 @@ fn message() -> impl Strategy<Value = Message> {
                 interval_ms,
             })
         ),
-        prop::collection::vec(ogm(), 1..20).prop_map(Message::Ogms),
+        prop::collection::vec(ogm(), 1..6).prop_map(Message::Ogms),
         (node_id(), node_id(), any::<u32>(), any::<u8>()).prop_map(
             |(target, requester, seq, hop_limit)| Message::SeqnoRequest(SeqnoRequest {
                 target,
