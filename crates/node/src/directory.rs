@@ -12,6 +12,8 @@ use identity::verify::VerifierState;
 use identity::{NodeRecord, RecordError, Revocation};
 use wire::NodeId;
 
+use crate::ogm_auth::{OgmKey, OgmKeys};
+
 /// Most records held. One per member; 65,536 matches the routing core's destination limit.
 pub const MAX_RECORDS: usize = 65_536;
 
@@ -64,6 +66,8 @@ impl Accepted {
 pub struct Directory {
     records: HashMap<NodeId, (NodeRecord, Vec<u8>)>,
     revocations: HashMap<NodeId, Vec<u8>>,
+    /// The Ed25519 key and expiry of every record held, for the router's OGM verifier.
+    ogm_keys: OgmKeys,
     stats: DirectoryStats,
 }
 
@@ -83,8 +87,32 @@ impl Directory {
         self.records.get(node).map(|(record, _)| record)
     }
 
+    /// The OGM keys of the records held, kept in step with them (shared with the verifier).
+    pub fn ogm_keys(&self) -> OgmKeys {
+        self.ogm_keys.clone()
+    }
+
     /// Installs this node's own record (already signed).
     pub fn set_own(&mut self, record: NodeRecord, bytes: Vec<u8>) {
+        self.insert_record(record, bytes);
+    }
+
+    fn insert_record(&mut self, record: NodeRecord, bytes: Vec<u8>) {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&record.keys.ed25519)
+            .ok()
+            .map(|ed25519| OgmKey {
+                ed25519,
+                not_after: record.not_after,
+            });
+        let mut keys = self
+            .ogm_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match key {
+            Some(key) => keys.insert(record.node_id, key),
+            None => keys.remove(&record.node_id),
+        };
+        drop(keys);
         self.records.insert(record.node_id, (record, bytes));
     }
 
@@ -131,7 +159,7 @@ impl Directory {
                     self.stats.records_full += 1;
                 } else {
                     self.stats.records_accepted += 1;
-                    self.records.insert(record.node_id, (record, item.to_vec()));
+                    self.insert_record(record, item.to_vec());
                     accepted.records.push(item.to_vec());
                 }
             }
@@ -166,6 +194,10 @@ impl Directory {
     /// it was new.
     pub fn add_revocation(&mut self, node: NodeId, bytes: Vec<u8>) -> bool {
         self.records.remove(&node);
+        self.ogm_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&node);
         self.revocations.insert(node, bytes).is_none()
     }
 

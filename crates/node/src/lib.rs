@@ -7,6 +7,7 @@
 //! - [`identity`]: the node's key set (Ed25519 + ML-DSA-65) and the private data directory.
 //! - [`membership`]: SVID and trust bundle, the CA commands, joining, the CA node's answers.
 //! - [`directory`]: signed node records and revocations, exchanged and flooded on links.
+//! - [`ogm_auth`]: the node's OGM signer and the verifier over the directory's keys.
 //! - [`advert`]: the multicast discovery advert.
 //! - [`dataplane`]: data packets between nodes, the overlay address map, ICMPv6 errors.
 //! - [`seq_store`]: persisted reservation of own OGM sequence numbers across restarts.
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod init;
 pub mod membership;
 pub mod monitor;
+pub mod ogm_auth;
 pub mod runtime;
 pub mod seq_store;
 pub mod supervisor;

@@ -43,6 +43,7 @@ use crate::directory::{self, Directory};
 use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
 use crate::membership::{self, Membership};
+use crate::ogm_auth::{DirectoryOgmVerifier, NodeOgmSigner};
 use crate::seq_store::SeqStore;
 use crate::view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};
 use crate::{NodeConfig, NodeError, bootstrap};
@@ -295,15 +296,23 @@ impl Node {
             NodeError::Membership(membership::MembershipError::Join(error.to_string()))
         })?;
         let (seq_store, initial_seq) = SeqStore::open(&config.data_dir)?;
-        let router = Router::new(
+        let mut directory = Directory::default();
+        let mut router = Router::new(
             keys.node_id(),
             config.router.clone(),
             initial_seq,
             random_seed()?,
             clock.now(),
         );
+        router.enable_signed_ogms(routing::OgmAuth {
+            signer: Box::new(NodeOgmSigner(keys.clone())),
+            verifier: Box::new(DirectoryOgmVerifier::new(
+                directory.ogm_keys(),
+                state.clone(),
+                unix_seconds,
+            )),
+        });
         let renew_after = renewal_time(&clock, &membership, now_unix);
-        let mut directory = Directory::default();
         let (handle, requests) = NodeHandle::channel();
         let mut security = Security {
             keys,
@@ -835,6 +844,10 @@ impl Node {
         for (node, _) in &accepted.revocations {
             self.apply_revocation(*node);
         }
+        if !accepted.records.is_empty() {
+            // OGMs that arrived before their originator's record are verified now.
+            self.router.handle_keys_learned(self.clock.now());
+        }
         self.flood(&accepted, Some(from));
     }
 
@@ -857,6 +870,9 @@ impl Node {
         }
         if node == self.node_id() {
             tracing::error!("this node has been revoked by the CA; peers will refuse its links");
+        } else {
+            self.router
+                .handle_originator_revoked(self.clock.now(), &node);
         }
         if let Some(link) = self.active.remove(&node) {
             self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;

@@ -1117,6 +1117,10 @@ impl Router {
             }
             let mut entry = RouteEntry::new(now);
             entry.newest_seq = ogm.seq;
+            // A retraction of a route we only ever gave in answers or dumps repeats this
+            // number: a real one of the originator's (signed, when OGMs are signed), where
+            // 0 could look newer than everything the receivers know.
+            entry.adv_seq = ogm.seq;
             self.table.insert_new(ogm.originator, entry);
             fresh = true;
         }

@@ -38,6 +38,10 @@ pub struct SimArgs {
     /// Run the routers without fisheye OGM scoping (plain B.A.T.M.A.N.-style flooding).
     #[arg(long = "no-fisheye")]
     pub no_fisheye: bool,
+    /// Sign and verify every OGM with real Ed25519 keys (costs CPU; the 64 signature bytes
+    /// per OGM are sent and counted either way).
+    #[arg(long = "sign-ogms")]
+    pub sign_ogms: bool,
 }
 
 impl Default for SimArgs {
@@ -53,6 +57,7 @@ impl Default for SimArgs {
             duration_s: 60.0,
             json: false,
             no_fisheye: false,
+            sign_ogms: false,
         }
     }
 }
@@ -84,6 +89,7 @@ impl SimArgs {
             fail_fraction: self.fail,
             seed: self.seed,
             duration_us: (self.duration_s * 1e6).round() as u64,
+            sign_ogms: self.sign_ogms,
             ..SimConfig::default()
         };
         config.router.fisheye = !self.no_fisheye;

@@ -480,6 +480,14 @@ impl Simulation {
                 .map_err(|cap| SimError::QueueFull { cap, at_s: 0.0 })?;
             timer_armed_at_us.push(start_us);
         }
+        if config.sign_ogms {
+            for (router, auth) in routers
+                .iter_mut()
+                .zip(crate::signing::node_auths(config.seed, &ids))
+            {
+                router.enable_signed_ogms(auth);
+            }
+        }
         let sampled_seq = sample_destinations(n, config.seed);
         Ok(Simulation {
             config: config.clone(),
@@ -1218,6 +1226,19 @@ impl Simulation {
                     reroutes + r.stats().fast_reroutes,
                 )
             });
+        let (ogm_signatures_verified, dropped_unauthenticated_ogms) =
+            self.routers.iter().fold((0, 0), |(verified, dropped), r| {
+                let s = r.stats();
+                (
+                    verified + s.ogm_signatures_verified,
+                    dropped
+                        + s.dropped_ogm_forged
+                        + s.dropped_ogm_replayed
+                        + s.dropped_ogm_stale
+                        + s.dropped_ogm_revoked
+                        + s.dropped_ogm_unknown_originator,
+                )
+            });
         SimReport {
             nodes: n,
             seed: config.seed,
@@ -1228,6 +1249,7 @@ impl Simulation {
             latency_ms: config.latency_us as f64 / 1000.0,
             fail: config.fail_fraction,
             fisheye: config.router.fisheye,
+            sign_ogms: config.sign_ogms,
             duration_s: seconds(config.duration_us),
             check_interval_ms: config.check_interval_us() as f64 / 1000.0,
             converged_s: self.converged_at_us.map(seconds),
@@ -1267,6 +1289,8 @@ impl Simulation {
             dropped_neighbour_limit: self.counters.dropped_neighbour_limit,
             route_changes,
             fast_reroutes,
+            ogm_signatures_verified,
+            dropped_unauthenticated_ogms,
             router_dropped_events,
             router_dropped_transmits,
             loops_before_convergence: self.counters.loops_before_convergence,

@@ -16,6 +16,7 @@
 //! - [`queue`]: the bounded event queue and the slab of packets in flight.
 //! - [`report`]: `SimReport`, the verdict and the human summary.
 //! - [`rng`]: the simulator's own SplitMix64 and its independent streams.
+//! - [`signing`]: per-node Ed25519 keys for `--sign-ogms`.
 //! - [`cli`]: `SimArgs` (the `x0tta6bl4 sim` flags) and `cli::run`, which renders the report.
 //! - [`error`]: `SimError`, every way a run can fail.
 //!
@@ -63,6 +64,7 @@ pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod routed;
+pub mod signing;
 pub mod topology;
 pub mod walk;
 

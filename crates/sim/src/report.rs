@@ -26,6 +26,9 @@ pub struct SimReport {
     pub fail: f64,
     /// Whether the routers ran with fisheye OGM scoping.
     pub fisheye: bool,
+    /// Whether the routers signed and verified OGMs (`--sign-ogms`). The byte figures include
+    /// every OGM's 64-byte signature field either way (all zeros when unsigned).
+    pub sign_ogms: bool,
     /// Virtual length of the run.
     pub duration_s: f64,
     /// Resolution of `converged_s` and `recovered_s` (how often pairs are checked).
@@ -95,6 +98,11 @@ pub struct SimReport {
     pub route_changes: u64,
     /// Sum over routers of their switches to a precomputed alternate.
     pub fast_reroutes: u64,
+    /// Sum over routers of OGM signatures verified cryptographically (0 when unsigned).
+    pub ogm_signatures_verified: u64,
+    /// Sum over routers of OGMs dropped as forged, replayed, stale, revoked or of an unknown
+    /// originator (0 in a healthy signed run: every key is known).
+    pub dropped_unauthenticated_ogms: u64,
     /// Sum over routers of events their bounded event queue dropped before the engine drained
     /// them (the engine then reloads that node's neighbour state from its table).
     pub router_dropped_events: u64,
@@ -156,7 +164,7 @@ impl SimReport {
         // Writing to a String cannot fail, so the fmt::Results below are safely ignored.
         let _ = writeln!(
             out,
-            "x0tta6bl4 sim: {} nodes, {} topology ({} links, average degree {:.2}), loss {}, latency {} ms, seed {}, fisheye {}",
+            "x0tta6bl4 sim: {} nodes, {} topology ({} links, average degree {:.2}), loss {}, latency {} ms, seed {}, fisheye {}, signed OGMs {}",
             self.nodes,
             self.topology.name(),
             self.links,
@@ -165,6 +173,7 @@ impl SimReport {
             self.latency_ms,
             self.seed,
             if self.fisheye { "on" } else { "off" },
+            if self.sign_ogms { "on" } else { "off" },
         );
         let _ = writeln!(
             out,
@@ -232,6 +241,13 @@ impl SimReport {
             self.route_changes,
             self.fast_reroutes
         );
+        if self.sign_ogms {
+            let _ = writeln!(
+                out,
+                "  signatures     {} OGM signatures verified, {} OGMs dropped as unauthenticated",
+                self.ogm_signatures_verified, self.dropped_unauthenticated_ogms
+            );
+        }
         if self.router_dropped_events + self.router_dropped_transmits > 0 {
             let _ = writeln!(
                 out,

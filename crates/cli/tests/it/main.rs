@@ -6,6 +6,7 @@ mod ctl;
 mod demo;
 mod mesh;
 mod netns;
+mod ogm;
 mod overlay;
 mod security;
 mod sim;
