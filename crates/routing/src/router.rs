@@ -333,6 +333,17 @@ impl ForwardedRequest {
     }
 }
 
+/// What [`Router::authenticate`] decided about an OGM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authenticated {
+    /// Use it.
+    Yes,
+    /// Dropped (and counted).
+    No,
+    /// No key for its originator yet: hold it.
+    KeyUnknown,
+}
+
 /// One advertisement prepared at flush time.
 #[derive(Debug, Clone, Copy)]
 struct Advert {
@@ -581,11 +592,20 @@ impl Router {
             }
             let Some(&slot) = self.slot_of.get(&item.neighbour) else {
                 // The neighbour is gone, and with it the route the OGM offered.
+                self.stats.dropped_ogm_unknown_originator += 1;
                 continue;
             };
-            if self.authenticate(now, slot, &item.ogm) {
-                self.stats.ogms_held_accepted += 1;
-                self.apply_ogm(now, slot, &item.ogm);
+            match self.authenticate(&item.ogm) {
+                Authenticated::Yes => {
+                    self.stats.ogms_held_accepted += 1;
+                    self.apply_ogm(now, slot, &item.ogm);
+                }
+                Authenticated::No => {}
+                // Still unknown: it keeps its original deadline, so records arriving
+                // now and then cannot keep an OGM of a made-up originator alive.
+                Authenticated::KeyUnknown => {
+                    self.hold(item);
+                }
             }
         }
         self.send_queued_requests();
@@ -968,25 +988,59 @@ impl Router {
             // A retraction of a route we never had changes nothing; no need to verify it.
             return;
         }
-        if self.signed.is_some() && !self.authenticate(now, slot, ogm) {
-            return;
+        if self.signed.is_some() {
+            match self.authenticate(ogm) {
+                Authenticated::Yes => {}
+                Authenticated::No => return,
+                Authenticated::KeyUnknown => {
+                    if let Some(neighbour) = self.link(slot).map(|link| link.id) {
+                        let item = Held {
+                            neighbour,
+                            ogm: *ogm,
+                            until: now + HOLD_TIME,
+                        };
+                        if self.hold(item) {
+                            self.stats.ogms_held += 1;
+                        }
+                    }
+                    return;
+                }
+            }
         }
         self.apply_ogm(now, slot, ogm);
     }
 
+    /// Holds an OGM until its originator's key arrives (see [`Router::handle_keys_learned`]);
+    /// whether it was held. An OGM evicted or refused for room is counted as dropped.
+    fn hold(&mut self, item: Held) -> bool {
+        let Some(signed) = self.signed.as_mut() else {
+            return false;
+        };
+        match signed.held.hold(item) {
+            HoldOutcome::Held => true,
+            HoldOutcome::HeldEvicting => {
+                self.stats.dropped_ogm_unknown_originator += 1;
+                true
+            }
+            HoldOutcome::Refused => {
+                self.stats.dropped_ogm_unknown_originator += 1;
+                false
+            }
+        }
+    }
+
     /// Whether a signed router may use `ogm`: its signature is the originator's and its
-    /// sequence number is not a replay. Drops are counted; an OGM of an originator whose key
-    /// is unknown is held for [`Router::handle_keys_learned`].
-    fn authenticate(&mut self, now: Timestamp, slot: Slot, ogm: &Ogm) -> bool {
+    /// sequence number is not a replay. Drops are counted; the caller holds an OGM whose
+    /// originator's key is unknown.
+    fn authenticate(&mut self, ogm: &Ogm) -> Authenticated {
         let newest = self.table.get(&ogm.originator).map(|e| e.newest_seq);
-        let neighbour = self.link(slot).map(|link| link.id);
         let max_destinations = self.config.max_destinations;
         let Some(signed) = self.signed.as_mut() else {
-            return true;
+            return Authenticated::Yes;
         };
         if newest.is_some_and(|newest| !seq_newer(ogm.seq, newest.wrapping_sub(REPLAY_WINDOW))) {
             self.stats.dropped_ogm_replayed += 1;
-            return false;
+            return Authenticated::No;
         }
         if signed
             .verified
@@ -994,7 +1048,7 @@ impl Router {
             .is_some_and(|set| set.contains(ogm.seq, &ogm.signature))
         {
             self.stats.ogm_signature_cache_hits += 1;
-            return true;
+            return Authenticated::Yes;
         }
         let part = ogm_signed_part(&ogm.originator, ogm.seq);
         match signed
@@ -1017,40 +1071,22 @@ impl Router {
                         |seq| in_use.contains(&Some(seq)),
                     );
                 }
-                true
+                Authenticated::Yes
             }
             Verdict::Bad => {
                 self.stats.ogm_signatures_verified += 1;
                 self.stats.dropped_ogm_forged += 1;
-                false
+                Authenticated::No
             }
             Verdict::Revoked => {
                 self.stats.dropped_ogm_revoked += 1;
-                false
+                Authenticated::No
             }
             Verdict::Expired => {
                 self.stats.dropped_ogm_stale += 1;
-                false
+                Authenticated::No
             }
-            Verdict::UnknownKey => {
-                let Some(neighbour) = neighbour else {
-                    return false;
-                };
-                let outcome = signed.held.hold(Held {
-                    neighbour,
-                    ogm: *ogm,
-                    until: now + HOLD_TIME,
-                });
-                match outcome {
-                    HoldOutcome::Held => self.stats.ogms_held += 1,
-                    HoldOutcome::HeldEvicting => {
-                        self.stats.ogms_held += 1;
-                        self.stats.dropped_ogm_unknown_originator += 1;
-                    }
-                    HoldOutcome::Refused => self.stats.dropped_ogm_unknown_originator += 1,
-                }
-                false
-            }
+            Verdict::UnknownKey => Authenticated::KeyUnknown,
         }
     }
 
