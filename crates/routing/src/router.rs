@@ -2192,10 +2192,10 @@ fn ranking_link_cost(
 
 /// Milliseconds on the caller's clock, wrapping every 49 days; only short ages are taken.
 /// For a retraction whose number has no kept signature, the newest number that has one.
-/// A retraction only withdraws the sender's own advertisement; its number matters only in
-/// that the receiver may take it as the newest. Without a route, the table advertises the
-/// number of an empty or expired candidate (0, or one too old to be kept): a signed router
-/// sends its newest verified number instead, the only honest choice it can sign for.
+/// A retraction only withdraws the sender's own advertisement and never moves the
+/// receiver's newest number, so any number the originator signed will do. Without a route,
+/// the table advertises the number of an empty or expired candidate (0, or one too old to be
+/// kept): a signed router sends its newest verified number instead.
 fn retraction_signature(signed: &SignedOgms, ogm: &Ogm) -> Option<(u32, OgmSignature)> {
     if ogm.cost != COST_INFINITE {
         return None;

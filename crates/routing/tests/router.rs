@@ -370,6 +370,7 @@ fn a_retraction_never_moves_the_newest_sequence_number() {
                 hops: 2,
                 ttl: 1,
                 flags: 0,
+                signature: wire::OgmSignature::ZERO,
             }])],
             unknown_tlvs: 0,
         };
