@@ -1,6 +1,7 @@
-//! Fuzz target: `crdt::Message::decode` never panics and re-encodes what it accepts to the
-//! same bytes; a replica fed the datagrams (split at 0xFE, interleaved with timer ticks) never
-//! panics, keeps its invariants and never emits a datagram over the bound.
+//! Fuzz target: `crdt::Message::decode` and `decode_assembled` never panic and re-encode what
+//! they accept to the same bytes; a replica fed the datagrams (split at 0xFE, interleaved with
+//! timer ticks, fragments included, so reassembly sees hostile slices) never panics, keeps its
+//! invariants and never emits a datagram over the bound.
 #![no_main]
 
 use crdt::limits::MAX_MESSAGE_BYTES;
@@ -12,12 +13,18 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(message) = Message::decode(data) {
         assert_eq!(message.encode(), data, "accepted bytes re-encode identically");
     }
+    if let Ok(message) = Message::decode_assembled(data) {
+        assert_eq!(message.encode(), data, "reassembled bytes re-encode identically");
+    }
     let t0 = 1_700_000_000_000;
     let mut replica =
         Replica::new(ReplicaConfig::standard(NodeId::from_index(1)), t0).expect("standard config is valid");
     replica
         .map_insert("directory", b"k", b"v", t0)
         .expect("a small entry fits");
+    replica
+        .map_insert("directory", b"record", &[0x5a; 6_000], t0)
+        .expect("a record-sized entry fits");
     let mut now = t0;
     for (i, chunk) in data.split(|&b| b == 0xFE).enumerate() {
         now += 100;

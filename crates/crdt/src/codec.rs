@@ -10,20 +10,23 @@ use crate::dot::Dot;
 use crate::error::DecodeError;
 use crate::hlc::Hlc;
 use crate::limits::{
-    MAX_COLLECTION_NAME_BYTES, MAX_COLLECTIONS, MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES,
+    FRAGMENT_HEADER_BYTES, FRAGMENT_PAYLOAD_BYTES, MAX_ASSEMBLED_BYTES, MAX_COLLECTION_NAME_BYTES,
+    MAX_COLLECTIONS, MAX_FRAGMENTS, MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES,
 };
 use crate::store::{DotStore, Entry};
 
 /// First two bytes of every anti-entropy message: "xc".
 pub const MESSAGE_MAGIC: [u8; 2] = *b"xc";
-/// The message format version this code speaks.
-pub const MESSAGE_VERSION: u8 = 1;
+/// The message format version this code speaks. Version 2 added FRAGMENT and values up to
+/// 16 KB; version 1 (values up to 1 KB, no fragments) is refused and counted.
+pub const MESSAGE_VERSION: u8 = 2;
 /// Bytes before the body: magic, version, type.
 pub const MESSAGE_HEADER_BYTES: usize = 4;
 
 const TYPE_DIGEST: u8 = 1;
 const TYPE_VECTOR: u8 = 2;
 const TYPE_DELTA: u8 = 3;
+const TYPE_FRAGMENT: u8 = 4;
 
 /// Bytes of one origin summary in a VECTOR: origin, max, digest.
 pub const ORIGIN_SUMMARY_BYTES: usize = NodeId::LEN + 8 + 8;
@@ -39,11 +42,12 @@ pub const DELTA_OVERHEAD_BYTES: usize =
 /// Fixed bytes of one DELTA entry: seq, physical time, logical counter, key length, value tag.
 pub const ENTRY_FIXED_BYTES: usize = 8 + 8 + 4 + 1 + 1;
 
-// The largest entry must fit one datagram on its own, so no value ever needs fragmenting.
+// A DELTA holding the largest entry on its own must fit a reassembled message.
 const _: () = assert!(
-    DELTA_OVERHEAD_BYTES + ENTRY_FIXED_BYTES + MAX_KEY_BYTES + 2 + MAX_VALUE_BYTES
-        <= MAX_MESSAGE_BYTES
+    DELTA_OVERHEAD_BYTES + 8 + ENTRY_FIXED_BYTES + MAX_KEY_BYTES + 2 + MAX_VALUE_BYTES
+        <= MAX_ASSEMBLED_BYTES
 );
+const _: () = assert!(FRAGMENT_HEADER_BYTES == MESSAGE_HEADER_BYTES + 4 + 1 + 1 + 2);
 const _: () = assert!(MAX_COLLECTIONS <= u8::MAX as usize);
 const _: () = assert!(MAX_COLLECTION_NAME_BYTES <= u8::MAX as usize);
 const _: () = assert!(MAX_KEY_BYTES <= u8::MAX as usize && MAX_VALUE_BYTES < u16::MAX as usize);
@@ -100,7 +104,67 @@ pub struct DeltaChunk {
     pub entries: Vec<(u64, Entry)>,
 }
 
-/// An anti-entropy message. One message is one datagram of at most [`MAX_MESSAGE_BYTES`].
+/// One slice of a message too large for one datagram. Every fragment but the last carries
+/// exactly [`FRAGMENT_PAYLOAD_BYTES`], so the slices of a message are determined by its total
+/// length and a fragment's place in it by its index; decoders refuse anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    /// The sender's number for the message (per sender, wrapping).
+    pub message_id: u32,
+    /// Position of this slice, below `count`.
+    pub index: u8,
+    /// Fragments of the message, 2 to [`MAX_FRAGMENTS`].
+    pub count: u8,
+    /// Length of the whole message: above [`MAX_MESSAGE_BYTES`] (a message that fits one
+    /// datagram is never fragmented), at most [`MAX_ASSEMBLED_BYTES`].
+    pub total_len: u16,
+    /// The slice.
+    pub payload: Vec<u8>,
+}
+
+impl Fragment {
+    /// Fragments needed for a message of `len` bytes (1 when it fits one datagram).
+    pub fn count_for(len: usize) -> usize {
+        if len <= MAX_MESSAGE_BYTES {
+            1
+        } else {
+            len.div_ceil(FRAGMENT_PAYLOAD_BYTES)
+        }
+    }
+
+    /// Cuts an encoded message of more than [`MAX_MESSAGE_BYTES`] and at most
+    /// [`MAX_ASSEMBLED_BYTES`] into fragments; `None` outside those bounds.
+    pub fn split(encoded: &[u8], message_id: u32) -> Option<Vec<Fragment>> {
+        if encoded.len() <= MAX_MESSAGE_BYTES || encoded.len() > MAX_ASSEMBLED_BYTES {
+            return None;
+        }
+        let slices: Vec<&[u8]> = encoded.chunks(FRAGMENT_PAYLOAD_BYTES).collect();
+        let count = u8::try_from(slices.len()).ok()?;
+        let total_len = u16::try_from(encoded.len()).ok()?;
+        Some(
+            slices
+                .into_iter()
+                .enumerate()
+                .map(|(index, slice)| Fragment {
+                    message_id,
+                    // Below `count`, which fits a u8.
+                    index: index as u8,
+                    count,
+                    total_len,
+                    payload: slice.to_vec(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Where this slice starts in the message.
+    pub fn offset(&self) -> usize {
+        usize::from(self.index) * FRAGMENT_PAYLOAD_BYTES
+    }
+}
+
+/// An anti-entropy message. Each is one datagram of at most [`MAX_MESSAGE_BYTES`]; a larger
+/// one (a chunk with a large value) travels as [`Message::Fragment`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// "Here is what my collections hash to."
@@ -109,11 +173,13 @@ pub enum Message {
     Vector(VectorPage),
     /// "Here is a range of history you lack."
     Delta(DeltaChunk),
+    /// "Here is one slice of a larger message."
+    Fragment(Fragment),
 }
 
 impl Message {
-    /// Encodes the message. The sender keeps messages within [`MAX_MESSAGE_BYTES`] by
-    /// construction; [`Message::decode`] refuses anything longer.
+    /// Encodes the message. A DELTA may come out longer than [`MAX_MESSAGE_BYTES`] (at most
+    /// [`MAX_ASSEMBLED_BYTES`] by construction); the sender then sends it as fragments.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.raw(&MESSAGE_MAGIC);
@@ -151,6 +217,14 @@ impl Message {
                     w.entry_body(entry);
                 }
             }
+            Message::Fragment(fragment) => {
+                w.u8(TYPE_FRAGMENT);
+                w.u32(fragment.message_id);
+                w.u8(fragment.index);
+                w.u8(fragment.count);
+                w.u16(fragment.total_len);
+                w.raw(&fragment.payload);
+            }
         }
         w.into_bytes()
     }
@@ -161,6 +235,24 @@ impl Message {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(DecodeError::Oversized);
         }
+        Message::decode_unchecked(bytes, true)
+    }
+
+    /// Decodes a message reassembled from fragments: longer than one datagram, at most
+    /// [`MAX_ASSEMBLED_BYTES`], and never itself a fragment.
+    pub fn decode_assembled(bytes: &[u8]) -> Result<Message, DecodeError> {
+        if bytes.len() > MAX_ASSEMBLED_BYTES {
+            return Err(DecodeError::Oversized);
+        }
+        if bytes.len() <= MAX_MESSAGE_BYTES {
+            return Err(DecodeError::Invalid(
+                "reassembled message fits one datagram",
+            ));
+        }
+        Message::decode_unchecked(bytes, false)
+    }
+
+    fn decode_unchecked(bytes: &[u8], fragments_allowed: bool) -> Result<Message, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.take(2)? != MESSAGE_MAGIC {
             return Err(DecodeError::BadMagic);
@@ -173,6 +265,8 @@ impl Message {
             TYPE_DIGEST => Message::Digest(decode_digest(&mut r)?),
             TYPE_VECTOR => Message::Vector(decode_vector(&mut r)?),
             TYPE_DELTA => Message::Delta(decode_delta(&mut r)?),
+            TYPE_FRAGMENT if fragments_allowed => Message::Fragment(decode_fragment(&mut r)?),
+            TYPE_FRAGMENT => return Err(DecodeError::Invalid("fragment inside a fragment")),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -256,6 +350,34 @@ fn decode_delta(r: &mut Reader<'_>) -> Result<DeltaChunk, DecodeError> {
         lo,
         hi,
         entries,
+    })
+}
+
+fn decode_fragment(r: &mut Reader<'_>) -> Result<Fragment, DecodeError> {
+    let message_id = r.u32()?;
+    let index = r.u8()?;
+    let count = r.u8()?;
+    let total_len = r.u16()?;
+    let total = usize::from(total_len);
+    if total <= MAX_MESSAGE_BYTES || total > MAX_ASSEMBLED_BYTES {
+        return Err(DecodeError::Invalid("fragment total length"));
+    }
+    let expected_count = total.div_ceil(FRAGMENT_PAYLOAD_BYTES);
+    if usize::from(count) != expected_count || expected_count > MAX_FRAGMENTS || index >= count {
+        return Err(DecodeError::Invalid("fragment count or index"));
+    }
+    let offset = usize::from(index) * FRAGMENT_PAYLOAD_BYTES;
+    let expected_len = (total - offset).min(FRAGMENT_PAYLOAD_BYTES);
+    if r.remaining() != expected_len {
+        return Err(DecodeError::Invalid("fragment length"));
+    }
+    let payload = r.take(expected_len)?.to_vec();
+    Ok(Fragment {
+        message_id,
+        index,
+        count,
+        total_len,
+        payload,
     })
 }
 

@@ -10,7 +10,9 @@
 //! - [`store`]: the dot store and its join, which every CRDT here is a view of.
 //! - [`register`], [`map`], [`orset`], [`counter`]: LWW-Register, LWW-Map, OR-Set, PN-Counter.
 //! - [`replica`]: the sans-IO anti-entropy machine over named collections.
-//! - [`codec`]: the versioned binary encoding of messages (spec in `docs/PROTOCOL.md`).
+//! - [`codec`]: the versioned binary encoding of messages (spec in `docs/PROTOCOL.md`),
+//!   including the fragments of messages larger than one datagram.
+//! - `reassembly`: fragments back into messages, bounded in count, bytes and time.
 //! - [`snapshot`]: persistence format (version byte, checksum).
 //! - [`limits`]: every bound, with its reason.
 //!
@@ -48,12 +50,20 @@
 //! value back. The one-day horizon is what makes that unlikely; whole-mesh stability (version
 //! vectors of all nodes) would remove it at the cost of carrying every node's vector.
 //!
-//! **Bounds.** See [`limits`]: keys 64 bytes, values 1024 bytes (refused with
+//! **Bounds.** See [`limits`]: keys 64 bytes, values 16,384 bytes (refused with
 //! [`CrdtError::ValueTooLarge`]), 16,384 entries per collection, 4,096 writers, 16 collections,
 //! 254 peers, 1,024 queued datagrams, 64 delta datagrams per reply, relays of at most 8 fresh
-//! events (8 datagrams) per peer. Every datagram is at most
-//! 1,200 bytes, and the largest entry fits one on its own, so nothing is ever fragmented;
-//! longer histories go out as chunks of consecutive ranges.
+//! events (30 datagrams) per peer. Every datagram is at most 1,200 bytes; longer histories go
+//! out as chunks of consecutive ranges.
+//!
+//! **Large values travel as fragments.** Small entries share a DELTA datagram. A chunk holding
+//! one entry too large for a datagram (a signed node record is about 6 KB) is encoded whole
+//! (at most 17,408 bytes) and cut into at most 15 FRAGMENT datagrams; the receiver rebuilds it
+//! in a buffer of the declared length, each fragment at the place its index fixes, and then
+//! handles it like any DELTA. At most 64 messages are rebuilt at once (4 per peer; a fifth
+//! evicts that peer's oldest), about 1.1 MB in all, and one not complete 2 s after its first
+//! fragment is dropped. A lost fragment costs the whole chunk, which the next anti-entropy
+//! round sends again, so loss only delays a large value; it never corrupts one.
 //!
 //! **Trust.** The replica trusts that the caller authenticated the link a datagram came over;
 //! it does not itself verify that an entry's writer is who it claims. Values that need that
@@ -73,6 +83,7 @@ pub mod hlc;
 pub mod limits;
 pub mod map;
 pub mod orset;
+mod reassembly;
 pub mod register;
 pub mod replica;
 pub mod snapshot;

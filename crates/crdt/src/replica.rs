@@ -35,8 +35,8 @@ use std::sync::Arc;
 use wire::NodeId;
 
 use crate::codec::{
-    CollectionDigest, DELTA_OVERHEAD_BYTES, DeltaChunk, Message, ORIGINS_PER_VECTOR, OriginSummary,
-    VectorPage, entry_bytes,
+    CollectionDigest, DELTA_OVERHEAD_BYTES, DeltaChunk, Fragment, Message, ORIGINS_PER_VECTOR,
+    OriginSummary, VectorPage, entry_bytes,
 };
 use crate::counter::PnCounter;
 use crate::dot::Dot;
@@ -49,6 +49,7 @@ use crate::limits::{
 };
 use crate::map::LwwMap;
 use crate::orset::OrSet;
+use crate::reassembly::{Progress, Reassembly};
 use crate::register::LwwRegister;
 use crate::store::{Cover, DotStore, Entry};
 
@@ -117,14 +118,16 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
-    /// The node's collections: `directory` (map of signed node records), `revocations` (set)
-    /// and `policies` (map), with the default timings.
+    /// The node's collections, all maps because their values are signed statements of a few
+    /// KB: `directory` (node id to signed node record), `revocations` (revoked node id to the
+    /// CA's signed revocation) and `policies` (policy name to CA-signed policy), with the
+    /// default timings.
     pub fn standard(node: NodeId) -> ReplicaConfig {
         ReplicaConfig {
             node,
             collections: vec![
                 ("directory".to_owned(), Kind::Map),
-                ("revocations".to_owned(), Kind::Set),
+                ("revocations".to_owned(), Kind::Map),
                 ("policies".to_owned(), Kind::Map),
             ],
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
@@ -190,6 +193,9 @@ pub enum Dropped {
     OutOfOrder,
     /// Applying it would exceed a bound, or it contradicts itself.
     Rejected,
+    /// A fragment that contradicts earlier fragments of its message, or that found the
+    /// reassembly table full.
+    Reassembly,
 }
 
 /// Counters for the node's status output. Every dropped datagram is counted once.
@@ -225,6 +231,18 @@ pub struct Stats {
     pub dropped_invalid_entries: u64,
     /// DELTA chunks applied.
     pub deltas_applied: u64,
+    /// FRAGMENT datagrams received (also in `messages_rx`).
+    pub fragments_rx: u64,
+    /// Messages rebuilt from fragments.
+    pub messages_reassembled: u64,
+    /// Dropped: a fragment contradicting the earlier fragments of its message (the partial
+    /// message goes too).
+    pub dropped_fragment_mismatch: u64,
+    /// Dropped: a fragment of a new message while the reassembly table was full.
+    pub dropped_reassembly_full: u64,
+    /// Partial messages given up: not complete within the timeout, or evicted by a newer
+    /// message of the same peer.
+    pub reassembly_expired: u64,
     /// Tombstones collected.
     pub tombstones_collected: u64,
 }
@@ -312,6 +330,10 @@ pub struct Replica {
     stats: Stats,
     /// Per collection, the node's test for remote entries (signatures), if any.
     checks: Vec<Option<EntryCheck>>,
+    /// Messages from peers that arrive as fragments, until complete.
+    reassembly: Reassembly,
+    /// Number of the next message this replica sends as fragments.
+    next_message_id: u32,
 }
 
 /// A test the node applies to every remote entry before it is merged, such as verifying the
@@ -373,6 +395,8 @@ impl Replica {
             repairs: BTreeMap::new(),
             next_sync_ms: now_ms,
             stats: Stats::default(),
+            reassembly: Reassembly::default(),
+            next_message_id: 0,
         })
     }
 
@@ -394,6 +418,11 @@ impl Replica {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Messages from peers being rebuilt from fragments right now.
+    pub fn reassembling(&self) -> usize {
+        self.reassembly.len()
     }
 
     /// Peers currently synchronised with.
@@ -445,6 +474,7 @@ impl Replica {
     pub fn remove_peer(&mut self, peer: NodeId) {
         self.peers.remove(&peer);
         self.repairs.retain(|(to, _, _), _| *to != peer);
+        self.reassembly.remove_peer(peer);
     }
 
     /// The 64-bit digest of a collection (equal on two nodes means equal state).
@@ -613,6 +643,7 @@ impl Replica {
             return;
         }
         self.next_sync_ms = now_ms.saturating_add(interval);
+        self.stats.reassembly_expired += self.reassembly.expire(now_ms) as u64;
         let forget_before = now_ms.saturating_sub(self.config.peer_forget_ms);
         let silent: Vec<NodeId> = self
             .peers
@@ -666,6 +697,13 @@ impl Replica {
             self.stats.dropped_unknown_peer += 1;
             return Err(Dropped::UnknownPeer);
         }
+        let message = match message {
+            Message::Fragment(fragment) => match self.handle_fragment(peer, fragment, now_ms)? {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+            whole => whole,
+        };
         match message {
             Message::Digest(digests) => {
                 self.handle_digest(peer, &digests);
@@ -673,6 +711,44 @@ impl Replica {
             }
             Message::Vector(page) => self.handle_vector(peer, &page),
             Message::Delta(chunk) => self.handle_delta(peer, &chunk, now_ms),
+            // `decode_assembled` refuses a fragment inside a fragment.
+            Message::Fragment(_) => {
+                self.stats.dropped_malformed += 1;
+                Err(Dropped::Malformed(DecodeError::Invalid("nested fragment")))
+            }
+        }
+    }
+
+    /// Stores one fragment; returns the whole message once its last fragment arrived.
+    fn handle_fragment(
+        &mut self,
+        peer: NodeId,
+        fragment: Fragment,
+        now_ms: u64,
+    ) -> Result<Option<Message>, Dropped> {
+        self.stats.fragments_rx += 1;
+        let (progress, evicted) = self.reassembly.insert(peer, fragment, now_ms);
+        self.stats.reassembly_expired += evicted as u64;
+        match progress {
+            Progress::Pending => Ok(None),
+            Progress::Mismatch => {
+                self.stats.dropped_fragment_mismatch += 1;
+                Err(Dropped::Reassembly)
+            }
+            Progress::Full => {
+                self.stats.dropped_reassembly_full += 1;
+                Err(Dropped::Reassembly)
+            }
+            Progress::Complete(bytes) => match Message::decode_assembled(&bytes) {
+                Ok(message) => {
+                    self.stats.messages_reassembled += 1;
+                    Ok(Some(message))
+                }
+                Err(error) => {
+                    self.stats.dropped_malformed += 1;
+                    Err(Dropped::Malformed(error))
+                }
+            },
         }
     }
 
@@ -907,8 +983,9 @@ impl Replica {
         }
     }
 
-    /// Sends `origin`'s events `(lo, hi]` in chunks that each fit one datagram, spending one
-    /// unit of `budget` per chunk. Returns where to resume if the budget ran out first.
+    /// Sends `origin`'s events `(lo, hi]` in chunks, spending one unit of `budget` per
+    /// datagram: a chunk of small entries fits one datagram, a chunk holding one large value
+    /// costs its fragments. Returns where to resume if the budget ran out first.
     fn send_range(
         &mut self,
         peer: NodeId,
@@ -918,12 +995,10 @@ impl Replica {
         hi: u64,
         budget: &mut usize,
     ) -> Option<u64> {
-        if *budget == 0 {
-            return Some(lo);
-        }
         let name = self.collections[index].name.as_bytes().to_vec();
         let overhead = DELTA_OVERHEAD_BYTES - MAX_COLLECTION_NAME_BYTES + name.len();
         let mut chunks = Vec::new();
+        let mut spent = 0;
         let mut start = lo;
         let mut entries: Vec<(u64, Entry)> = Vec::new();
         let mut size = overhead;
@@ -931,6 +1006,11 @@ impl Replica {
         for (dot, entry) in self.collections[index].crdt.store().range(origin, lo, hi) {
             let bytes = 8 + entry_bytes(entry);
             if size + bytes > MAX_MESSAGE_BYTES && !entries.is_empty() {
+                let cost = Fragment::count_for(size);
+                if spent + cost > *budget {
+                    resume = Some(start);
+                    break;
+                }
                 let end = entries.last().map_or(start, |(seq, _)| *seq);
                 chunks.push(chunk(
                     &name,
@@ -939,38 +1019,59 @@ impl Replica {
                     end,
                     std::mem::take(&mut entries),
                 ));
+                spent += cost;
                 start = end;
                 size = overhead;
-                if chunks.len() == *budget {
-                    resume = Some(start);
-                    break;
-                }
             }
             size += bytes;
             entries.push((dot.seq, entry.clone()));
         }
-        if resume.is_none() && start < hi && chunks.len() < *budget {
-            chunks.push(chunk(&name, origin, start, hi, entries));
-        } else if resume.is_none() && start < hi {
-            resume = Some(start);
+        if resume.is_none() && start < hi {
+            let cost = Fragment::count_for(size);
+            if spent + cost <= *budget {
+                chunks.push(chunk(&name, origin, start, hi, entries));
+                spent += cost;
+            } else {
+                resume = Some(start);
+            }
         }
-        *budget -= chunks.len().min(*budget);
+        *budget -= spent.min(*budget);
         for message in chunks {
             self.enqueue(peer, &message);
         }
         resume
     }
 
-    /// Encodes and queues one message, unless the queue is full (then anti-entropy resends).
+    /// Encodes and queues one message, as fragments if it does not fit one datagram, unless
+    /// the queue lacks room for all of it (then anti-entropy resends).
     fn enqueue(&mut self, to: NodeId, message: &Message) {
-        let payload = message.encode();
-        if self.transmits.len() >= MAX_QUEUED_TRANSMITS || payload.len() > MAX_MESSAGE_BYTES {
+        let encoded = message.encode();
+        let payloads = if encoded.len() <= MAX_MESSAGE_BYTES {
+            vec![encoded]
+        } else {
+            let id = self.next_message_id;
+            self.next_message_id = self.next_message_id.wrapping_add(1);
+            match Fragment::split(&encoded, id) {
+                Some(fragments) => fragments
+                    .into_iter()
+                    .map(|fragment| Message::Fragment(fragment).encode())
+                    .collect(),
+                // Chunks are built within MAX_ASSEMBLED_BYTES; count rather than send.
+                None => {
+                    self.stats.transmit_queue_full += 1;
+                    return;
+                }
+            }
+        };
+        if self.transmits.len() + payloads.len() > MAX_QUEUED_TRANSMITS {
             self.stats.transmit_queue_full += 1;
             return;
         }
-        self.stats.messages_tx += 1;
-        self.stats.bytes_tx += payload.len() as u64;
-        self.transmits.push_back(Transmit { to, payload });
+        for payload in payloads {
+            self.stats.messages_tx += 1;
+            self.stats.bytes_tx += payload.len() as u64;
+            self.transmits.push_back(Transmit { to, payload });
+        }
     }
 
     /// Records that `peer` was heard; false when it is new and the table is full.
@@ -1102,6 +1203,7 @@ impl Replica {
         if self.repairs.len() > MAX_REPAIR_CURSORS {
             return Err("repair cursors beyond their bound".to_owned());
         }
+        self.reassembly.validate()?;
         let last = self.clock.last();
         for collection in &self.collections {
             let store = collection.crdt.store();

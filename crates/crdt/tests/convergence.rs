@@ -70,6 +70,7 @@ fn config(id: NodeId) -> ReplicaConfig {
     config
         .collections
         .push(("leader".to_owned(), Kind::Register));
+    config.collections.push(("members".to_owned(), Kind::Set));
     config
 }
 
@@ -202,7 +203,14 @@ impl Mesh {
     }
 
     fn converged(&self) -> bool {
-        let names = ["directory", "revocations", "policies", "counters", "leader"];
+        let names = [
+            "directory",
+            "revocations",
+            "policies",
+            "counters",
+            "leader",
+            "members",
+        ];
         names.iter().all(|name| {
             let first = self.nodes[0].store(name);
             self.nodes.iter().all(|node| node.store(name) == first)
@@ -228,8 +236,11 @@ fn random_write(
         0 | 1 => {
             // Keys owned by one node: the final value must be that node's last write.
             let key_no = rng.below(4);
-            let len = if rng.chance(20) {
-                1024
+            // Some values need fragments (a signed node record is about 6 KB).
+            let len = if rng.chance(10) {
+                crdt::limits::MAX_VALUE_BYTES
+            } else if rng.chance(20) {
+                6_000
             } else {
                 rng.below(300) as usize
             };
@@ -250,11 +261,11 @@ fn random_write(
         }
         3 => {
             let element = [rng.below(16) as u8];
-            replica.set_add("revocations", &element, now).expect("fits");
+            replica.set_add("members", &element, now).expect("fits");
         }
         4 => {
             let element = [rng.below(16) as u8];
-            replica.set_remove("revocations", &element).expect("fits");
+            replica.set_remove("members", &element).expect("fits");
         }
         5 => {
             let by = rng.below(21) as i64 - 10;
@@ -403,7 +414,7 @@ fn a_removal_deep_in_a_long_history_reaches_the_peer_across_rounds() {
     for element in 0..3_000u32 {
         let now = mesh.now(0, 0);
         mesh.nodes[0]
-            .set_add("revocations", &element.to_be_bytes(), now)
+            .set_add("members", &element.to_be_bytes(), now)
             .expect("fits");
         mesh.flush(0, CALM, &mut rng);
     }
@@ -414,10 +425,10 @@ fn a_removal_deep_in_a_long_history_reaches_the_peer_across_rounds() {
         assert!(t < 20_000, "no initial convergence");
     }
     mesh.nodes[1]
-        .set_remove("revocations", &2_999u32.to_be_bytes())
+        .set_remove("members", &2_999u32.to_be_bytes())
         .expect("fits");
     mesh.nodes[1]
-        .set_remove("revocations", &0u32.to_be_bytes())
+        .set_remove("members", &0u32.to_be_bytes())
         .expect("fits");
     let start = t;
     while !mesh.converged() {
@@ -425,7 +436,7 @@ fn a_removal_deep_in_a_long_history_reaches_the_peer_across_rounds() {
         t = mesh.next_time(t);
         assert!(t < start + 20_000, "removal did not reach the peer");
     }
-    let set = mesh.nodes[0].set("revocations").expect("configured");
+    let set = mesh.nodes[0].set("members").expect("configured");
     assert!(!set.contains(&2_999u32.to_be_bytes()) && !set.contains(&0u32.to_be_bytes()));
     assert_eq!(set.len(), 2_998);
 }

@@ -2,7 +2,7 @@
 //! and a replica fed garbage keeps its invariants.
 
 use crdt::codec::{
-    CollectionDigest, DeltaChunk, Message, ORIGINS_PER_VECTOR, OriginSummary, VectorPage,
+    CollectionDigest, DeltaChunk, Fragment, Message, ORIGINS_PER_VECTOR, OriginSummary, VectorPage,
 };
 use crdt::limits::MAX_MESSAGE_BYTES;
 use crdt::{Entry, Hlc, Replica, ReplicaConfig};
@@ -98,8 +98,49 @@ fn digest() -> impl Strategy<Value = Message> {
     })
 }
 
+/// The fragments of a DELTA too large for one datagram (a value of 1 to 16 KB).
+fn fragments() -> impl Strategy<Value = Vec<Message>> {
+    (
+        node(),
+        1_200usize..=crdt::limits::MAX_VALUE_BYTES,
+        any::<u8>(),
+        any::<u32>(),
+    )
+        .prop_map(|(origin, len, fill, id)| {
+            let whole = Message::Delta(DeltaChunk {
+                collection: b"directory".to_vec(),
+                origin,
+                lo: 0,
+                hi: 1,
+                entries: vec![(
+                    1,
+                    Entry {
+                        key: b"k".to_vec(),
+                        hlc: Hlc {
+                            physical_ms: 1,
+                            logical: 0,
+                            node: origin,
+                        },
+                        value: Some(vec![fill; len]),
+                    },
+                )],
+            })
+            .encode();
+            Fragment::split(&whole, id)
+                .expect("within bounds")
+                .into_iter()
+                .map(Message::Fragment)
+                .collect()
+        })
+}
+
+fn fragment() -> impl Strategy<Value = Message> {
+    (fragments(), any::<prop::sample::Index>())
+        .prop_map(|(all, pick)| all[pick.index(all.len())].clone())
+}
+
 fn message() -> impl Strategy<Value = Message> {
-    prop_oneof![delta(), vector(), digest()]
+    prop_oneof![delta(), vector(), digest(), fragment()]
 }
 
 fn mutate(mut bytes: Vec<u8>, edits: &[(prop::sample::Index, u8, u8)]) -> Vec<u8> {
@@ -145,7 +186,7 @@ proptest! {
 
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(kind in 0u8..5, body in prop::collection::vec(any::<u8>(), 0..1_300)) {
-        let bytes = [&b"xc\x01"[..], &[kind], &body].concat();
+        let bytes = [&b"xc\x02"[..], &[kind], &body].concat();
         if let Ok(message) = Message::decode(&bytes) {
             prop_assert_eq!(message.encode(), bytes);
         }
@@ -179,12 +220,35 @@ proptest! {
     }
 
     #[test]
+    fn fragments_in_any_order_rebuild_the_value_and_mutated_ones_never_break_the_replica(
+        all in fragments(),
+        order in any::<u64>(),
+        edits in edits(),
+    ) {
+        let t0 = 1_700_000_000_000;
+        let mut replica = Replica::new(ReplicaConfig::standard(NodeId::from_index(1)), t0).expect("valid");
+        let mut shuffled = all.clone();
+        let len = shuffled.len();
+        shuffled.rotate_left((order % len as u64) as usize);
+        // A mutated copy of one fragment first: it may poison only its own partial message.
+        let poisoned = mutate(shuffled[0].encode(), &edits);
+        let _ = replica.handle_message(NodeId::from_index(2), &poisoned, t0);
+        prop_assert_eq!(replica.validate(), Ok(()));
+        for message in &shuffled {
+            let _ = replica.handle_message(NodeId::from_index(3), &message.encode(), t0);
+            prop_assert_eq!(replica.validate(), Ok(()));
+        }
+        prop_assert_eq!(replica.stats().messages_reassembled, 1);
+        prop_assert_eq!(replica.map("directory").expect("map").len(), 1);
+    }
+
+    #[test]
     fn mutated_snapshots_never_panic_and_are_refused(edits in edits()) {
         let t0 = 1_700_000_000_000;
         let config = ReplicaConfig::standard(NodeId::from_index(1));
         let mut replica = Replica::new(config.clone(), t0).expect("valid");
         replica.map_insert("directory", b"k", b"v", t0).expect("fits");
-        replica.set_add("revocations", b"r", t0).expect("fits");
+        replica.map_insert("revocations", b"r", b"signed", t0).expect("fits");
         let bytes = replica.snapshot();
         let corrupt = mutate(bytes.clone(), &edits);
         if corrupt != bytes {

@@ -253,7 +253,7 @@ fn oversized_keys_and_values_are_refused_and_change_nothing() {
     assert!(
         error
             .to_string()
-            .contains("exceeds the limit of 1024 bytes")
+            .contains("exceeds the limit of 16384 bytes")
     );
     let long_key = vec![0u8; crdt::limits::MAX_KEY_BYTES + 1];
     assert!(matches!(

@@ -157,7 +157,7 @@ fn malformed_oversized_and_unknown_version_messages_are_dropped_counted_and_chan
         vec![(1, entry(id(2), T0, b"x", b"y"))],
     );
     let mut wrong_version = valid.clone();
-    wrong_version[2] = 2;
+    wrong_version[2] = 1;
     let cases: Vec<(Vec<u8>, Dropped)> = vec![
         (vec![0x78], Dropped::Malformed(DecodeError::Truncated)),
         (
@@ -165,12 +165,12 @@ fn malformed_oversized_and_unknown_version_messages_are_dropped_counted_and_chan
             Dropped::Malformed(DecodeError::BadMagic),
         ),
         (
-            b"xc\x01\x09".to_vec(),
+            b"xc\x02\x09".to_vec(),
             Dropped::Malformed(DecodeError::UnknownType(9)),
         ),
         (
             wrong_version,
-            Dropped::Malformed(DecodeError::UnknownVersion(2)),
+            Dropped::Malformed(DecodeError::UnknownVersion(1)),
         ),
         (vec![0; 1201], Dropped::Malformed(DecodeError::Oversized)),
         (
@@ -340,7 +340,8 @@ fn a_snapshot_restores_the_same_state_and_any_corruption_is_refused() {
     a.add_peer(id(2), T0).expect("room");
     a.map_insert("directory", b"k", b"v", T0).expect("fits");
     a.map_remove("policies", b"gone", T0).expect("fits");
-    a.set_add("revocations", b"r", T0).expect("fits");
+    a.map_insert("revocations", b"r", b"signed", T0)
+        .expect("fits");
     let bytes = a.snapshot();
     let b = Replica::restore(a.config().clone(), &bytes, T0).expect("restores");
     for name in ["directory", "revocations", "policies"] {
