@@ -41,6 +41,7 @@ pub fn app(handle: NodeHandle) -> Router {
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/routes", get(routes))
         .route("/api/v1/identity", get(identity))
+        .route("/api/v1/crdt", get(crdt))
         .route("/api/v1/datagrams", get(take_all_datagrams))
         .route("/api/v1/datagrams/{port}", get(take_port_datagrams))
         .route("/api/v1/datagrams/{node}/{port}", post(send_datagram))
@@ -79,6 +80,10 @@ async fn routes(State(handle): State<NodeHandle>) -> Result<Json<Vec<RouteView>>
 
 async fn identity(State(handle): State<NodeHandle>) -> Result<Json<node::IdentityView>, ApiError> {
     Ok(Json(ask(handle.identity()).await?))
+}
+
+async fn crdt(State(handle): State<NodeHandle>) -> Result<Json<node::CrdtView>, ApiError> {
+    Ok(Json(ask(handle.crdt()).await?))
 }
 
 async fn send_datagram(

@@ -104,6 +104,11 @@ impl ApiClient {
         self.get("/api/v1/identity")
     }
 
+    /// `GET /api/v1/crdt`.
+    pub fn crdt(&self) -> Result<node::CrdtView, ClientError> {
+        self.get("/api/v1/crdt")
+    }
+
     /// `GET /health`; true if the node answered that it is ok.
     pub fn healthy(&self) -> bool {
         self.get::<serde_json::Value>("/health")

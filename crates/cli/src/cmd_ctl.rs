@@ -1,4 +1,5 @@
-//! `x0tta6bl4 ctl`: asks a running node for its status, peers or routes.
+//! `x0tta6bl4 ctl`: asks a running node for its status, peers, routes, identity or replicated
+//! state, and sends or receives datagrams.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -59,6 +60,19 @@ pub enum CtlQuery {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// The mesh-wide replicated state (directory, revocations, policies).
+    Crdt {
+        /// What to show.
+        #[command(subcommand)]
+        query: CrdtQuery,
+    },
+}
+
+/// What `ctl crdt` can show.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CrdtQuery {
+    /// Collections with their digests, and which neighbours are in sync.
+    Status,
 }
 
 /// Runs `ctl`: prints the answer on stdout.
@@ -83,6 +97,18 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
                 format!("{outcome:?}").to_lowercase()
             }
         }
+        (
+            CtlQuery::Crdt {
+                query: CrdtQuery::Status,
+            },
+            false,
+        ) => render::crdt(&client.crdt()?, &label),
+        (
+            CtlQuery::Crdt {
+                query: CrdtQuery::Status,
+            },
+            true,
+        ) => to_json(&client.crdt()?),
         (CtlQuery::Recv { port }, true) => to_json(&client.take_datagrams(port)?),
         (CtlQuery::Recv { port }, false) => client
             .take_datagrams(port)?

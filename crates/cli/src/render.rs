@@ -104,6 +104,45 @@ pub fn identity(view: &node::IdentityView) -> String {
     table.to_string()
 }
 
+/// The replicated state: one row per collection, then one per neighbour.
+pub fn crdt(view: &node::CrdtView, label: Labeller<'_>) -> String {
+    let mut collections = table(&["collection", "digest", "entries", "writers", "events"]);
+    for collection in &view.collections {
+        collections.add_row(vec![
+            collection.name.clone(),
+            collection.digest.clone(),
+            collection.entries.to_string(),
+            collection.writers.to_string(),
+            collection.events.to_string(),
+        ]);
+    }
+    let in_sync = view.peers.iter().filter(|peer| peer.in_sync).count();
+    let mut peers = table(&["peer", "in sync", "collections in sync"]);
+    for peer in &view.peers {
+        peers.add_row(vec![
+            label(&peer.peer),
+            peer.in_sync.to_string(),
+            peer.collections_in_sync.join(", "),
+        ]);
+    }
+    let refused = ["records", "revocations", "policies"]
+        .iter()
+        .map(|kind| {
+            let count = view
+                .counters
+                .get(&format!("crdt_refused_{kind}"))
+                .copied()
+                .unwrap_or(0);
+            format!("{kind} {count}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{collections}\npeers in sync: {in_sync} of {}\n{peers}\nrefused (bad signature or writer): {refused}",
+        view.peers.len()
+    )
+}
+
 /// The neighbour table.
 pub fn peers(views: &[PeerView], label: Labeller<'_>) -> String {
     if views.is_empty() {

@@ -401,6 +401,17 @@ impl CertificateAuthority {
         Ok(result)
     }
 
+    /// Signs a link policy for the whole mesh (see [`crate::SignedPolicy`]); refuses a text
+    /// that does not parse as a policy.
+    pub fn sign_policy(&self, text: &str, now_ms: u64) -> Result<Vec<u8>, CaError> {
+        Ok(crate::SignedPolicy::sign(
+            text,
+            now_ms,
+            &self.keys,
+            self.trust_domain.as_str(),
+        )?)
+    }
+
     /// Every signed revocation this CA issued.
     pub fn revocations(&self) -> Result<Vec<Vec<u8>>, CaError> {
         let path = self.dir.join("state.json");

@@ -8,7 +8,7 @@
 //! - [`policy`]: allow/deny rules on SPIFFE IDs for who may link.
 //! - [`ca`]: the trust domain's CA: keys, join tokens, issuance log, revocations.
 //! - [`token`]: join tokens that pin the CA certificate.
-//! - [`record`]: hybrid-signed node records and revocations.
+//! - [`record`]: hybrid-signed node records, revocations and CA-signed link policies.
 //! - [`tls`]: rustls configurations of links, with key-exchange group recording.
 //! - [`files`]: 0600 secret files whose errors name the file.
 //!
@@ -31,7 +31,7 @@ pub use ca::{CaError, CertificateAuthority};
 pub use files::FileError;
 pub use keys::{KeyError, KeySet, PublicKeys, SignatureError};
 pub use policy::{Decision, Policy, PolicyError};
-pub use record::{NodeRecord, RecordError, Revocation};
+pub use record::{NodeRecord, RecordError, Revocation, SignedPolicy};
 pub use spiffe::{NodeSpiffeId, SpiffeIdError, TrustDomain};
 pub use svid::{CertError, SvidInfo};
 pub use token::JoinToken;

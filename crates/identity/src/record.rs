@@ -1,5 +1,5 @@
 //! Hybrid-signed statements every node keeps: node records (what a node asserts about itself,
-//! bound to its SVID) and revocations (signed by the trust domain's CA).
+//! bound to its SVID), revocations and link policies (both signed by the trust domain's CA).
 //!
 //! Both have a versioned binary encoding; decoders return errors for any malformed input and
 //! never panic. A record or revocation is accepted only when its hybrid signature verifies
@@ -42,6 +42,11 @@ pub const REVOCATION_BYTES: usize = 1 + 16 + 8 + HYBRID_SIGNATURE_BYTES;
 
 const RECORD_CONTEXT: &[u8] = b"x0tta6bl4/node-record/v1\0";
 const REVOCATION_CONTEXT: &[u8] = b"x0tta6bl4/revocation/v1\0";
+const POLICY_CONTEXT: &[u8] = b"x0tta6bl4/policy/v1\0";
+
+/// Longest policy text a signed policy carries: what fits the replicated value bound (16 KB)
+/// next to the header and the hybrid signature (3,373 bytes).
+pub const MAX_POLICY_TEXT_BYTES: usize = 12 * 1024;
 
 /// Why a record or revocation was refused. Each kind is counted by the node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,6 +271,78 @@ impl Revocation {
         Ok(Revocation {
             node_id,
             revoked_at,
+        })
+    }
+}
+
+/// A link policy as the trust domain's CA published it mesh-wide. Only the CA key may sign
+/// one: the policy decides who may link, the same authority as membership and revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPolicy {
+    /// When the CA signed it, Unix milliseconds; a node applies only a newer one than it holds.
+    pub issued_at_ms: u64,
+    /// The policy's YAML text, as written by the operator.
+    pub text: String,
+    /// The parsed policy.
+    pub policy: crate::Policy,
+}
+
+impl SignedPolicy {
+    /// Validates `text` as a policy, then encodes and hybrid-signs it with the CA's keys of
+    /// `trust_domain`.
+    pub fn sign(
+        text: &str,
+        issued_at_ms: u64,
+        ca_keys: &KeySet,
+        trust_domain: &str,
+    ) -> Result<Vec<u8>, crate::KeyError> {
+        crate::Policy::from_yaml(text)
+            .map_err(|error| crate::KeyError::Encode(error.to_string()))?;
+        if text.len() > MAX_POLICY_TEXT_BYTES {
+            return Err(crate::KeyError::Encode(format!(
+                "policy text of {} bytes exceeds {MAX_POLICY_TEXT_BYTES}",
+                text.len()
+            )));
+        }
+        let mut body = Vec::with_capacity(1 + 8 + text.len());
+        body.push(RECORD_VERSION);
+        body.extend_from_slice(&issued_at_ms.to_be_bytes());
+        body.extend_from_slice(text.as_bytes());
+        let signature = ca_keys.sign(&tagged(POLICY_CONTEXT, trust_domain.as_bytes(), &body))?;
+        body.extend_from_slice(&signature);
+        Ok(body)
+    }
+
+    /// Decodes and verifies a signed policy against the CA keys of the bundle in `state`, and
+    /// parses its text.
+    pub fn verify(bytes: &[u8], state: &VerifierState) -> Result<SignedPolicy, RecordError> {
+        if bytes.len() > 1 + 8 + MAX_POLICY_TEXT_BYTES + HYBRID_SIGNATURE_BYTES {
+            return Err(RecordError::Malformed("oversized policy"));
+        }
+        if bytes.len() < 1 + 8 + HYBRID_SIGNATURE_BYTES {
+            return Err(RecordError::Malformed("truncated policy"));
+        }
+        let (body, signature) = bytes.split_at(bytes.len() - HYBRID_SIGNATURE_BYTES);
+        let domain = state.bundle.trust_domain.as_str().as_bytes();
+        state
+            .bundle
+            .ca_keys
+            .verify(&tagged(POLICY_CONTEXT, domain, body), signature)
+            .map_err(|error| RecordError::Forged(error.to_string()))?;
+        let mut reader = Reader(body);
+        if reader.u8()? != RECORD_VERSION {
+            return Err(RecordError::Malformed("unknown version"));
+        }
+        let issued_at_ms = u64::from_be_bytes(reader.array()?);
+        let text = std::str::from_utf8(reader.0)
+            .map_err(|_| RecordError::Malformed("policy text is not UTF-8"))?
+            .to_owned();
+        let policy = crate::Policy::from_yaml(&text)
+            .map_err(|_| RecordError::Malformed("policy text does not parse"))?;
+        Ok(SignedPolicy {
+            issued_at_ms,
+            text,
+            policy,
         })
     }
 }

@@ -70,6 +70,9 @@ pub enum NodeError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The replicated state (CRDT snapshot) cannot be opened or saved.
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
     /// The operating system's random generator failed.
     #[error("cannot get random bytes: {0}")]
     Random(String),

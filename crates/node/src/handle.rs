@@ -29,6 +29,7 @@ pub(crate) enum Request {
         port: Option<u16>,
         reply: oneshot::Sender<Vec<DatagramView>>,
     },
+    Crdt(oneshot::Sender<crate::replication::CrdtView>),
 }
 
 /// Why a snapshot could not be had.
@@ -72,6 +73,11 @@ impl NodeHandle {
     /// The node's identity: SPIFFE ID, SVID validity, key fingerprints, trust domain.
     pub async fn identity(&self) -> Result<IdentityView, HandleError> {
         self.ask(Request::Identity).await
+    }
+
+    /// The replicated state: collections with digests, peers in sync, counters.
+    pub async fn crdt(&self) -> Result<crate::replication::CrdtView, HandleError> {
+        self.ask(Request::Crdt).await
     }
 
     /// Sends `payload` to node `to` at `port` through the mesh (works without a TUN).

@@ -6,7 +6,9 @@
 //! - [`bootstrap`]: `nodes.json`, the static peer list.
 //! - [`identity`]: the node's key set (Ed25519 + ML-DSA-65) and the private data directory.
 //! - [`membership`]: SVID and trust bundle, the CA commands, joining, the CA node's answers.
-//! - [`directory`]: signed node records and revocations, exchanged and flooded on links.
+//! - [`directory`]: the verified node records and revocations this node holds.
+//! - [`replication`]: the CRDT replica that carries records, revocations and link policies
+//!   mesh-wide, its signature checks and its snapshot file.
 //! - [`ogm_auth`]: the node's OGM signer and the verifier over the directory's keys.
 //! - [`advert`]: the multicast discovery advert.
 //! - [`dataplane`]: data packets between nodes, the overlay address map, ICMPv6 errors.
@@ -39,6 +41,7 @@ pub mod init;
 pub mod membership;
 pub mod monitor;
 pub mod ogm_auth;
+pub mod replication;
 pub mod runtime;
 pub mod seq_store;
 pub mod supervisor;
@@ -48,5 +51,6 @@ pub use config::{ConfigError, NodeConfig, TunMode};
 pub use error::NodeError;
 pub use handle::{HandleError, NodeHandle};
 pub use init::{InitReport, init};
+pub use replication::CrdtView;
 pub use runtime::Node;
 pub use view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};

@@ -4,8 +4,9 @@
 //!   link datagrams ──► (sender = link's peer?) ──► handle_datagram ─┐          ┌─► poll_transmit ──► link datagrams
 //!   timer (poll_timeout) ─────────────────────► handle_timeout ──► Router ────┤
 //!   NodeHandle requests ──► snapshot                                           └─► poll_event ──► log
-//!   link up/down, record streams, join/renew requests ──► links table, directory, CA
-//!   multicast adverts ──► dial;   housekeeping tick ──► re-dial, renew SVID, spread revocations
+//!   link up/down, join/renew requests ──► links table, CA
+//!   CRDT datagrams, CRDT timer ──► replication (directory, revocations, policies)
+//!   multicast adverts ──► dial;   housekeeping tick ──► re-dial, renew SVID, publish revocations
 //! ```
 //!
 //! The loop follows the router's calling contract: after every `handle_*` call it drains
@@ -39,11 +40,12 @@ use crate::advert::Advert;
 use crate::clock::Clock;
 use crate::config::TunMode;
 use crate::dataplane::{self, DataHeader, OverlayMap};
-use crate::directory::{self, Directory};
+use crate::directory::Directory;
 use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
 use crate::membership::{self, Membership};
 use crate::ogm_auth::{DirectoryOgmVerifier, NodeOgmSigner};
+use crate::replication::{self, Replication, Verified};
 use crate::seq_store::SeqStore;
 use crate::view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};
 use crate::{NodeConfig, NodeError, bootstrap};
@@ -94,6 +96,8 @@ pub struct Node {
     requests: mpsc::Receiver<Request>,
     security: Security,
     directory: Directory,
+    /// The CRDT replica carrying records, revocations and policies mesh-wide.
+    replication: Replication,
     counters: LinkCounters,
     listen: SocketAddr,
     static_peer_count: usize,
@@ -141,6 +145,12 @@ struct Security {
     renew_after: Timestamp,
     renewal: Option<tokio::task::JoinHandle<Result<Vec<u8>, String>>>,
     renewals: u64,
+    /// Issue time of the CA-signed link policy in force, if one arrived.
+    policy_issued_at_ms: Option<u64>,
+    /// CA-signed link policies applied since start.
+    policy_updates: u64,
+    /// On the CA node: when the policy file was last published.
+    policy_file_modified: Option<SystemTime>,
 }
 
 /// Overlay data-plane counters.
@@ -194,6 +204,10 @@ struct LinkCounters {
     links_table_full: u64,
     /// Links closed because the peer was revoked.
     links_closed_revoked: u64,
+    /// Links closed because a new CA-signed link policy denies the peer.
+    links_closed_policy: u64,
+    /// Record batches on link streams, ignored since records travel in the CRDT replica.
+    directory_batches_ignored: u64,
     /// Multicast datagrams that were not adverts.
     bad_adverts: u64,
     /// SVID renewals that failed (retried).
@@ -325,9 +339,20 @@ impl Node {
             renew_after,
             renewal: None,
             renewals: 0,
+            policy_issued_at_ms: None,
+            policy_updates: 0,
+            policy_file_modified: None,
         };
-        security.publish_own_record(&mut directory, listen)?;
-        let node = Node {
+        let own_record = security.publish_own_record(&mut directory, listen)?;
+        let mut replication = Replication::open(
+            security.keys.node_id(),
+            &config.data_dir,
+            security.state.clone(),
+            unix_millis(),
+            random_seed()?,
+        )?;
+        replication.publish_record(&own_record, unix_millis())?;
+        let mut node = Node {
             router,
             links,
             link_events,
@@ -339,6 +364,7 @@ impl Node {
             requests,
             security,
             directory,
+            replication,
             counters: LinkCounters::default(),
             listen,
             static_peer_count: static_peers.len(),
@@ -351,6 +377,7 @@ impl Node {
             carrier: HashMap::new(),
             _own_handle: handle.clone(),
         };
+        node.apply_verified();
         Ok((node, handle))
     }
 
@@ -388,6 +415,7 @@ impl Node {
                 () = &mut shutdown => break,
                 () = sleep_until(wake) => Step::Timer,
                 _ = tick.tick() => Step::Tick,
+                () = sleep_until_unix_ms(self.replication.wake_ms()) => Step::Replication,
                 _ = carrier_tick.tick(), if watch_carrier => Step::Carrier,
                 Some(request) = self.requests.recv() => Step::Request(request),
                 Some(event) = self.link_events.recv() => Step::Link(event),
@@ -397,6 +425,7 @@ impl Node {
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
                 Step::Tick => self.housekeeping().await,
+                Step::Replication => self.replication.handle_timeout(unix_millis()),
                 Step::Carrier => self.check_carrier(),
                 Step::Request(request) => self.answer(request),
                 Step::Link(event) => self.on_link_event(event).await,
@@ -421,6 +450,9 @@ impl Node {
             }
             self.flush().await?;
         }
+        if let Err(error) = self.replication.persist(unix_millis()) {
+            tracing::warn!(%error, "cannot save the replicated state at shutdown");
+        }
         self.links.close();
         tracing::info!(node = %self.node_id(), "stopped");
         Ok(())
@@ -430,6 +462,10 @@ impl Node {
         match event {
             LinkEvent::Datagram { from, bytes, .. } if dataplane::is_data(&bytes) => {
                 self.on_data(from, bytes.to_vec()).await;
+            }
+            LinkEvent::Datagram { from, bytes, .. } if replication::is_crdt(&bytes) => {
+                self.replication
+                    .handle_datagram(from, &bytes, unix_millis());
             }
             LinkEvent::Datagram { from, bytes, .. } => self.on_datagram(from, &bytes),
             LinkEvent::Up { link, connection } => self.on_link_up(link, connection),
@@ -447,6 +483,7 @@ impl Node {
                         self.counters.closed_links_udp_tx_bytes +=
                             link.connection.stats().udp_tx.bytes;
                     }
+                    self.replication.remove_peer(node);
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
             }
@@ -821,9 +858,7 @@ impl Node {
         let now = self.clock.now();
         self.router.hello_now(now);
         self.router.handle_timeout(now);
-        for batch in self.directory.full_batches() {
-            self.links.send_stream(&connection, batch);
-        }
+        self.replication.add_peer(peer, unix_millis());
         self.active.insert(
             peer,
             ActiveLink {
@@ -834,33 +869,85 @@ impl Node {
         );
     }
 
+    /// Records and revocations used to arrive as batches on link streams; they now travel in
+    /// the CRDT replica, so a batch is counted and otherwise ignored.
     fn on_directory_batch(&mut self, from: NodeId, batch: &[u8]) {
-        let accepted = self
-            .directory
-            .receive(batch, &self.security.state, unix_seconds());
-        if accepted.is_empty() {
-            return;
-        }
-        for (node, _) in &accepted.revocations {
-            self.apply_revocation(*node);
-        }
-        if !accepted.records.is_empty() {
-            // OGMs that arrived before their originator's record are verified now.
-            self.router.handle_keys_learned(self.clock.now());
-        }
-        self.flood(&accepted, Some(from));
+        self.counters.directory_batches_ignored += 1;
+        tracing::debug!(peer = %from.short(), bytes = batch.len(), "directory batch ignored");
     }
 
-    fn flood(&self, accepted: &directory::Accepted, except: Option<NodeId>) {
-        let batches = directory::flood_batches(accepted);
-        for (peer, link) in &self.active {
-            if Some(*peer) == except {
-                continue;
-            }
-            for batch in &batches {
-                self.links.send_stream(&link.connection, batch.clone());
+    /// Applies what the replica's signature checks accepted: directory entries, revocations
+    /// (closing links at once) and a newer CA-signed link policy.
+    fn apply_verified(&mut self) {
+        for verified in self.replication.take_verified() {
+            match verified {
+                Verified::Record(record, bytes) => {
+                    if self.directory.insert_newer(*record, bytes) {
+                        // OGMs that arrived before their originator's record are verified now.
+                        self.router.handle_keys_learned(self.clock.now());
+                    }
+                }
+                Verified::Revocation(node, bytes) => {
+                    if self.directory.add_revocation(node, bytes) {
+                        tracing::warn!(node = %node.short(), "node revoked");
+                    }
+                    self.apply_revocation(node);
+                }
+                Verified::Policy(policy) => self.apply_policy(*policy),
             }
         }
+    }
+
+    /// Replaces the link policy with a newer CA-signed one and closes links it now denies.
+    fn apply_policy(&mut self, policy: identity::SignedPolicy) {
+        if self
+            .security
+            .policy_issued_at_ms
+            .is_some_and(|held| held >= policy.issued_at_ms)
+        {
+            return;
+        }
+        self.security.policy_issued_at_ms = Some(policy.issued_at_ms);
+        self.security.policy_updates += 1;
+        tracing::info!(
+            issued_at_ms = policy.issued_at_ms,
+            "link policy replaced by the CA's"
+        );
+        let denied: Vec<NodeId> = self
+            .active
+            .iter()
+            .filter(|(_, link)| {
+                policy.policy.decide(&link.info.spiffe_id.to_string()) == identity::Decision::Deny
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        match self.security.state.policy.write() {
+            Ok(mut held) => *held = policy.policy,
+            Err(poisoned) => *poisoned.into_inner() = policy.policy,
+        }
+        for peer in denied {
+            if let Some(link) = self.active.remove(&peer) {
+                self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
+                link.connection
+                    .close(transport::links::CLOSE_POLICY.into(), b"policy");
+                self.counters.links_closed_policy += 1;
+                tracing::warn!(peer = %peer.short(), "link closed: the link policy denies it");
+            }
+        }
+    }
+
+    /// Sends what the replica produced to the neighbours and applies what it verified.
+    fn flush_replication(&mut self) {
+        while let Some(transmit) = self.replication.poll_transmit() {
+            match self.active.get(&transmit.to) {
+                Some(link) => {
+                    self.links
+                        .send_datagram(&link.connection, &transmit.payload);
+                }
+                None => self.counters.no_link_for_neighbour += 1,
+            }
+        }
+        self.apply_verified();
     }
 
     fn apply_revocation(&mut self, node: NodeId) {
@@ -954,6 +1041,8 @@ impl Node {
             discovery.send_discovery(&advert.encode()).await;
         }
         self.poll_ca_revocations();
+        self.publish_ca_policy();
+        self.replication.persist_if_due(unix_millis());
         self.renew_if_due().await;
         self.sessions.handle_timeout(unix_micros());
         self.flush_sessions();
@@ -978,20 +1067,71 @@ impl Node {
                 return;
             }
         };
-        let mut accepted = directory::Accepted::default();
         for signed in revocations {
-            if let Ok(revocation) = identity::Revocation::verify(&signed, &self.security.state)
-                && self
-                    .directory
-                    .add_revocation(revocation.node_id, signed.clone())
+            let Ok(revocation) = identity::Revocation::verify(&signed, &self.security.state) else {
+                continue;
+            };
+            match self
+                .replication
+                .publish_revocation(revocation.node_id, &signed, unix_millis())
             {
-                tracing::warn!(node = %revocation.node_id.short(), "node revoked by the CA");
-                self.apply_revocation(revocation.node_id);
-                accepted.revocations.push((revocation.node_id, signed));
+                Ok(true) => {
+                    tracing::warn!(node = %revocation.node_id.short(), "node revoked by the CA");
+                    self.directory.add_revocation(revocation.node_id, signed);
+                    self.apply_revocation(revocation.node_id);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot publish a revocation"),
             }
         }
-        if !accepted.is_empty() {
-            self.flood(&accepted, None);
+    }
+
+    /// On the CA node: signs the configured policy file with the CA key and publishes it
+    /// mesh-wide when its text differs from the policy the replica holds.
+    fn publish_ca_policy(&mut self) {
+        let (Some(ca), Some(path)) = (
+            self.security.ca.clone(),
+            self.security.config.policy_file.clone(),
+        ) else {
+            return;
+        };
+        let modified = std::fs::metadata(&path)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if modified.is_none() || modified == self.security.policy_file_modified {
+            return;
+        }
+        self.security.policy_file_modified = modified;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot read the policy file");
+                return;
+            }
+        };
+        let held = self.replication.policy_text(&self.security.state);
+        if held.as_ref().is_some_and(|held| held.text == text) {
+            return;
+        }
+        let now_ms = unix_millis();
+        let result = ca
+            .sign_policy(&text, now_ms)
+            .map_err(|error| error.to_string())
+            .and_then(|signed| {
+                self.replication
+                    .publish_policy(&signed, now_ms)
+                    .map_err(|error| error.to_string())?;
+                identity::SignedPolicy::verify(&signed, &self.security.state)
+                    .map_err(|error| error.to_string())
+            });
+        match result {
+            Ok(policy) => {
+                tracing::info!(path = %path.display(), "link policy signed and published");
+                self.apply_policy(policy);
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "link policy not published")
+            }
         }
     }
 
@@ -1084,11 +1224,9 @@ impl Node {
                     .publish_own_record(&mut self.directory, listen)
                 {
                     Ok(bytes) => {
-                        let accepted = directory::Accepted {
-                            records: vec![bytes],
-                            revocations: Vec::new(),
-                        };
-                        self.flood(&accepted, None);
+                        if let Err(error) = self.replication.publish_record(&bytes, unix_millis()) {
+                            tracing::warn!(%error, "cannot publish the node record");
+                        }
                     }
                     Err(error) => tracing::warn!(%error, "cannot sign the node record"),
                 }
@@ -1150,6 +1288,7 @@ impl Node {
     /// Sends everything the router produced, logs its events and keeps the sequence-number
     /// reservation ahead of the numbers in use.
     async fn flush(&mut self) -> Result<(), NodeError> {
+        self.flush_replication();
         while let Some(transmit) = self.router.poll_transmit() {
             match transmit.to {
                 Destination::Neighbour(id) => match self.active.get(&id) {
@@ -1241,6 +1380,7 @@ impl Node {
                 reply,
             } => drop(reply.send(self.send_app_datagram(to, port, &payload))),
             Request::TakeDatagrams { port, reply } => drop(reply.send(self.take_datagrams(port))),
+            Request::Crdt(reply) => drop(reply.send(self.replication.view())),
         }
     }
 
@@ -1250,6 +1390,8 @@ impl Node {
         links.extend(self.security.state.refusals.snapshot());
         links.extend(counters(&self.counters));
         links.extend(counters(self.directory.stats()));
+        links.extend(self.replication.counters());
+        links.insert("policy_updates".to_string(), self.security.policy_updates);
         links.extend(counters(&self.data));
         let sessions = self.sessions.stats();
         for (name, value) in [
@@ -1462,6 +1604,7 @@ async fn recv_tun(tun: Option<&tun_rs::AsyncDevice>, buffer: &mut [u8]) -> std::
 
 enum Step {
     Carrier,
+    Replication,
     Tun(std::io::Result<usize>),
     Timer,
     Tick,
@@ -1487,6 +1630,12 @@ async fn recv_discovery(
         Some(discovery) => discovery.recv(buffer).await,
         None => std::future::pending().await,
     }
+}
+
+/// Sleeps until the wall-clock instant `wake_ms` (Unix ms); at once if it has passed.
+async fn sleep_until_unix_ms(wake_ms: u64) {
+    let delay = wake_ms.saturating_sub(unix_millis());
+    tokio::time::sleep(Duration::from_millis(delay)).await;
 }
 
 /// Sleeps until `wake`, or forever if the router has no timer armed.

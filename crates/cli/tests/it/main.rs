@@ -8,6 +8,7 @@ mod mesh;
 mod netns;
 mod ogm;
 mod overlay;
+mod replication;
 mod security;
 mod sim;
 mod support;
