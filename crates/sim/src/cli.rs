@@ -42,6 +42,9 @@ pub struct SimArgs {
     /// per OGM are sent and counted either way).
     #[arg(long = "sign-ogms")]
     pub sign_ogms: bool,
+    /// The CRDT run (`--crdt` and its flags).
+    #[command(flatten)]
+    pub crdt: crate::crdt_run::CrdtArgs,
 }
 
 impl Default for SimArgs {
@@ -58,6 +61,7 @@ impl Default for SimArgs {
             json: false,
             no_fisheye: false,
             sign_ogms: false,
+            crdt: crate::crdt_run::CrdtArgs::default(),
         }
     }
 }
@@ -111,6 +115,9 @@ struct JsonSummary<'a> {
 /// so print it with `print!`). A run that completes but fails its checks returns
 /// [`SimError::RunFailed`] carrying the same rendered text: print it, then exit non-zero.
 pub fn run(args: &SimArgs) -> Result<String, SimError> {
+    if args.crdt.crdt {
+        return run_crdt(args);
+    }
     let config = args.to_config()?;
     // The crate's only clock read. wall_ms is measured around the run and only reported, so
     // the simulation itself stays a pure function of its arguments.
@@ -124,6 +131,46 @@ pub fn run(args: &SimArgs) -> Result<String, SimError> {
             output: render(&report, args.json, wall_ms)?,
         }),
         Err(other) => Err(other),
+    }
+}
+
+/// `sim --crdt`: the CRDT anti-entropy run, rendered like the routing run.
+fn run_crdt(args: &SimArgs) -> Result<String, SimError> {
+    let config = crate::crdt_run::CrdtConfig::from_flags(
+        args.nodes,
+        args.topology,
+        args.seed,
+        args.loss,
+        args.latency_ms,
+        args.duration_s,
+        &args.crdt,
+    )?;
+    // Measured around the run and only reported, like the routing run's wall_ms.
+    let started = Instant::now(); // tidy: wall-clock measurement only
+    let report = crate::crdt_run::run(&config)?;
+    let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let output = if args.json {
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a crate::crdt_run::CrdtReport,
+            wall_ms: u64,
+        }
+        let mut line = serde_json::to_string(&Json {
+            report: &report,
+            wall_ms,
+        })
+        .map_err(|e| SimError::Render(e.to_string()))?;
+        line.push('\n');
+        line
+    } else {
+        report.render_text(wall_ms)
+    };
+    let problems = report.problems();
+    if problems.is_empty() {
+        Ok(output)
+    } else {
+        Err(SimError::RunFailed { problems, output })
     }
 }
 

@@ -18,6 +18,8 @@
 //! - [`rng`]: the simulator's own SplitMix64 and its independent streams.
 //! - [`signing`]: per-node Ed25519 keys for `--sign-ogms`.
 //! - [`cli`]: `SimArgs` (the `x0tta6bl4 sim` flags) and `cli::run`, which renders the report.
+//! - [`crdt_run`]: `sim --crdt`, the CRDT anti-entropy of N `crdt::Replica`s on the same
+//!   network model: one policy change, its convergence time and bytes per node.
 //! - [`error`]: `SimError`, every way a run can fail.
 //!
 //! # The network model
@@ -58,6 +60,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crdt_run;
 pub mod engine;
 pub mod error;
 pub mod queue;
