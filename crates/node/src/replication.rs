@@ -595,3 +595,203 @@ fn unix_seconds() -> i64 {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use identity::{CertificateAuthority, KeySet, Policy, TrustDomain};
+
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        ca: CertificateAuthority,
+        state: Arc<VerifierState>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let domain = TrustDomain::new("example.org").unwrap();
+        let ca =
+            CertificateAuthority::init(&dir.path().join("ca"), domain, unix_seconds()).unwrap();
+        let state = VerifierState::new(ca.bundle().unwrap(), Policy::default());
+        Fixture { dir, ca, state }
+    }
+
+    fn now_ms() -> u64 {
+        u64::try_from(unix_seconds()).unwrap() * 1000
+    }
+
+    /// A member's record, signed with its keys and bound to an SVID the CA issued.
+    fn record(ca: &CertificateAuthority, keys: &KeySet) -> Vec<u8> {
+        let now = unix_seconds();
+        NodeRecord {
+            node_id: keys.node_id(),
+            version: now_ms(),
+            not_before: now - 60,
+            not_after: now + 3_600,
+            keys: keys.public().clone(),
+            endpoints: vec!["127.0.0.1:7400".parse().unwrap()],
+            svid: ca.issue_own(keys, now, 3_600).unwrap(),
+        }
+        .sign(keys)
+        .unwrap()
+    }
+
+    /// A peer's replica that has just written `value` under `key` of `collection`; returns
+    /// the datagrams it pushed to `to`.
+    fn pushed(
+        writer: NodeId,
+        to: NodeId,
+        collection: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Vec<Vec<u8>> {
+        let mut peer = Replica::new(ReplicaConfig::standard(writer), now_ms()).unwrap();
+        peer.add_peer(to, now_ms()).unwrap();
+        peer.map_insert(collection, key, value, now_ms()).unwrap();
+        std::iter::from_fn(|| peer.poll_transmit())
+            .map(|transmit| transmit.payload)
+            .collect()
+    }
+
+    fn open(fixture: &Fixture, node: NodeId) -> Result<Replication, ReplicationError> {
+        Replication::open(node, fixture.dir.path(), fixture.state.clone(), now_ms(), 7)
+    }
+
+    #[test]
+    fn records_are_verified_and_forged_or_misattributed_ones_are_refused_and_counted() {
+        let fixture = fixture();
+        let (own, member, forger) = (
+            KeySet::generate().unwrap(),
+            KeySet::generate().unwrap(),
+            KeySet::generate().unwrap(),
+        );
+        let mut replication = open(&fixture, own.node_id()).unwrap();
+        let valid = record(&fixture.ca, &member);
+        let mut forged = record(&fixture.ca, &forger);
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        let cases = [
+            (member.node_id(), member.node_id(), valid.clone()),
+            (forger.node_id(), forger.node_id(), forged),
+            // A valid record written under someone else's name: a replay by another node.
+            (forger.node_id(), member.node_id(), valid),
+        ];
+        for (writer, key, value) in cases {
+            for datagram in pushed(writer, own.node_id(), "directory", &key.0, &value) {
+                replication.handle_datagram(writer, &datagram, now_ms());
+            }
+        }
+        let verified = replication.take_verified();
+        assert_eq!(verified.len(), 1, "only the genuine record: {verified:?}");
+        assert!(
+            matches!(&verified[0], Verified::Record(record, _) if record.node_id == member.node_id())
+        );
+        let counters = replication.counters();
+        assert_eq!(counters["crdt_refused_records"], 2);
+        assert_eq!(counters["crdt_dropped_invalid_entries"], 2);
+        let directory = replication.replica().map("directory").unwrap();
+        assert_eq!(directory.len(), 1);
+        assert!(directory.get(&member.node_id().0).is_some());
+    }
+
+    #[test]
+    fn only_a_policy_signed_by_the_ca_key_is_accepted() {
+        let fixture = fixture();
+        let (own, member) = (KeySet::generate().unwrap(), KeySet::generate().unwrap());
+        let mut replication = open(&fixture, own.node_id()).unwrap();
+        let text = "default: deny\nrules:\n  - allow: \"spiffe://example.org/node/*\"\n";
+        let by_member = SignedPolicy::sign(text, now_ms(), &member, "example.org").unwrap();
+        for datagram in pushed(
+            member.node_id(),
+            own.node_id(),
+            "policies",
+            LINK_POLICY_KEY,
+            &by_member,
+        ) {
+            replication.handle_datagram(member.node_id(), &datagram, now_ms());
+        }
+        assert!(replication.take_verified().is_empty());
+        assert_eq!(replication.counters()["crdt_refused_policies"], 1);
+        let by_ca = fixture.ca.sign_policy(text, now_ms()).unwrap();
+        let ca_node = KeySet::generate().unwrap().node_id();
+        for datagram in pushed(ca_node, own.node_id(), "policies", LINK_POLICY_KEY, &by_ca) {
+            replication.handle_datagram(ca_node, &datagram, now_ms());
+        }
+        let verified = replication.take_verified();
+        assert!(
+            matches!(&verified[..], [Verified::Policy(policy)] if policy.text == text),
+            "{verified:?}"
+        );
+        assert_eq!(replication.counters()["crdt_refused_policies"], 1);
+        assert!(
+            fixture.ca.sign_policy("rules: [42]", now_ms()).is_err(),
+            "a bad policy is not signed"
+        );
+    }
+
+    #[test]
+    fn the_replica_survives_a_restart_and_a_damaged_snapshot_stops_the_node() {
+        let fixture = fixture();
+        let own = KeySet::generate().unwrap();
+        let mut replication = open(&fixture, own.node_id()).unwrap();
+        replication
+            .publish_record(&record(&fixture.ca, &own), now_ms())
+            .unwrap();
+        let revocation = fixture
+            .ca
+            .revoke(KeySet::generate().unwrap().node_id(), unix_seconds())
+            .unwrap();
+        let revoked = Revocation::verify(&revocation, &fixture.state)
+            .unwrap()
+            .node_id;
+        assert!(
+            replication
+                .publish_revocation(revoked, &revocation, now_ms())
+                .unwrap()
+        );
+        assert!(
+            !replication
+                .publish_revocation(revoked, &revocation, now_ms())
+                .unwrap(),
+            "held already"
+        );
+        let digest = replication.replica().digest("directory");
+        drop(replication);
+        let mut restored = open(&fixture, own.node_id()).unwrap();
+        assert_eq!(restored.replica().digest("directory"), digest);
+        let verified = restored.take_verified();
+        assert!(
+            verified
+                .iter()
+                .any(|v| matches!(v, Verified::Revocation(node, _) if *node == revoked))
+        );
+        assert!(
+            verified.iter().any(
+                |v| matches!(v, Verified::Record(record, _) if record.node_id == own.node_id())
+            )
+        );
+        drop(restored);
+        let path = fixture.dir.path().join(SNAPSHOT_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let error = open(&fixture, own.node_id()).unwrap_err();
+        assert!(matches!(error, ReplicationError::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains(SNAPSHOT_NAME), "{error}");
+        // Another node's snapshot is refused as well.
+        std::fs::write(&path, {
+            let other = Replica::new(
+                ReplicaConfig::standard(KeySet::generate().unwrap().node_id()),
+                now_ms(),
+            )
+            .unwrap();
+            other.snapshot()
+        })
+        .unwrap();
+        assert!(matches!(
+            open(&fixture, own.node_id()),
+            Err(ReplicationError::Corrupt { .. })
+        ));
+    }
+}

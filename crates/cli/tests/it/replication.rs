@@ -97,6 +97,26 @@ fn records_a_policy_change_and_a_revocation_reach_every_node_of_a_ring() {
             .all(|&p| crdt(&net, p).is_some_and(|view| view.peers.iter().all(|peer| peer.in_sync)))
             .then_some(())
     });
+    // `ctl crdt status` shows the same: three collections, both ring neighbours in sync.
+    let api = net.node(1).api_url();
+    let output = run(&["ctl", "crdt", "status", "--api", &api]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "directory",
+        "revocations",
+        "policies",
+        "peers in sync: 2 of 2",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let output = run(&["ctl", "crdt", "status", "--json", "--api", &api]);
+    let view: CrdtView = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(view.node_id, net.node(1).id);
+    assert_eq!(
+        digest(&view, "policies").map(|(d, _)| d),
+        agreed(&net, &all, "policies").map(|(d, _)| d)
+    );
     // A revocation issued at the CA crosses the ring through the replica.
     let victim = net.node(2).id;
     let config = net.node(0).config_path.display().to_string();
