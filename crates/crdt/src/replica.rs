@@ -7,8 +7,9 @@
 //! the clock and drives it with three inputs and two outputs:
 //!
 //! - inputs: [`Replica::handle_message`] for every datagram a peer sent, [`Replica::handle_timeout`]
-//!   when the deadline of [`Replica::poll_timeout`] passes, and the local mutators
-//!   ([`Replica::map_insert`] and friends);
+//!   when the deadline of [`Replica::poll_timeout`] passes, the local mutators
+//!   ([`Replica::map_insert`] and friends), and [`Replica::add_peer`] / [`Replica::sync_now`]
+//!   when a link comes up;
 //! - outputs: [`Replica::poll_transmit`] until it returns `None` after every input, and
 //!   [`Replica::poll_timeout`] for the next deadline.
 //!
@@ -438,6 +439,23 @@ impl Replica {
         } else {
             Err(CrdtError::Config(format!("peers: at most {MAX_PEERS}")))
         }
+    }
+
+    /// Sends `peer` a DIGEST now instead of at the next round, so a new link starts to sync
+    /// at once (the answer brings what either side lacks).
+    pub fn sync_now(&mut self, peer: NodeId) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        let digests: Vec<CollectionDigest> = self
+            .collections
+            .iter()
+            .map(|collection| CollectionDigest {
+                name: collection.name.as_bytes().to_vec(),
+                digest: collection.digest(),
+            })
+            .collect();
+        self.enqueue(peer, &Message::Digest(digests));
     }
 
     /// Installs the node's test for remote entries of one collection (see [`EntryCheck`]).

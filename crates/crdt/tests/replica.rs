@@ -514,3 +514,16 @@ fn peer_status_shows_which_collections_are_in_sync() {
             .all(|(_, in_sync)| *in_sync)
     );
 }
+
+#[test]
+fn sync_now_sends_one_digest_to_a_known_peer_only() {
+    let mut a = replica(1, T0);
+    a.sync_now(id(2));
+    assert!(a.poll_transmit().is_none(), "not a peer: nothing sent");
+    a.add_peer(id(2), T0).expect("room");
+    a.sync_now(id(2));
+    let transmit = a.poll_transmit().expect("a digest");
+    assert_eq!(transmit.to, id(2));
+    assert!(matches!(Message::decode(&transmit.payload), Ok(Message::Digest(d)) if d.len() == 3));
+    assert!(a.poll_transmit().is_none());
+}

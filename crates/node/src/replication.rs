@@ -210,11 +210,14 @@ impl Replication {
         &self.replica
     }
 
-    /// A neighbour's authenticated link came up.
+    /// A neighbour's authenticated link came up: it becomes a peer and a digest exchange
+    /// starts at once.
     pub fn add_peer(&mut self, peer: NodeId, now_ms: u64) {
         if self.replica.add_peer(peer, now_ms).is_err() {
             tracing::debug!(peer = %peer.short(), "CRDT peer table full");
+            return;
         }
+        self.replica.sync_now(peer);
     }
 
     /// A neighbour's link went down.
@@ -236,11 +239,15 @@ impl Replication {
 
     /// Runs a digest round if due and re-arms the timer with jitter.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        let interval = self.replica.config().sync_interval_ms;
+        if self.wake_ms > now_ms.saturating_add(2 * interval) {
+            // The wall clock went back: waiting for the old deadline could take hours.
+            self.wake_ms = now_ms;
+        }
         if now_ms < self.wake_ms {
             return;
         }
         self.replica.handle_timeout(now_ms);
-        let interval = self.replica.config().sync_interval_ms;
         let deadline = self.replica.poll_timeout().unwrap_or(now_ms + interval);
         self.wake_ms = deadline.max(now_ms) + self.jitter(interval / 5 + 1);
     }

@@ -931,6 +931,7 @@ impl Node {
                 link.connection
                     .close(transport::links::CLOSE_POLICY.into(), b"policy");
                 self.counters.links_closed_policy += 1;
+                self.replication.remove_peer(peer);
                 tracing::warn!(peer = %peer.short(), "link closed: the link policy denies it");
             }
         }
@@ -967,6 +968,7 @@ impl Node {
             self.counters.links_closed_revoked += 1;
             tracing::warn!(peer = %node.short(), "link closed: peer revoked");
         }
+        self.replication.remove_peer(node);
     }
 
     fn on_advert(&mut self, bytes: &[u8], from: SocketAddr) {
@@ -1632,9 +1634,15 @@ async fn recv_discovery(
     }
 }
 
-/// Sleeps until the wall-clock instant `wake_ms` (Unix ms); at once if it has passed.
+/// Most the replication timer sleeps in one go, so a wall clock set back cannot stall it.
+const MAX_REPLICATION_SLEEP_MS: u64 = 1_000;
+
+/// Sleeps until the wall-clock instant `wake_ms` (Unix ms), at most a second; at once if it
+/// has passed.
 async fn sleep_until_unix_ms(wake_ms: u64) {
-    let delay = wake_ms.saturating_sub(unix_millis());
+    let delay = wake_ms
+        .saturating_sub(unix_millis())
+        .min(MAX_REPLICATION_SLEEP_MS);
     tokio::time::sleep(Duration::from_millis(delay)).await;
 }
 
