@@ -310,6 +310,57 @@ impl Replication {
         SignedPolicy::verify(value, state).ok()
     }
 
+    /// On the CA node: when the policy file at `path` changed since `modified` (its mtime is
+    /// then updated) and its text differs from the policy held, signs it with the CA key and
+    /// publishes it. Returns the policy to apply; read, parse and sign errors are logged.
+    pub fn publish_policy_file(
+        &mut self,
+        ca: &identity::CertificateAuthority,
+        path: &Path,
+        state: &VerifierState,
+        modified: &mut Option<std::time::SystemTime>,
+        now_ms: u64,
+    ) -> Option<SignedPolicy> {
+        let changed = std::fs::metadata(path)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if changed.is_none() || changed == *modified {
+            return None;
+        }
+        *modified = changed;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot read the policy file");
+                return None;
+            }
+        };
+        if self
+            .policy_text(state)
+            .is_some_and(|held| held.text == text)
+        {
+            return None;
+        }
+        let result = ca
+            .sign_policy(&text, now_ms)
+            .map_err(|error| error.to_string())
+            .and_then(|signed| {
+                self.publish_policy(&signed, now_ms)
+                    .map_err(|error| error.to_string())?;
+                SignedPolicy::verify(&signed, state).map_err(|error| error.to_string())
+            });
+        match result {
+            Ok(policy) => {
+                tracing::info!(path = %path.display(), "link policy signed and published");
+                Some(policy)
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "link policy not published");
+                None
+            }
+        }
+    }
+
     /// Publishes a CA-signed link policy.
     pub fn publish_policy(&mut self, signed: &[u8], now_ms: u64) -> Result<(), ReplicationError> {
         self.replica

@@ -1088,52 +1088,18 @@ impl Node {
         }
     }
 
-    /// On the CA node: signs the configured policy file with the CA key and publishes it
-    /// mesh-wide when its text differs from the policy the replica holds.
+    /// On the CA node: publishes the policy file mesh-wide when it changed.
     fn publish_ca_policy(&mut self) {
-        let (Some(ca), Some(path)) = (
-            self.security.ca.clone(),
-            self.security.config.policy_file.clone(),
-        ) else {
-            return;
-        };
-        let modified = std::fs::metadata(&path)
-            .and_then(|meta| meta.modified())
-            .ok();
-        if modified.is_none() || modified == self.security.policy_file_modified {
-            return;
-        }
-        self.security.policy_file_modified = modified;
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "cannot read the policy file");
-                return;
-            }
-        };
-        let held = self.replication.policy_text(&self.security.state);
-        if held.as_ref().is_some_and(|held| held.text == text) {
-            return;
-        }
-        let now_ms = unix_millis();
-        let result = ca
-            .sign_policy(&text, now_ms)
-            .map_err(|error| error.to_string())
-            .and_then(|signed| {
-                self.replication
-                    .publish_policy(&signed, now_ms)
-                    .map_err(|error| error.to_string())?;
-                identity::SignedPolicy::verify(&signed, &self.security.state)
-                    .map_err(|error| error.to_string())
-            });
-        match result {
-            Ok(policy) => {
-                tracing::info!(path = %path.display(), "link policy signed and published");
-                self.apply_policy(policy);
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "link policy not published")
-            }
+        if let (Some(ca), Some(path)) = (&self.security.ca, &self.security.config.policy_file)
+            && let Some(policy) = self.replication.publish_policy_file(
+                ca,
+                path,
+                &self.security.state,
+                &mut self.security.policy_file_modified,
+                unix_millis(),
+            )
+        {
+            self.apply_policy(policy);
         }
     }
 
