@@ -16,6 +16,10 @@
 //!   that admits and revokes members). The CA node publishes its `security.policy_file`; every
 //!   other node applies the newest CA-signed policy it holds in place of its own file.
 //!
+//! A record stays in `directory` until its node overwrites or deletes it: records of revoked
+//! or departed nodes remain there (the directory table drops revoked ones), bounded by the
+//! collection's 16,384 entries.
+//!
 //! An entry that fails its check is skipped, counted per collection (`crdt_refused_*` in
 //! `/api/v1/status`) and, since its dot counts as seen, removed from the sender by the next
 //! exchange.
