@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use node::HandleError;
+use node::kvhost::KvFailure;
 
 /// Why a request could not be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ApiError {
     /// The mesh has no route to the node.
     #[error("no route: {0}")]
     NoRoute(String),
+    /// A key-value request failed.
+    #[error(transparent)]
+    Kv(#[from] KvFailure),
 }
 
 impl From<&ApiError> for StatusCode {
@@ -40,6 +44,22 @@ impl From<&ApiError> for StatusCode {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoRoute(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Kv(failure) => match failure {
+                KvFailure::Disabled => StatusCode::NOT_FOUND,
+                KvFailure::NotLeader { .. }
+                | KvFailure::NotMember
+                | KvFailure::Unavailable(_)
+                | KvFailure::ShuttingDown
+                | KvFailure::Corrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
+                KvFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                KvFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                KvFailure::BadRequest(_) => StatusCode::BAD_REQUEST,
+                KvFailure::Rejected(reason) if reason.contains("store full") => {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
+                KvFailure::Rejected(_) | KvFailure::Membership(_) => StatusCode::CONFLICT,
+                KvFailure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 }
@@ -47,10 +67,13 @@ impl From<&ApiError> for StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from(&self);
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let body = match &self {
+            ApiError::Kv(failure) => serde_json::json!({
+                "error": self.to_string(),
+                "retryable": failure.is_retryable(),
+            }),
+            _ => serde_json::json!({ "error": self.to_string() }),
+        };
+        (status, Json(body)).into_response()
     }
 }

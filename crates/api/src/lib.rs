@@ -4,6 +4,7 @@
 //! - [`server`]: `run(listener, handle, shutdown)`, the routes and their handlers.
 //! - [`error`]: `ApiError` and the one function mapping errors to HTTP status codes.
 //! - [`listener`]: `LimitedListener`, which caps concurrent connections.
+//! - [`kv`]: the key-value and Raft routes (values are raw bytes; JSON carries base64).
 //!
 //! The API reads the node only through a `node::NodeHandle`; it holds no routing state. It has
 //! no authentication yet, which is why `node.yaml` keeps it on loopback by default.
@@ -17,8 +18,20 @@
 //! | `GET /api/v1/identity` | `node::IdentityView` |
 //! | `POST /api/v1/datagrams/{node}/{port}` | raw payload (<= 1200 bytes) to another node; `node::SendOutcome` |
 //! | `GET /api/v1/datagrams[/{port}]` | datagrams received (and taken), `node::DatagramView` list |
+//! | `GET /api/v1/kv/{key}[?stale=true]` | the value (raw bytes; `x-kv-revision` header); 404 if absent |
+//! | `PUT /api/v1/kv/{key}[?ttl_ms=N\|?lease=ID]` | body is the value; `kv::PutView` |
+//! | `DELETE /api/v1/kv/{key}` | `kv::DeleteView` |
+//! | `POST /api/v1/kv/{key}` | compare-and-swap, `kv::CasBody`; `kv::CasView` (409 if the compare failed) |
+//! | `GET /api/v1/kv?prefix=P[&after=K&limit=N&stale=true]` | `kv::ListView` |
+//! | `GET /api/v1/kv?prefix=P&watch=true` | NDJSON stream of `kv::WatchLine` |
+//! | `GET /api/v1/raft` | `node::kvhost::RaftView` |
+//! | `POST`/`DELETE /api/v1/raft/voters/{node}` | add or remove a voter; `RaftView` |
+//!
+//! Key-value errors carry `"retryable": true` when the same request may succeed later
+//! (election, leader unreachable, timeout): 503 or 504.
 
 pub mod error;
+pub mod kv;
 pub mod listener;
 pub mod server;
 

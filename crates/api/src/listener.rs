@@ -11,10 +11,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Most connections served at once. The API is for local operators and scripts; a cap keeps
-/// a runaway client from exhausting file descriptors or tasks. Further clients wait in the
-/// kernel's accept queue until a connection closes.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Most connections served at once. The API serves local operators, scripts and key-value
+/// clients (a few hundred concurrent ones); a cap keeps a runaway client from exhausting file
+/// descriptors or tasks. Further clients wait in the kernel's accept queue until a connection
+/// closes.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the accept loop does not
 /// spin while the condition lasts.

@@ -45,6 +45,19 @@ pub fn app(handle: NodeHandle) -> Router {
         .route("/api/v1/datagrams", get(take_all_datagrams))
         .route("/api/v1/datagrams/{port}", get(take_port_datagrams))
         .route("/api/v1/datagrams/{node}/{port}", post(send_datagram))
+        .route("/api/v1/kv", get(crate::kv::list_or_watch))
+        .route(
+            "/api/v1/kv/{*key}",
+            get(crate::kv::get_key)
+                .put(crate::kv::put_key)
+                .delete(crate::kv::delete_key)
+                .post(crate::kv::cas_key),
+        )
+        .route("/api/v1/raft", get(crate::kv::raft_status))
+        .route(
+            "/api/v1/raft/voters/{node}",
+            post(crate::kv::add_voter).delete(crate::kv::remove_voter),
+        )
         .fallback(not_found)
         .with_state(handle)
 }

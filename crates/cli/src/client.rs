@@ -136,6 +136,195 @@ impl ApiClient {
         }
     }
 
+    /// `PUT /api/v1/kv/{key}` with `value`; `query` is `""`, `"?ttl_ms=N"` or `"?lease=ID"`.
+    pub fn kv_put(
+        &self,
+        key: &str,
+        value: &[u8],
+        query: &str,
+    ) -> Result<api::kv::PutView, ClientError> {
+        let url = format!("{}/api/v1/kv/{}{query}", self.base, encode_key(key));
+        let response = self
+            .agent
+            .put(&url)
+            .send(value)
+            .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
+    /// `GET /api/v1/kv/{key}`: the value and its revision, `None` if the key does not exist.
+    pub fn kv_get(&self, key: &str, stale: bool) -> Result<Option<(Vec<u8>, u64)>, ClientError> {
+        let query = if stale { "?stale=true" } else { "" };
+        let url = format!("{}/api/v1/kv/{}{query}", self.base, encode_key(key));
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        let status = response.status().as_u16();
+        let revision = response
+            .headers()
+            .get(api::kv::REVISION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+            .map_err(|error| ClientError::BadResponse {
+                url: url.clone(),
+                reason: error.to_string(),
+            })?;
+        match status {
+            200 => Ok(Some((body, revision))),
+            404 if error_message(&body).starts_with("not found: key") => Ok(None),
+            _ => Err(ClientError::Status {
+                url,
+                status,
+                message: error_message(&body),
+            }),
+        }
+    }
+
+    /// `DELETE /api/v1/kv/{key}`.
+    pub fn kv_delete(&self, key: &str) -> Result<api::kv::DeleteView, ClientError> {
+        let url = format!("{}/api/v1/kv/{}", self.base, encode_key(key));
+        let response = self
+            .agent
+            .delete(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
+    /// `POST /api/v1/kv/{key}`: compare-and-swap. A failed comparison is an answer (409),
+    /// not an error.
+    pub fn kv_cas(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<api::kv::CasView, ClientError> {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let body = api::kv::CasBody {
+            expected: expected.map(|e| engine.encode(e)),
+            new: engine.encode(new),
+        };
+        let url = format!("{}/api/v1/kv/{}", self.base, encode_key(key));
+        let mut response = self
+            .agent
+            .post(&url)
+            .send_json(&body)
+            .map_err(|error| self.call_error(&url, error))?;
+        if response.status().as_u16() == 409 {
+            let text =
+                response
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|error| ClientError::BadResponse {
+                        url: url.clone(),
+                        reason: error.to_string(),
+                    })?;
+            if let Ok(view) = serde_json::from_str::<api::kv::CasView>(&text) {
+                return Ok(view);
+            }
+            return Err(ClientError::Status {
+                url,
+                status: 409,
+                message: error_message(text.as_bytes()),
+            });
+        }
+        self.decode(url, response)
+    }
+
+    /// `GET /api/v1/kv?prefix=...`.
+    pub fn kv_list(
+        &self,
+        prefix: &str,
+        limit: usize,
+        stale: bool,
+    ) -> Result<api::kv::ListView, ClientError> {
+        self.get(&format!(
+            "/api/v1/kv?prefix={}&limit={limit}&stale={stale}",
+            encode_key(prefix)
+        ))
+    }
+
+    /// `GET /api/v1/kv?prefix=...&watch=true`: calls `each` for every change until the stream
+    /// ends or `each` returns false. Not bounded by the client's timeout.
+    pub fn kv_watch(
+        &self,
+        prefix: &str,
+        mut each: impl FnMut(api::kv::WatchLine) -> bool,
+    ) -> Result<(), ClientError> {
+        use std::io::BufRead;
+        let url = format!(
+            "{}/api/v1/kv?prefix={}&watch=true",
+            self.base,
+            encode_key(prefix)
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.body_mut().read_to_vec().unwrap_or_default();
+            return Err(ClientError::Status {
+                url,
+                status,
+                message: error_message(&body),
+            });
+        }
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|error| ClientError::BadResponse {
+                url: url.clone(),
+                reason: error.to_string(),
+            })?;
+            let event: api::kv::WatchLine =
+                serde_json::from_str(&line).map_err(|error| ClientError::BadResponse {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                })?;
+            if !each(event) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /api/v1/raft`.
+    pub fn raft_status(&self) -> Result<node::kvhost::RaftView, ClientError> {
+        self.get("/api/v1/raft")
+    }
+
+    /// `POST /api/v1/raft/voters/{node}` (`add`) or `DELETE` (remove).
+    pub fn raft_voter(
+        &self,
+        node: &NodeId,
+        add: bool,
+    ) -> Result<node::kvhost::RaftView, ClientError> {
+        if add {
+            return self.post(&format!("/api/v1/raft/voters/{node}"), b"");
+        }
+        let url = format!("{}/api/v1/raft/voters/{node}", self.base);
+        let response = self
+            .agent
+            .delete(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
     /// GETs `path` and decodes the JSON body.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
@@ -174,10 +363,7 @@ impl ApiClient {
                 reason: error.to_string(),
             })?;
         if status != 200 {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|json| json["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(200).collect());
+            let message = error_message(body.as_bytes());
             return Err(ClientError::Status {
                 url,
                 status,
@@ -209,6 +395,27 @@ impl ApiClient {
             reason,
         }
     }
+}
+
+/// The `error` field of a JSON error body, or the start of the body.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| json["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
+/// Percent-encodes a key for a URL path or query (unreserved characters and `/` stay).
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Accepts `http://host:port[/]` and returns it without the trailing slash.

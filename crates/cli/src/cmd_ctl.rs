@@ -1,5 +1,6 @@
 //! `x0tta6bl4 ctl`: asks a running node for its status, peers, routes, identity or replicated
-//! state, and sends or receives datagrams.
+//! state, sends or receives datagrams, and uses its key-value store (`ctl kv ...`,
+//! `ctl raft ...`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -66,6 +67,18 @@ pub enum CtlQuery {
         #[command(subcommand)]
         query: CrdtQuery,
     },
+    /// The replicated key-value store (any node with a `kv` section forwards to the leader).
+    Kv {
+        /// The operation.
+        #[command(subcommand)]
+        op: KvOp,
+    },
+    /// The Raft group of the key-value store.
+    Raft {
+        /// The operation.
+        #[command(subcommand)]
+        op: RaftOp,
+    },
 }
 
 /// What `ctl crdt` can show.
@@ -75,9 +88,112 @@ pub enum CrdtQuery {
     Status,
 }
 
+/// Key-value operations.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KvOp {
+    /// Write a value (`-` reads it from stdin).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Delete the key after this many milliseconds (a new lease).
+        #[arg(long, conflicts_with = "lease")]
+        ttl_ms: Option<u64>,
+        /// Attach the key to this existing lease.
+        #[arg(long)]
+        lease: Option<u64>,
+    },
+    /// Read a value (linearizable unless --stale).
+    Get {
+        /// The key.
+        key: String,
+        /// Read this node's replica without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Delete a key.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Write NEW only if the key holds --expected (or, with --absent, does not exist).
+    Cas {
+        /// The key.
+        key: String,
+        /// The new value.
+        new: String,
+        /// The value the key must hold.
+        #[arg(long, required_unless_present = "absent")]
+        expected: Option<String>,
+        /// The key must not exist.
+        #[arg(long, conflicts_with = "expected")]
+        absent: bool,
+    },
+    /// List keys under a prefix.
+    Ls {
+        /// The prefix (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Most keys shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Read this node's replica without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Print changes under a prefix as they happen (until interrupted).
+    Watch {
+        /// The prefix (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+/// Raft operations.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RaftOp {
+    /// Leader, term, commit index and voters.
+    Status,
+    /// Make a node (running with a `kv` section) a voter.
+    AddVoter {
+        /// Its node id.
+        node: wire::NodeId,
+    },
+    /// Take a voter out of the group.
+    RemoveVoter {
+        /// Its node id.
+        node: wire::NodeId,
+    },
+}
+
+/// How long `ctl kv` waits: longer than the node's default request timeout (5 s), so the
+/// node's own, clearer error arrives first.
+const KV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs `ctl`: prints the answer on stdout.
 pub fn run(args: &CtlArgs) -> Result<(), CliError> {
     let url = api_url(args)?;
+    if let CtlQuery::Kv { op } = &args.query {
+        return kv(&ApiClient::new(&url, KV_TIMEOUT)?, op, args.json);
+    }
+    if let CtlQuery::Raft { op } = &args.query {
+        let client = ApiClient::new(&url, KV_TIMEOUT)?;
+        let view = match op {
+            RaftOp::Status => client.raft_status()?,
+            RaftOp::AddVoter { node } => client.raft_voter(node, true)?,
+            RaftOp::RemoveVoter { node } => client.raft_voter(node, false)?,
+        };
+        println!(
+            "{}",
+            if args.json {
+                to_json(&view)
+            } else {
+                render::raft(&view)
+            }
+        );
+        return Ok(());
+    }
     let client = ApiClient::new(&url, CTL_TIMEOUT)?;
     let label = render::short_id;
     let text = match (args.query.clone(), args.json) {
@@ -124,6 +240,115 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        (CtlQuery::Kv { .. } | CtlQuery::Raft { .. }, _) => return Ok(()),
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn value_arg(value: &str) -> Result<Vec<u8>, CliError> {
+    if value != "-" {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin(), kv::limits::MAX_VALUE_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|error| CliError::Usage(format!("cannot read the value from stdin: {error}")))?;
+    Ok(bytes)
+}
+
+fn kv(client: &ApiClient, op: &KvOp, json: bool) -> Result<(), CliError> {
+    let text = match op {
+        KvOp::Put {
+            key,
+            value,
+            ttl_ms,
+            lease,
+        } => {
+            let query = match (ttl_ms, lease) {
+                (Some(ttl), _) => format!("?ttl_ms={ttl}"),
+                (None, Some(lease)) => format!("?lease={lease}"),
+                (None, None) => String::new(),
+            };
+            let view = client.kv_put(key, &value_arg(value)?, &query)?;
+            if json {
+                to_json(&view)
+            } else {
+                match view.lease {
+                    Some(lease) => format!("OK revision {} lease {lease}", view.revision),
+                    None => format!("OK revision {}", view.revision),
+                }
+            }
+        }
+        KvOp::Get { key, stale } => match client.kv_get(key, *stale)? {
+            Some((value, revision)) if json => to_json(&serde_json::json!({
+                "key": key,
+                "value": String::from_utf8(value.clone()).ok(),
+                "value_hex": hex::encode(&value),
+                "revision": revision,
+            })),
+            Some((value, _)) => String::from_utf8_lossy(&value).into_owned(),
+            None => return Err(CliError::Usage(format!("key {key:?} not found"))),
+        },
+        KvOp::Del { key } => {
+            let view = client.kv_delete(key)?;
+            if json {
+                to_json(&view)
+            } else if view.existed {
+                format!("deleted {key:?} (revision {})", view.revision)
+            } else {
+                format!("{key:?} did not exist")
+            }
+        }
+        KvOp::Cas {
+            key,
+            new,
+            expected,
+            absent,
+        } => {
+            let expected = if *absent {
+                None
+            } else {
+                expected.as_deref().map(str::as_bytes)
+            };
+            let view = client.kv_cas(key, expected, &value_arg(new)?)?;
+            if json {
+                println!("{}", to_json(&view));
+            } else if view.succeeded {
+                println!("OK revision {}", view.revision);
+            }
+            if !view.succeeded {
+                return Err(CliError::Usage(
+                    view.error.unwrap_or_else(|| "compare failed".to_string()),
+                ));
+            }
+            return Ok(());
+        }
+        KvOp::Ls {
+            prefix,
+            limit,
+            stale,
+        } => {
+            let view = client.kv_list(prefix, *limit, *stale)?;
+            if json {
+                to_json(&view)
+            } else {
+                render::kv_list(&view)
+            }
+        }
+        KvOp::Watch { prefix } => {
+            client.kv_watch(prefix, |line| {
+                if json {
+                    println!("{}", serde_json::to_string(&line).unwrap_or_default());
+                } else {
+                    println!("{}", render::watch_line(&line));
+                }
+                line.kind != "lagged"
+            })?;
+            return Ok(());
+        }
     };
     println!("{text}");
     Ok(())

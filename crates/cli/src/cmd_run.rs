@@ -15,6 +15,9 @@ use crate::CliError;
 /// How long open API requests may take to finish after shutdown began.
 const API_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Worker threads of a node that hosts the key-value store.
+const KV_WORKER_THREADS: usize = 2;
+
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -28,12 +31,20 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let config = NodeConfig::load(&args.config)?;
     init_logging();
-    // One thread is plenty: the node loop and the API both do little work per event, and a
-    // single thread keeps the daemon light on small machines.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
+    // One thread is plenty for the mesh: the node loop and the API both do little work per
+    // event, and a single thread keeps the daemon light on small machines. A node hosting the
+    // key-value store gets two workers, so Raft, client requests and the loop share two cores.
+    let runtime = if config.kv.is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(KV_WORKER_THREADS)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(CliError::Runtime)?;
     runtime.block_on(serve(config))
 }
 

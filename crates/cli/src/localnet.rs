@@ -213,6 +213,26 @@ impl LocalNet {
         })
     }
 
+    /// Gives every node a `kv` section naming the nodes at `voters` (0-based positions) as
+    /// the store's voters; `extra` adds lines under `kv` (indented by four spaces). Call before
+    /// the nodes first start.
+    pub fn enable_kv(&self, voters: &[usize], extra: &str) -> Result<(), LocalNetError> {
+        let ids: Vec<String> = voters
+            .iter()
+            .filter_map(|position| self.nodes.get(*position))
+            .map(|node| format!("'{}'", node.id))
+            .collect();
+        let section = format!("  kv:\n    voters: [{}]\n{extra}", ids.join(", "));
+        for node in &self.nodes {
+            let mut yaml = std::fs::read_to_string(&node.config_path)
+                .map_err(io_error(format!("reading {}", node.config_path.display())))?;
+            yaml.push_str(&section);
+            std::fs::write(&node.config_path, yaml)
+                .map_err(io_error(format!("writing {}", node.config_path.display())))?;
+        }
+        Ok(())
+    }
+
     /// The nodes, in order.
     pub fn nodes(&self) -> &[LocalNode] {
         &self.nodes

@@ -224,6 +224,87 @@ pub fn format_duration_ms(ms: u64) -> String {
     }
 }
 
+fn bytes_text(base64_text: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_text)
+        .unwrap_or_default();
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => format!("0x{}", hex::encode(error.as_bytes())),
+    }
+}
+
+/// A key listing: key, revision, value.
+pub fn kv_list(view: &api::kv::ListView) -> String {
+    let mut table = table(&["key", "revision", "lease", "value"]);
+    for item in &view.items {
+        table.add_row(vec![
+            bytes_text(&item.key),
+            item.revision.to_string(),
+            item.lease.map_or(String::new(), |l| l.to_string()),
+            bytes_text(&item.value),
+        ]);
+    }
+    let mut text = table.to_string();
+    if view.items.is_empty() {
+        text = "no keys".to_string();
+    }
+    if let Some(next) = &view.next {
+        text.push_str(&format!("\n(more keys after {:?})", bytes_text(next)));
+    }
+    text
+}
+
+/// One watched change.
+pub fn watch_line(line: &api::kv::WatchLine) -> String {
+    match line.kind.as_str() {
+        "put" => format!(
+            "put {} = {} (revision {})",
+            bytes_text(line.key.as_deref().unwrap_or_default()),
+            bytes_text(line.value.as_deref().unwrap_or_default()),
+            line.revision
+        ),
+        "delete" => format!(
+            "delete {} (revision {})",
+            bytes_text(line.key.as_deref().unwrap_or_default()),
+            line.revision
+        ),
+        "reset" => format!(
+            "reset: state replaced by a snapshot at revision {}; re-list",
+            line.revision
+        ),
+        _ => "lagged: changes were missed; re-list and watch again".to_string(),
+    }
+}
+
+/// Raft status of a member.
+pub fn raft(view: &node::kvhost::RaftView) -> String {
+    let list = |ids: &[NodeId]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.iter()
+                .map(NodeId::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let optional = |value: Option<u64>| value.map_or("none".to_string(), |v| v.to_string());
+    format!(
+        "node          {} (raft id {:016x})\nstate         {}\nleader        {}\nterm          {}\ncommit index  {}\nlast applied  {}\nvoters        {}\nlearners      {}",
+        view.node,
+        view.raft_id,
+        view.state,
+        view.leader.map_or("none".to_string(), |l| l.to_string()),
+        view.term,
+        optional(view.commit_index),
+        optional(view.last_applied),
+        list(&view.voters),
+        list(&view.learners),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

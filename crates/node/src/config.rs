@@ -98,6 +98,63 @@ struct NodeConfigFile {
     routing: RoutingSection,
     security: SecuritySection,
     api: ApiSection,
+    /// Absent: this node runs no key-value store (and refuses its link streams).
+    kv: Option<KvSection>,
+}
+
+/// `node_config.kv`: the replicated key-value store (Raft over mesh links). Present means
+/// enabled; every node of one store lists the same voters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct KvSection {
+    /// The voting members: 3 or 5 node ids (hex, as `ctl identity` prints them). Required.
+    /// Other nodes with a `kv` section forward their requests to the leader.
+    voters: Vec<String>,
+    /// Leader heartbeat period. Default: 100.
+    heartbeat_ms: u64,
+    /// Election timeout range: a follower campaigns after its leader lease (the upper bound)
+    /// plus a random timeout from this range, about 1 s with the defaults, like etcd's.
+    /// Defaults: 450 and 550.
+    election_timeout_min_ms: u64,
+    election_timeout_max_ms: u64,
+    /// Upper bound on one request, forwarding and retries during an election included.
+    /// Default: 5000.
+    request_timeout_ms: u64,
+    /// Largest key in bytes (at most 1024). Default: 1024.
+    max_key_bytes: usize,
+    /// Largest value in bytes (at most 65536). Default: 65536.
+    max_value_bytes: usize,
+}
+
+impl Default for KvSection {
+    fn default() -> Self {
+        KvSection {
+            voters: Vec::new(),
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 450,
+            election_timeout_max_ms: 550,
+            request_timeout_ms: 5000,
+            max_key_bytes: kv::limits::MAX_KEY_BYTES,
+            max_value_bytes: kv::limits::MAX_VALUE_BYTES,
+        }
+    }
+}
+
+/// `node_config.kv`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvSettings {
+    /// The voters a new store is initialized with.
+    pub voters: Vec<wire::NodeId>,
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// Election timeout range.
+    pub election_timeout: (Duration, Duration),
+    /// Upper bound on one request.
+    pub request_timeout: Duration,
+    /// Largest key.
+    pub max_key_bytes: usize,
+    /// Largest value.
+    pub max_value_bytes: usize,
 }
 
 /// `node_config.security`: link security.
@@ -284,6 +341,8 @@ pub struct NodeConfig {
     pub tun_name: String,
     /// `network.tun_mtu`.
     pub tun_mtu: u16,
+    /// `kv`; `None` when the node runs no key-value store.
+    pub kv: Option<KvSettings>,
 }
 
 /// Whether the node creates its overlay TUN interface.
@@ -472,6 +531,10 @@ impl Validator<'_> {
                 format!("{} is out of range; IPv6 needs at least 1280 and a link datagram carries at most 1400", file.network.tun_mtu),
             ));
         }
+        let kv = match &file.kv {
+            Some(section) => Some(self.kv(section)?),
+            None => None,
+        };
         Ok(NodeConfig {
             source: self.path.to_path_buf(),
             data_dir,
@@ -488,6 +551,101 @@ impl Validator<'_> {
             tun,
             tun_name: tun_name.clone(),
             tun_mtu: file.network.tun_mtu,
+            kv,
+        })
+    }
+
+    fn kv(&self, section: &KvSection) -> Result<KvSettings, ConfigError> {
+        let field = "node_config.kv.voters";
+        if section.voters.len() != 3 && section.voters.len() != 5 {
+            return Err(self.invalid(
+                field,
+                format!(
+                    "{} voters listed; a store has 3 or 5 (an odd number, so a majority survives a failure)",
+                    section.voters.len()
+                ),
+            ));
+        }
+        let mut voters = Vec::with_capacity(section.voters.len());
+        let mut raft_ids = std::collections::HashMap::new();
+        for (index, text) in section.voters.iter().enumerate() {
+            let item = format!("{field}[{index}]");
+            let id: wire::NodeId = text.trim().parse().map_err(|error| {
+                self.invalid(&item, format!("{text:?} is not a node id (32 hex digits, as `ctl identity` prints): {error}"))
+            })?;
+            if voters.contains(&id) {
+                return Err(self.invalid(&item, format!("{id} is listed twice")));
+            }
+            if let Some(other) = raft_ids.insert(crate::kvhost::raft_id(&id), id) {
+                return Err(self.invalid(
+                    &item,
+                    format!("{id} and {other} share their first 8 bytes, which name a voter inside the store; they cannot both vote"),
+                ));
+            }
+            voters.push(id);
+        }
+        let heartbeat = Duration::from_millis(section.heartbeat_ms);
+        if !(10..=10_000).contains(&section.heartbeat_ms) {
+            return Err(self.invalid(
+                "node_config.kv.heartbeat_ms",
+                format!("{} is out of range; use 10 to 10000", section.heartbeat_ms),
+            ));
+        }
+        let (min, max) = (
+            section.election_timeout_min_ms,
+            section.election_timeout_max_ms,
+        );
+        if min <= section.heartbeat_ms || min > 60_000 {
+            return Err(self.invalid(
+                "node_config.kv.election_timeout_min_ms",
+                format!(
+                    "{min} must exceed heartbeat_ms ({}) and be at most 60000",
+                    section.heartbeat_ms
+                ),
+            ));
+        }
+        if max <= min || max > 120_000 {
+            return Err(self.invalid(
+                "node_config.kv.election_timeout_max_ms",
+                format!("{max} must exceed election_timeout_min_ms ({min}) and be at most 120000"),
+            ));
+        }
+        if !(100..=600_000).contains(&section.request_timeout_ms) {
+            return Err(self.invalid(
+                "node_config.kv.request_timeout_ms",
+                format!(
+                    "{} is out of range; use 100 to 600000",
+                    section.request_timeout_ms
+                ),
+            ));
+        }
+        if !(1..=kv::limits::MAX_KEY_BYTES).contains(&section.max_key_bytes) {
+            return Err(self.invalid(
+                "node_config.kv.max_key_bytes",
+                format!(
+                    "{} is out of range; use 1 to {}",
+                    section.max_key_bytes,
+                    kv::limits::MAX_KEY_BYTES
+                ),
+            ));
+        }
+        if section.max_value_bytes > kv::limits::MAX_VALUE_BYTES {
+            return Err(self.invalid(
+                "node_config.kv.max_value_bytes",
+                format!(
+                    "{} is out of range; use 0 to {}",
+                    section.max_value_bytes,
+                    kv::limits::MAX_VALUE_BYTES
+                ),
+            ));
+        }
+        Ok(KvSettings {
+            voters,
+            heartbeat,
+            election_timeout: (Duration::from_millis(min), Duration::from_millis(max)),
+            request_timeout: Duration::from_millis(section.request_timeout_ms),
+            max_key_bytes: section.max_key_bytes,
+            max_value_bytes: section.max_value_bytes,
         })
     }
 
@@ -604,6 +762,25 @@ mod tests {
     }
 
     #[test]
+    fn kv_section_is_read_with_defaults_and_absent_means_disabled() {
+        assert_eq!(parse("node_config: {}\n").unwrap().kv, None);
+        let text = "node_config:
+  kv:
+    voters: ['01000000000000000000000000000000', '02000000000000000000000000000000', '03000000000000000000000000000000']
+    heartbeat_ms: 50
+";
+        let kv = parse(text).unwrap().kv.expect("kv enabled");
+        assert_eq!(kv.voters.len(), 3);
+        assert_eq!(kv.heartbeat, Duration::from_millis(50));
+        assert_eq!(
+            kv.election_timeout,
+            (Duration::from_millis(450), Duration::from_millis(550))
+        );
+        assert_eq!(kv.request_timeout, Duration::from_secs(5));
+        assert_eq!(kv.max_value_bytes, kv::limits::MAX_VALUE_BYTES);
+    }
+
+    #[test]
     fn every_field_is_read() {
         let text = "node_config:
   identity: { data_dir: /var/lib/x0, key_file: keys/k.pem }
@@ -705,6 +882,34 @@ mod tests {
             (
                 "node_config:\n  network: { interfaces: eth0 }\n",
                 "node_config.network.interfaces: expected sequence",
+            ),
+            (
+                "node_config:\n  kv: { voters: [] }\n",
+                "node_config.kv.voters: 0 voters listed; a store has 3 or 5",
+            ),
+            (
+                "node_config:\n  kv: { votrs: [] }\n",
+                "node_config.kv.votrs: unknown field `votrs`",
+            ),
+            (
+                "node_config:\n  kv: { voters: [a, b, c] }\n",
+                "node_config.kv.voters[0]: \"a\" is not a node id",
+            ),
+            (
+                "node_config:\n  kv: { voters: ['01000000000000000000000000000000', '02000000000000000000000000000000', '01000000000000000000000000000000'] }\n",
+                "node_config.kv.voters[2]: 01000000000000000000000000000000 is listed twice",
+            ),
+            (
+                "node_config:\n  kv: { voters: ['00000000000000000000000000000001', '00000000000000000000000000000002', '00000000000000000000000000000003'] }\n",
+                "node_config.kv.voters[1]: 00000000000000000000000000000002 and 00000000000000000000000000000001 share their first 8 bytes",
+            ),
+            (
+                "node_config:\n  kv: { voters: ['01000000000000000000000000000000', '02000000000000000000000000000000', '03000000000000000000000000000000'], max_value_bytes: 70000 }\n",
+                "node_config.kv.max_value_bytes: 70000 is out of range",
+            ),
+            (
+                "node_config:\n  kv: { voters: ['01000000000000000000000000000000', '02000000000000000000000000000000', '03000000000000000000000000000000'], election_timeout_min_ms: 600 }\n",
+                "node_config.kv.election_timeout_max_ms: 550 must exceed election_timeout_min_ms (600)",
             ),
         ];
         for (text, expected) in cases {

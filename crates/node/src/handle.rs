@@ -47,12 +47,24 @@ pub enum HandleError {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     requests: mpsc::Sender<Request>,
+    kv: Option<crate::kvhost::KvHost>,
 }
 
 impl NodeHandle {
     pub(crate) fn channel() -> (NodeHandle, mpsc::Receiver<Request>) {
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE_CAPACITY);
-        (NodeHandle { requests }, receiver)
+        (NodeHandle { requests, kv: None }, receiver)
+    }
+
+    pub(crate) fn with_kv(mut self, kv: Option<crate::kvhost::KvHost>) -> NodeHandle {
+        self.kv = kv;
+        self
+    }
+
+    /// The node's key-value store, `None` when `node.yaml` has no `kv` section. Its calls do
+    /// not go through the node's loop.
+    pub fn kv(&self) -> Option<&crate::kvhost::KvHost> {
+        self.kv.as_ref()
     }
 
     /// Node identity, uptime, counts and counters.

@@ -17,6 +17,8 @@
 //! - [`clock`]: the one place the daemon reads time, as routing `Timestamp`s.
 //! - [`runtime`]: `Node`, the event loop over links, discovery, timers and snapshot requests.
 //! - [`handle`]: `NodeHandle`, bounded request/response access to the running node.
+//! - [`kvhost`]: `KvHost`, the Raft key-value store hosted by the node, its RPC and forwarded
+//!   requests on mesh link streams.
 //! - [`view`]: the status, peer and route snapshots the API serves.
 //! - [`error`]: `NodeError`, why `init` or `run` failed.
 //! - [`supervisor`]: local processes declared in `node.yaml`, restarted with back-off.
@@ -38,6 +40,7 @@ pub mod executor;
 pub mod handle;
 pub mod identity;
 pub mod init;
+pub mod kvhost;
 pub mod membership;
 pub mod monitor;
 pub mod ogm_auth;
@@ -47,7 +50,7 @@ pub mod seq_store;
 pub mod supervisor;
 pub mod view;
 
-pub use config::{ConfigError, NodeConfig, TunMode};
+pub use config::{ConfigError, KvSettings, NodeConfig, TunMode};
 pub use error::NodeError;
 pub use handle::{HandleError, NodeHandle};
 pub use init::{InitReport, init};

@@ -43,6 +43,7 @@ use crate::dataplane::{self, DataHeader, OverlayMap};
 use crate::directory::Directory;
 use crate::handle::{NodeHandle, Request};
 use crate::identity::{NodeIdentity, check_private_dir};
+use crate::kvhost::KvHost;
 use crate::membership::{self, Membership};
 use crate::ogm_auth::{DirectoryOgmVerifier, NodeOgmSigner};
 use crate::replication::{self, Replication, Verified};
@@ -109,6 +110,8 @@ pub struct Node {
     sessions: session::Sessions,
     /// Carrier state of each discovery interface, by kernel index.
     carrier: HashMap<u32, bool>,
+    /// The key-value store, when `node.yaml` has a `kv` section.
+    kv: Option<KvHost>,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -281,6 +284,7 @@ impl Node {
             certificate.clone(),
         )?;
         let listen = links.local_addr()?;
+        let kv = KvHost::start(config, keys.node_id(), &links);
         let discovery = if config.interfaces.is_empty() {
             None
         } else {
@@ -328,6 +332,7 @@ impl Node {
         });
         let renew_after = renewal_time(&clock, &membership, now_unix);
         let (handle, requests) = NodeHandle::channel();
+        let handle = handle.with_kv(kv.clone());
         let mut security = Security {
             keys,
             membership,
@@ -375,6 +380,7 @@ impl Node {
             inbox: std::collections::VecDeque::new(),
             sessions,
             carrier: HashMap::new(),
+            kv,
             _own_handle: handle.clone(),
         };
         node.apply_verified();
@@ -424,7 +430,10 @@ impl Node {
             };
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
-                Step::Tick => self.housekeeping().await,
+                Step::Tick => {
+                    self.housekeeping().await;
+                    self.kv_refresh_routes();
+                }
                 Step::Replication => self.replication.handle_timeout(unix_millis()),
                 Step::Carrier => self.check_carrier(),
                 Step::Request(request) => self.answer(request),
@@ -452,6 +461,9 @@ impl Node {
         }
         if let Err(error) = self.replication.persist(unix_millis()) {
             tracing::warn!(%error, "cannot save the replicated state at shutdown");
+        }
+        if let Some(kv) = &self.kv {
+            kv.shutdown().await;
         }
         self.links.close();
         tracing::info!(node = %self.node_id(), "stopped");
@@ -484,6 +496,9 @@ impl Node {
                             link.connection.stats().udp_tx.bytes;
                     }
                     self.replication.remove_peer(node);
+                    if let Some(kv) = &self.kv {
+                        kv.set_link(node, None);
+                    }
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
             }
@@ -859,6 +874,9 @@ impl Node {
         self.router.hello_now(now);
         self.router.handle_timeout(now);
         self.replication.add_peer(peer, unix_millis());
+        if let Some(kv) = &self.kv {
+            kv.set_link(peer, Some(&connection));
+        }
         self.active.insert(
             peer,
             ActiveLink {
@@ -961,6 +979,9 @@ impl Node {
         } else {
             self.router
                 .handle_originator_revoked(self.clock.now(), &node);
+        }
+        if let Some(kv) = &self.kv {
+            kv.set_link(node, None);
         }
         if let Some(link) = self.active.remove(&node) {
             self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
@@ -1278,6 +1299,9 @@ impl Node {
             if matches!(event, Event::RouteChanged { .. }) {
                 self.overlay_stale = true;
             }
+            if let Some(kv) = &self.kv {
+                kv.on_route_event(&event);
+            }
             self.log_event(&event);
         }
         if let Some(seq) = self.router.newest_seq(&self.router.local_id())
@@ -1289,6 +1313,19 @@ impl Node {
             );
         }
         Ok(())
+    }
+
+    /// Gives the key-value store the whole routing table (routing events may be dropped under
+    /// load; this repairs its copy every tick).
+    fn kv_refresh_routes(&self) {
+        if let Some(kv) = &self.kv {
+            kv.set_routes(
+                self.router
+                    .routes()
+                    .into_iter()
+                    .map(|route| (route.destination, route.next_hop)),
+            );
+        }
     }
 
     fn log_event(&self, event: &Event) {

@@ -23,7 +23,7 @@ pub mod udp;
 
 pub use address_book::{AddressBook, MAX_ADDRESS_BOOK_ENTRIES};
 pub use error::TransportError;
-pub use links::{LinkEndpoint, LinkEvent, LinkInfo, LinkSettings};
+pub use links::{IncomingRequest, LinkEndpoint, LinkEvent, LinkInfo, LinkSettings};
 pub use udp::{
     DISCOVERY_GROUP, Interface, MAX_INTERFACES, RECV_BUFFER_BYTES, StaticPeer, Transport,
     TransportConfig, TransportStats,

@@ -3,7 +3,9 @@
 //!
 //! Routing and data packets travel as QUIC datagrams; records and revocations as
 //! unidirectional streams; joins and renewals as one request/response on a bidirectional
-//! stream. The endpoint runs a task per connection that turns what arrives into
+//! stream of their own connection. Bidirectional streams on a link are service requests
+//! (Raft RPC and forwarded key-value requests), handed to the receiver registered with
+//! [`LinkEndpoint::serve_requests`] and refused when none is. The endpoint runs a task per connection that turns what arrives into
 //! [`LinkEvent`]s on one bounded channel; the node's loop consumes them and decides which
 //! links to keep. Nothing is trusted until the handshake and every certificate check pass.
 
@@ -51,6 +53,26 @@ pub const INITIAL_MTU: u16 = 1452;
 
 /// Error code sent when closing a link on purpose.
 pub const CLOSE_POLICY: u32 = 1;
+
+/// Most concurrent request streams a peer may open on one link: Raft replication, votes and
+/// forwarded client requests of up to a few hundred concurrent clients. quinn makes the
+/// opener wait for room beyond this.
+pub const MAX_CONCURRENT_REQUEST_STREAMS: u32 = 256;
+
+/// Error code on a request stream refused because this node serves no requests or its queue
+/// is full.
+pub const REFUSED_REQUEST: u32 = 1;
+
+/// A bidirectional stream a linked peer opened: one request, one answer.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The authenticated peer that opened it (a relay, for requests from farther away).
+    pub from: NodeId,
+    /// Where the answer goes.
+    pub send: quinn::SendStream,
+    /// Where the request comes from.
+    pub receive: quinn::RecvStream,
+}
 
 /// What a link endpoint needs to know.
 #[derive(Debug, Clone)]
@@ -195,6 +217,7 @@ struct Inner {
     settings: LinkSettings,
     events: mpsc::Sender<LinkEvent>,
     stats: LinkStats,
+    requests: std::sync::OnceLock<mpsc::Sender<IncomingRequest>>,
 }
 
 impl LinkEndpoint {
@@ -220,6 +243,7 @@ impl LinkEndpoint {
             settings,
             events,
             stats: LinkStats::default(),
+            requests: std::sync::OnceLock::new(),
         });
         tokio::spawn(accept_loop(inner.clone()));
         Ok((LinkEndpoint { inner }, receiver))
@@ -234,6 +258,24 @@ impl LinkEndpoint {
                 address: self.inner.settings.listen,
                 source,
             })
+    }
+
+    /// Hands request streams peers open on links to `sender` from now on (once; later calls
+    /// are ignored). A full channel refuses the stream rather than waiting.
+    pub fn serve_requests(&self, sender: mpsc::Sender<IncomingRequest>) {
+        if self.inner.requests.set(sender).is_err() {
+            tracing::warn!("request streams already have a receiver");
+        }
+    }
+
+    /// Opens a request stream to the peer of `connection`.
+    pub async fn open_request(
+        connection: &quinn::Connection,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+        connection
+            .open_bi()
+            .await
+            .map_err(|error| TransportError::Link(error.to_string()))
     }
 
     /// Counters.
@@ -419,7 +461,7 @@ fn transport_config() -> quinn::TransportConfig {
         .keep_alive_interval(Some(KEEP_ALIVE))
         .initial_mtu(INITIAL_MTU)
         .max_concurrent_uni_streams(MAX_CONCURRENT_UNI_STREAMS.into())
-        .max_concurrent_bidi_streams(4u32.into());
+        .max_concurrent_bidi_streams(MAX_CONCURRENT_REQUEST_STREAMS.into());
     config
 }
 
@@ -555,6 +597,7 @@ async fn established(
     let connection_id = link.connection_id;
     tokio::spawn(read_datagrams(inner.clone(), connection.clone(), node));
     tokio::spawn(read_streams(inner.clone(), connection.clone(), node));
+    tokio::spawn(read_requests(inner.clone(), connection.clone(), node));
     deliver(inner, LinkEvent::Up { link, connection }).await;
     tracing::trace!(node = %node.short(), connection_id, "link up");
 }
@@ -623,6 +666,30 @@ async fn read_streams(inner: Arc<Inner>, connection: quinn::Connection, node: No
                 inner.stats.streams_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(node = %node.short(), %error, "stream refused");
             }
+        }
+    }
+}
+
+async fn read_requests(inner: Arc<Inner>, connection: quinn::Connection, node: NodeId) {
+    while let Ok((send, receive)) = connection.accept_bi().await {
+        let request = IncomingRequest {
+            from: node,
+            send,
+            receive,
+        };
+        let refused = match inner.requests.get() {
+            Some(sender) => match sender.try_send(request) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(request))
+                | Err(mpsc::error::TrySendError::Closed(request)) => Some(request),
+            },
+            None => Some(request),
+        };
+        if let Some(mut request) = refused {
+            inner.stats.streams_refused.fetch_add(1, Ordering::Relaxed);
+            // Either fails only if the stream is already gone, which is what refusing wants.
+            let _ = request.send.reset(REFUSED_REQUEST.into());
+            let _ = request.receive.stop(REFUSED_REQUEST.into());
         }
     }
 }

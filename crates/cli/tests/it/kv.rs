@@ -1,0 +1,196 @@
+//! The key-value store over the mesh, with real daemon processes on loopback: a 4-node ring
+//! with 3 voters, where the non-voter forwards to the leader and Raft traffic between the two
+//! voters that are not neighbours is relayed; the leader is killed and writes resume with no
+//! acknowledged write lost; bad input gets clear 4xx answers; a corrupted store is refused.
+
+use std::time::Duration;
+
+use cli::client::{ApiClient, ClientError};
+use cli::localnet::{LocalNet, LocalNetOptions};
+
+use crate::support::{binary, eventually};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client that outlives the node's own request timeout (5 s), so the node answers first.
+fn client(net: &LocalNet, position: usize) -> ApiClient {
+    ApiClient::new(&net.node(position).api_url(), Duration::from_secs(15)).unwrap()
+}
+
+fn status_of(error: &ClientError) -> u16 {
+    match error {
+        ClientError::Status { status, .. } => *status,
+        other => panic!("expected an HTTP error status, got {other}"),
+    }
+}
+
+/// Position of the current leader, as the non-voter learns it from a voter.
+fn leader(net: &LocalNet, asking: usize) -> usize {
+    eventually("a leader", TIMEOUT, || {
+        let view = client(net, asking).raft_status().ok()?;
+        net.position_of(&view.leader?)
+    })
+}
+
+/// Puts until one is acknowledged (elections answer with retryable errors meanwhile).
+fn put_until_ok(client: &ApiClient, key: &str, value: &str) -> u64 {
+    eventually(&format!("put {key} to succeed"), TIMEOUT, || {
+        match client.kv_put(key, value.as_bytes(), "") {
+            Ok(view) => Some(view.revision),
+            Err(error) => {
+                let status = status_of(&error);
+                assert!(
+                    status == 503 || status == 504,
+                    "only retryable errors while the group recovers: {error}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            }
+        }
+    })
+}
+
+#[test]
+fn ring_with_three_voters_forwards_survives_the_leader_and_refuses_bad_input() {
+    // Ring 1-2-3-4-1 (positions 0..3); voters are nodes 1, 2, 3, so nodes 1 and 3 are two hops
+    // apart and their Raft traffic is relayed through node 2 or node 4 (a non-voter).
+    let edges = [(0, 1), (1, 2), (2, 3), (3, 0)];
+    let mut net = LocalNet::create(&binary(), 4, &edges, &LocalNetOptions::default()).unwrap();
+    net.enable_kv(&[0, 1, 2], "").unwrap();
+    net.start_all().unwrap();
+    net.wait_healthy(TIMEOUT, &|| false).unwrap();
+    net.wait_converged(TIMEOUT, &|| false).unwrap();
+    let non_voter = 3;
+    let first_leader = leader(&net, non_voter);
+    assert!(
+        first_leader < 3,
+        "a voter leads, not node {}",
+        first_leader + 1
+    );
+    let view = client(&net, non_voter).raft_status().unwrap();
+    assert_eq!(view.voters.len(), 3, "{view:?}");
+    assert!(!view.voters.contains(&net.node(non_voter).id));
+
+    // The non-voter's put is forwarded to the leader; another node reads it linearizably.
+    put_until_ok(&client(&net, non_voter), "greeting", "hello mesh");
+    let reader = (first_leader + 1) % 3;
+    let (value, revision) = client(&net, reader)
+        .kv_get("greeting", false)
+        .unwrap()
+        .expect("the key is there");
+    assert_eq!(value, b"hello mesh");
+    assert!(revision > 0);
+    let read_on_non_voter = client(&net, non_voter).kv_get("greeting", false).unwrap();
+    assert_eq!(
+        read_on_non_voter.map(|(v, _)| v),
+        Some(b"hello mesh".to_vec())
+    );
+
+    // Acknowledged writes through every node.
+    let mut acknowledged = Vec::new();
+    for index in 0..20 {
+        let key = format!("acked/{index:02}");
+        let value = format!("value {index}");
+        client(&net, index % 4)
+            .kv_put(&key, value.as_bytes(), "")
+            .unwrap();
+        acknowledged.push((key, value));
+    }
+    let listed = client(&net, non_voter)
+        .kv_list("acked/", 100, false)
+        .unwrap();
+    assert_eq!(listed.items.len(), 20);
+
+    // Bad input: clear 4xx answers.
+    let big_key = "k".repeat(2000);
+    let error = client(&net, 0).kv_put(&big_key, b"v", "").unwrap_err();
+    assert_eq!(status_of(&error), 413, "{error}");
+    assert!(error.to_string().contains("exceeds the limit"), "{error}");
+    let error = client(&net, non_voter)
+        .kv_put("big", &vec![7u8; 70_000], "")
+        .unwrap_err();
+    assert_eq!(status_of(&error), 413, "{error}");
+    let cas = client(&net, non_voter)
+        .kv_cas("missing-key", Some(b"old"), b"new")
+        .unwrap();
+    assert!(!cas.succeeded);
+    assert_eq!(cas.current, None);
+    assert!(
+        cas.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{cas:?}"
+    );
+    let swapped = client(&net, 1)
+        .kv_cas("greeting", Some(b"hello mesh"), b"swapped")
+        .unwrap();
+    assert!(swapped.succeeded, "{swapped:?}");
+    let malformed: Result<serde_json::Value, _> =
+        client(&net, 1).post("/api/v1/kv/greeting", b"{not json");
+    assert_eq!(status_of(&malformed.unwrap_err()), 400);
+    let unknown: Result<serde_json::Value, _> = client(&net, 1).get("/api/v1/kv?prefx=a");
+    assert_eq!(status_of(&unknown.unwrap_err()), 400);
+    let bad_voter: Result<serde_json::Value, _> =
+        client(&net, 1).post("/api/v1/raft/voters/not-a-node", b"");
+    assert_eq!(status_of(&bad_voter.unwrap_err()), 400);
+
+    // Kill the leader: writes resume through the survivors, nothing acknowledged is lost.
+    net.kill(first_leader).unwrap();
+    let survivor = (first_leader + 1) % 3;
+    put_until_ok(&client(&net, non_voter), "after-failover", "still here");
+    let new_leader = leader(&net, non_voter);
+    assert_ne!(new_leader, first_leader);
+    for (key, value) in &acknowledged {
+        let (stored, _) = client(&net, survivor)
+            .kv_get(key, false)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {key} lost"));
+        assert_eq!(stored, value.as_bytes(), "{key}");
+    }
+    let (value, _) = client(&net, non_voter)
+        .kv_get("greeting", false)
+        .unwrap()
+        .expect("swapped value survives");
+    assert_eq!(value, b"swapped");
+
+    // With a second voter gone there is no quorum: requests get a retryable error, not a hang.
+    net.kill(new_leader).unwrap();
+    let error = client(&net, non_voter)
+        .kv_put("no-quorum", b"x", "")
+        .unwrap_err();
+    let status = status_of(&error);
+    assert!(status == 503 || status == 504, "{error}");
+    assert!(error.to_string().contains("retry"), "{error}");
+}
+
+#[test]
+fn a_corrupted_store_is_refused_and_said_so() {
+    let edges = [(0, 1), (1, 2)];
+    let mut net = LocalNet::create(&binary(), 3, &edges, &LocalNetOptions::default()).unwrap();
+    net.enable_kv(&[0, 1, 2], "").unwrap();
+    let store = net.node(2).dir.join("data").join("kv");
+    std::fs::create_dir_all(&store).unwrap();
+    for file in ["log.redb", "state.redb"] {
+        std::fs::write(store.join(file), vec![0x5a; 8192]).unwrap();
+    }
+    net.start_all().unwrap();
+    net.wait_healthy(TIMEOUT, &|| false).unwrap();
+    let error = eventually("the corrupted node to refuse", TIMEOUT, || {
+        match client(&net, 2).kv_get("anything", true) {
+            Err(error) if error.to_string().contains("refuses to serve") => Some(error),
+            _ => None,
+        }
+    });
+    assert_eq!(status_of(&error), 503);
+    let log = std::fs::read_to_string(net.node(2).log_path()).unwrap();
+    assert!(
+        log.contains("key-value store refused"),
+        "the log says why: {log}"
+    );
+    // The other two voters still form a majority and serve.
+    net.wait_converged(TIMEOUT, &|| false).unwrap();
+    put_until_ok(&client(&net, 0), "k", "v");
+    let (value, _) = client(&net, 1).kv_get("k", false).unwrap().unwrap();
+    assert_eq!(value, b"v");
+}
