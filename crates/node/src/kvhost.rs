@@ -23,7 +23,11 @@
 //!
 //! Every client call is bounded by `kv.request_timeout_ms`: a node that is not the leader
 //! forwards to the leader it knows, a node with no leader known (an election) retries every
-//! [`RETRY_PAUSE`], and when the time is up the caller gets a retryable error.
+//! [`RETRY_PAUSE`], and when the time is up the caller gets a retryable error. One forwarding
+//! attempt is given up after twice the election timeout, or as soon as this node's replica
+//! sees another leader; reads, puts and deletes then go on at the new leader (repeating a put
+//! or delete has the same effect), while a compare-and-swap or membership change answers that
+//! it may or may not have been applied.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +75,9 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Leader hints followed in a row before pausing, so two nodes with stale hints pointing at
 /// each other cannot spin.
 const MAX_HINT_HOPS: usize = 3;
+
+/// Shortest bound on one forwarding attempt.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// Operation byte of a client request.
 const OP_CLIENT: u8 = 16;
@@ -644,15 +651,19 @@ impl KvHost {
         loop {
             let attempt = match target {
                 None => self.attempt_here(&request).await,
-                Some(node) => match tokio::time::timeout_at(
-                    deadline,
-                    self.attempt_at(node, &request, deadline),
-                )
-                .await
-                {
-                    Ok(attempt) => attempt,
-                    Err(_) => return Err(last.unwrap_or_else(timed_out)),
-                },
+                Some(node) => {
+                    let attempt_deadline = deadline.min(Instant::now() + self.attempt_bound());
+                    tokio::select! {
+                        attempt = self.attempt_at(node, &request, attempt_deadline) => attempt,
+                        () = self.leader_moved_from(node) => self.abandoned(node, &request, "the leader changed")?,
+                        () = tokio::time::sleep_until(attempt_deadline) => {
+                            if Instant::now() >= deadline {
+                                return Err(last.unwrap_or_else(timed_out));
+                            }
+                            self.abandoned(node, &request, "no answer")?
+                        }
+                    }
+                }
             };
             match attempt {
                 Attempt::Done(result) => {
@@ -679,6 +690,58 @@ impl KvHost {
                 return Err(last.unwrap_or_else(timed_out));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// How long one attempt at another node may take: twice the longest election timeout,
+    /// so a leader that died is given up on about when a new one is elected.
+    fn attempt_bound(&self) -> Duration {
+        (self.shared.settings.election_timeout.1 * 2).max(MIN_ATTEMPT)
+    }
+
+    /// Completes when this node's replica sees a later term led by another node than `node`;
+    /// never for a node that holds no replica.
+    async fn leader_moved_from(&self, node: NodeId) {
+        let replica = self.serving().ok().filter(|replica| is_member(replica));
+        let Some(replica) = replica else {
+            return std::future::pending().await;
+        };
+        let old = raft_id(&node);
+        let mut metrics = replica.raft().metrics();
+        let term = metrics.borrow().current_term;
+        let moved = metrics
+            .wait_for(|m| {
+                m.current_term > term && m.current_leader.is_some_and(|leader| leader != old)
+            })
+            .await
+            .is_ok();
+        if !moved {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// An attempt at `node` given up without an answer: requests that are safe to repeat go
+    /// on; others report that they may have been applied.
+    fn abandoned(
+        &self,
+        node: NodeId,
+        request: &ClientRequest,
+        why: &str,
+    ) -> Result<Attempt, KvFailure> {
+        let repeatable = !matches!(
+            request,
+            ClientRequest::Cas { .. }
+                | ClientRequest::AddVoter { .. }
+                | ClientRequest::RemoveVoter { .. }
+        );
+        if repeatable {
+            Ok(Attempt::Retry(KvFailure::Unavailable(format!(
+                "leader {node}: {why}"
+            ))))
+        } else {
+            Err(KvFailure::Timeout(
+                u64::try_from(self.attempt_bound().as_millis()).unwrap_or(u64::MAX),
+            ))
         }
     }
 

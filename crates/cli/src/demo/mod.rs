@@ -1,10 +1,13 @@
 //! `x0tta6bl4 demo`: starts a mesh of real node processes on loopback, waits for it to
 //! converge, kills the relay on node 1's path to the farthest node, measures how fast node 1
-//! routes around it, restarts the relay, waits for reconvergence, and reports.
+//! routes around it, restarts the relay, waits for reconvergence; then gives three nodes the
+//! key-value store's voter role, writes and reads a key across nodes, kills the Raft leader
+//! and measures how long writes were unavailable ([`kvact`]), and reports.
 //!
 //! Progress goes to stderr as it happens; the route table and the summary go to stdout (with
 //! `--json`, only the summary as one JSON object). The exit code is 0 only if the mesh healed.
 
+pub mod kvact;
 pub mod measure;
 pub mod report;
 pub mod signals;
@@ -96,7 +99,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     ));
     match scenario(&mut net, &topology, args, &progress) {
         Ok(mut summary) => {
-            if !summary.healed {
+            if !summary.healed || summary.kv.as_ref().is_some_and(|kv| !kv.ok) {
                 summary.dir = Some(net.keep_files().display().to_string());
             }
             finish(net, summary, args, &progress)
@@ -213,8 +216,13 @@ fn scenario(
         api_urls: None,
         pids: None,
         dir: None,
+        kv: None,
     };
     break_and_heal(net, topology, &mut summary, progress)?;
+    if summary.healed && !interrupted() {
+        let say = |message: String| progress.say(message);
+        summary.kv = Some(kvact::run(net, &interrupted, &say)?);
+    }
     Ok(summary)
 }
 
@@ -371,7 +379,8 @@ fn finish(
             println!("node configs and logs kept in {dir}");
         }
     }
-    Ok(if summary.healed {
+    let kv_ok = summary.kv.as_ref().is_some_and(|kv| kv.ok);
+    Ok(if summary.healed && kv_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

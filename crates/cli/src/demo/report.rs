@@ -76,6 +76,8 @@ pub struct Summary {
     /// Where the nodes' configurations, data and logs are, when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The key-value act (absent when the mesh did not heal).
+    pub kv: Option<super::kvact::KvSummary>,
 }
 
 fn path_text(path: &[usize]) -> String {
@@ -179,6 +181,53 @@ impl Summary {
                 self.control_wire_bytes_per_node_s
             ),
         );
+        if let Some(kv) = &self.kv {
+            let voters = kv
+                .voters
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            row(
+                "kv",
+                format!(
+                    "voters nodes {voters}; written via node {}, read via node {}: {}",
+                    kv.written_via,
+                    kv.read_via,
+                    if kv.read_matches {
+                        "same value"
+                    } else {
+                        "MISMATCH"
+                    }
+                ),
+            );
+            if let (Some(killed), Some(gap), Some(first)) = (
+                kv.leader_killed,
+                kv.write_unavailable_ms,
+                kv.kill_to_first_write_ms,
+            ) {
+                row(
+                    "kv failover",
+                    format!(
+                        "leader node {killed} killed; writes unavailable for {gap} ms (first write {first} ms after the kill); new leader node {}",
+                        kv.new_leader.map_or("?".to_string(), |l| l.to_string())
+                    ),
+                );
+            }
+            row(
+                "kv durable",
+                format!(
+                    "key survived: {}; {} acknowledged writes, {} lost{}",
+                    if kv.key_survived { "yes" } else { "no" },
+                    kv.writes_acknowledged,
+                    kv.writes_lost,
+                    kv.reason
+                        .as_ref()
+                        .map(|r| format!("; FAILED: {r}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
         row(
             "healed",
             if self.healed {
