@@ -114,7 +114,13 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// One operation against one endpoint; `Ok` only on a 2xx answer with the expected body.
-fn put(agent: &ureq::Agent, target: Target, endpoint: &str, key: &str, value: &[u8]) -> Result<(), String> {
+fn put(
+    agent: &ureq::Agent,
+    target: Target,
+    endpoint: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), String> {
     let response = match target {
         Target::Ours => agent
             .put(&format!("{endpoint}/api/v1/kv/{key}"))
@@ -129,7 +135,10 @@ fn put(agent: &ureq::Agent, target: Target, endpoint: &str, key: &str, value: &[
     if status == 200 {
         Ok(())
     } else {
-        Err(format!("{status}: {}", body.chars().take(120).collect::<String>()))
+        Err(format!(
+            "{status}: {}",
+            body.chars().take(120).collect::<String>()
+        ))
     }
 }
 
@@ -153,10 +162,8 @@ fn get(agent: &ureq::Agent, target: Target, endpoint: &str, key: &str) -> Result
                 .post(&format!("{endpoint}/v3/kv/range"))
                 .send_json(serde_json::json!({ "key": BASE64.encode(key) }))
                 .map_err(|e| e.to_string())?;
-            let body: serde_json::Value = response
-                .body_mut()
-                .read_json()
-                .map_err(|e| e.to_string())?;
+            let body: serde_json::Value =
+                response.body_mut().read_json().map_err(|e| e.to_string())?;
             let value = body["kvs"][0]["value"]
                 .as_str()
                 .ok_or_else(|| format!("no value in {body}"))?;
@@ -308,11 +315,20 @@ struct Attempt {
     ok: bool,
 }
 
-fn failover(target: Target, endpoints: &[String], pids: &[i32], pre: Duration, post: Duration) -> Result<serde_json::Value, String> {
+fn failover(
+    target: Target,
+    endpoints: &[String],
+    pids: &[i32],
+    pre: Duration,
+    post: Duration,
+) -> Result<serde_json::Value, String> {
     let leader = wait_leader(target, endpoints, Duration::from_secs(20))?;
     let pid = *pids.get(leader).ok_or("fewer pids than endpoints")?;
     let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
-    let agents: Vec<ureq::Agent> = endpoints.iter().map(|_| agent(Duration::from_secs(2))).collect();
+    let agents: Vec<ureq::Agent> = endpoints
+        .iter()
+        .map(|_| agent(Duration::from_secs(2)))
+        .collect();
     let value = vec![b'w'; 256];
     let started = Instant::now();
     let end = started + pre + post;
@@ -371,7 +387,10 @@ fn failover(target: Target, endpoints: &[String], pids: &[i32], pre: Duration, p
     }))
 }
 
-fn start_mesh(binary: &std::path::Path, dir: &std::path::Path) -> Result<serde_json::Value, String> {
+fn start_mesh(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<serde_json::Value, String> {
     use cli::localnet::{LocalNet, LocalNetOptions};
     let options = LocalNetOptions {
         detached: true,
@@ -422,9 +441,19 @@ fn report(path: &std::path::Path) -> Result<(), String> {
         ("seq_put", "p99_ms", "sequential put p99 ms", false),
         ("put64", "ops_per_s", "puts/s, 64 clients", true),
         ("put64", "p99_ms", "put p99 ms, 64 clients", false),
-        ("get64", "ops_per_s", "linearizable gets/s, 64 clients", true),
+        (
+            "get64",
+            "ops_per_s",
+            "linearizable gets/s, 64 clients",
+            true,
+        ),
         ("get64", "p99_ms", "get p99 ms, 64 clients", false),
-        ("failover", "gap_ms", "writes resume after leader SIGKILL, ms (median)", false),
+        (
+            "failover",
+            "gap_ms",
+            "writes resume after leader SIGKILL, ms (median)",
+            false,
+        ),
     ];
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -465,7 +494,13 @@ fn main() -> std::process::ExitCode {
             let eps = endpoints(&list);
             let value = Arc::new(vec![b'x'; size]);
             let (lat, wall, errors) = run_load(target, &eps, n, clients, move |agent, ep, i| {
-                put(agent, target, ep, &format!("bench/{:08}", i % 100_000), &value)
+                put(
+                    agent,
+                    target,
+                    ep,
+                    &format!("bench/{:08}", i % 100_000),
+                    &value,
+                )
             });
             report_line(&label, target, "put", clients, lat, wall, errors);
             Ok(())
@@ -478,22 +513,32 @@ fn main() -> std::process::ExitCode {
             label,
         } => {
             let eps = endpoints(&list);
-            let seed = put(&agent(Duration::from_secs(10)), target, &eps[0], "bench/get", &[b'x'; 256]);
+            let seed = put(
+                &agent(Duration::from_secs(10)),
+                target,
+                &eps[0],
+                "bench/get",
+                &[b'x'; 256],
+            );
             match seed {
                 Err(error) => Err(format!("seed put failed: {error}")),
                 Ok(()) => {
-                    let (lat, wall, errors) = run_load(target, &eps, n, clients, move |agent, ep, _| {
-                        match get(agent, target, ep, "bench/get")? {
-                            256 => Ok(()),
-                            other => Err(format!("read {other} bytes, not 256")),
-                        }
-                    });
+                    let (lat, wall, errors) =
+                        run_load(target, &eps, n, clients, move |agent, ep, _| {
+                            match get(agent, target, ep, "bench/get")? {
+                                256 => Ok(()),
+                                other => Err(format!("read {other} bytes, not 256")),
+                            }
+                        });
                     report_line(&label, target, "get", clients, lat, wall, errors);
                     Ok(())
                 }
             }
         }
-        Command::Leader { target, endpoints: list } => {
+        Command::Leader {
+            target,
+            endpoints: list,
+        } => {
             wait_leader(target, &endpoints(&list), Duration::from_secs(20)).map(|i| println!("{i}"))
         }
         Command::Failover {
@@ -504,7 +549,10 @@ fn main() -> std::process::ExitCode {
             post_s,
             label,
         } => {
-            let pids: Vec<i32> = pids.split(',').filter_map(|p| p.trim().parse().ok()).collect();
+            let pids: Vec<i32> = pids
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
             failover(
                 target,
                 &endpoints(&list),
@@ -513,7 +561,11 @@ fn main() -> std::process::ExitCode {
                 Duration::from_secs(post_s),
             )
             .map(|mut v| {
-                v["label"] = serde_json::Value::from(if label.is_empty() { "failover".to_string() } else { label });
+                v["label"] = serde_json::Value::from(if label.is_empty() {
+                    "failover".to_string()
+                } else {
+                    label
+                });
                 println!("{v}");
             })
         }

@@ -113,8 +113,8 @@ struct KvSection {
     /// Leader heartbeat period. Default: 100.
     heartbeat_ms: u64,
     /// Election timeout range: a follower campaigns after its leader lease (the upper bound)
-    /// plus a random timeout from this range, about 1 s with the defaults, like etcd's.
-    /// Defaults: 450 and 550.
+    /// plus a random timeout from this range, 1.00 to 1.05 s after the last heartbeat with the
+    /// defaults, like etcd's default 1000 ms election timeout. Defaults: 475 and 525.
     election_timeout_min_ms: u64,
     election_timeout_max_ms: u64,
     /// Upper bound on one request, forwarding and retries during an election included.
@@ -131,8 +131,8 @@ impl Default for KvSection {
         KvSection {
             voters: Vec::new(),
             heartbeat_ms: 100,
-            election_timeout_min_ms: 450,
-            election_timeout_max_ms: 550,
+            election_timeout_min_ms: 475,
+            election_timeout_max_ms: 525,
             request_timeout_ms: 5000,
             max_key_bytes: kv::limits::MAX_KEY_BYTES,
             max_value_bytes: kv::limits::MAX_VALUE_BYTES,
@@ -774,7 +774,7 @@ mod tests {
         assert_eq!(kv.heartbeat, Duration::from_millis(50));
         assert_eq!(
             kv.election_timeout,
-            (Duration::from_millis(450), Duration::from_millis(550))
+            (Duration::from_millis(475), Duration::from_millis(525))
         );
         assert_eq!(kv.request_timeout, Duration::from_secs(5));
         assert_eq!(kv.max_value_bytes, kv::limits::MAX_VALUE_BYTES);
@@ -909,7 +909,7 @@ mod tests {
             ),
             (
                 "node_config:\n  kv: { voters: ['01000000000000000000000000000000', '02000000000000000000000000000000', '03000000000000000000000000000000'], election_timeout_min_ms: 600 }\n",
-                "node_config.kv.election_timeout_max_ms: 550 must exceed election_timeout_min_ms (600)",
+                "node_config.kv.election_timeout_max_ms: 525 must exceed election_timeout_min_ms (600)",
             ),
         ];
         for (text, expected) in cases {

@@ -69,7 +69,8 @@ const INCOMING_QUEUE: usize = 256;
 /// How long an incoming request may take to arrive whole; a peer that stalls is dropped.
 const INCOMING_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pause before retrying while no leader is known (an election is running).
+/// Pause before retrying while no leader is known (an election is running). A node with a
+/// replica retries at once when its replica learns of a new leader.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Leader hints followed in a row before pausing, so two nodes with stale hints pointing at
@@ -689,7 +690,29 @@ impl KvHost {
             if Instant::now() + RETRY_PAUSE >= deadline {
                 return Err(last.unwrap_or_else(timed_out));
             }
+            self.pause().await;
+        }
+    }
+
+    /// Waits [`RETRY_PAUSE`], or less when this node's replica learns of a leader it did not
+    /// know.
+    async fn pause(&self) {
+        let replica = self.serving().ok().filter(|replica| is_member(replica));
+        let Some(replica) = replica else {
             tokio::time::sleep(RETRY_PAUSE).await;
+            return;
+        };
+        let mut metrics = replica.raft().metrics();
+        let known = metrics.borrow().current_leader;
+        let news = async {
+            let _ = metrics
+                .wait_for(|m| m.current_leader.is_some() && m.current_leader != known)
+                .await
+                .is_ok();
+        };
+        tokio::select! {
+            () = news => {}
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
         }
     }
 

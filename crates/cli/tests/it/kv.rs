@@ -8,7 +8,7 @@ use std::time::Duration;
 use cli::client::{ApiClient, ClientError};
 use cli::localnet::{LocalNet, LocalNetOptions};
 
-use crate::support::{binary, eventually};
+use crate::support::{binary, eventually, one_line_failure, run};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -100,6 +100,63 @@ fn ring_with_three_voters_forwards_survives_the_leader_and_refuses_bad_input() {
         .kv_list("acked/", 100, false)
         .unwrap();
     assert_eq!(listed.items.len(), 20);
+
+    // A watch on a voter sees a change made through another node.
+    let (events, seen) = std::sync::mpsc::channel();
+    let watcher = client(&net, reader);
+    std::thread::spawn(move || {
+        let _ = watcher.kv_watch("watched/", |line| {
+            let _ = events.send(line);
+            false
+        });
+    });
+    // The watch is registered when the node takes the request, which the client cannot see:
+    // keep writing until a change arrives.
+    let line = eventually("the watch to deliver a change", TIMEOUT, || {
+        client(&net, non_voter)
+            .kv_put("watched/one", b"seen", "")
+            .unwrap();
+        seen.recv_timeout(Duration::from_millis(200)).ok()
+    });
+    assert_eq!(line.kind, "put");
+    assert_eq!(
+        line.key.as_deref(),
+        Some("d2F0Y2hlZC9vbmU="),
+        "base64 of watched/one"
+    );
+    assert_eq!(line.value.as_deref(), Some("c2Vlbg=="), "base64 of seen");
+    let watch_on_non_voter: Result<serde_json::Value, _> =
+        client(&net, non_voter).get("/api/v1/kv?prefix=a&watch=true");
+    assert_eq!(status_of(&watch_on_non_voter.unwrap_err()), 400);
+
+    // The same through `ctl`: human output, --json, and one-line errors.
+    let api = net.node(non_voter).api_url();
+    let put = run(&["ctl", "--api", &api, "kv", "put", "cli/key", "cli value"]);
+    assert!(put.status.success(), "{put:?}");
+    assert!(String::from_utf8_lossy(&put.stdout).starts_with("OK revision "));
+    let get = run(&["ctl", "--api", &api, "kv", "get", "cli/key"]);
+    assert_eq!(String::from_utf8_lossy(&get.stdout), "cli value\n");
+    let listed = run(&["ctl", "--api", &api, "kv", "ls", "cli/"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("cli value"));
+    let raft = run(&["ctl", "--api", &api, "--json", "raft", "status"]);
+    let raft: serde_json::Value = serde_json::from_slice(&raft.stdout).unwrap();
+    assert_eq!(raft["voters"].as_array().map(Vec::len), Some(3));
+    let human = run(&["ctl", "--api", &api, "raft", "status"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("commit index"));
+    let missing = one_line_failure(&run(&["ctl", "--api", &api, "kv", "get", "no/such/key"]));
+    assert!(missing.contains("not found"), "{missing}");
+    let cas = one_line_failure(&run(&[
+        "ctl",
+        "--api",
+        &api,
+        "kv",
+        "cas",
+        "no/such/key",
+        "new",
+        "--expected",
+        "old",
+    ]));
+    assert!(cas.contains("does not exist"), "{cas}");
 
     // Bad input: clear 4xx answers.
     let big_key = "k".repeat(2000);
