@@ -394,6 +394,11 @@ enum Attempt {
     Goto(NodeId),
     /// Wait, then try again from here.
     Retry(KvFailure),
+    /// The node tried did not answer: as `Retry`, and hints naming it go elsewhere.
+    Unreachable(KvFailure),
+    /// No leader known here: ask this voter (its replica may know one this node cannot learn
+    /// of, e.g. after this node was removed from the group), then wait as for `Retry`.
+    Probe(NodeId, KvFailure),
 }
 
 impl KvHost {
@@ -649,6 +654,9 @@ impl KvHost {
         let mut target = cached.filter(|leader| *leader != self.shared.local);
         let mut hops = 0;
         let mut last = None;
+        // A node that gave no answer in this request: hints naming it (from a replica that has
+        // not yet seen the election, or one no longer replicated to) go to another voter.
+        let mut failed: Option<NodeId> = None;
         loop {
             let attempt = match target {
                 None => self.attempt_here(&request).await,
@@ -675,16 +683,40 @@ impl KvHost {
                 }
                 Attempt::Goto(node) => {
                     hops += 1;
+                    let node = match failed {
+                        Some(dead) if dead == node => self.pick_voter_except(dead).unwrap_or(node),
+                        _ => node,
+                    };
                     target = (node != self.shared.local).then_some(node);
                     if hops <= MAX_HINT_HOPS {
                         continue;
                     }
+                    // After a pause a node that did not answer is tried again: it may have
+                    // been a lost connection rather than a dead leader.
                     hops = 0;
+                    failed = None;
                 }
                 Attempt::Retry(failure) => {
                     self.remember_leader(None);
                     target = None;
                     last = Some(failure);
+                }
+                Attempt::Unreachable(failure) => {
+                    self.remember_leader(None);
+                    failed = target;
+                    target = None;
+                    last = Some(failure);
+                }
+                Attempt::Probe(voter, failure) => {
+                    last = Some(failure);
+                    let voter = match failed {
+                        Some(dead) if dead == voter => {
+                            self.pick_voter_except(dead).unwrap_or(voter)
+                        }
+                        _ => voter,
+                    };
+                    target = Some(voter);
+                    continue;
                 }
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
@@ -758,7 +790,7 @@ impl KvHost {
                 | ClientRequest::RemoveVoter { .. }
         );
         if repeatable {
-            Ok(Attempt::Retry(KvFailure::Unavailable(format!(
+            Ok(Attempt::Unreachable(KvFailure::Unavailable(format!(
                 "leader {node}: {why}"
             ))))
         } else {
@@ -789,7 +821,10 @@ impl KvHost {
                 )),
             },
             Err(failure @ (KvFailure::Unavailable(_) | KvFailure::NotLeader { leader: None })) => {
-                Attempt::Retry(failure)
+                match self.pick_voter() {
+                    Some(voter) => Attempt::Probe(voter, failure),
+                    None => Attempt::Retry(failure),
+                }
             }
             result => Attempt::Done(result),
         }
@@ -815,7 +850,7 @@ impl KvHost {
                 ))),
             },
             Err(error) => {
-                return Attempt::Retry(KvFailure::Unavailable(format!(
+                return Attempt::Unreachable(KvFailure::Unavailable(format!(
                     "leader {node} not reachable: {error}"
                 )));
             }
@@ -841,13 +876,18 @@ impl KvHost {
 
     /// A configured voter other than this node, round robin.
     fn pick_voter(&self) -> Option<NodeId> {
+        self.pick_voter_except(self.shared.local)
+    }
+
+    /// A configured voter other than this node and `excluded`, round robin.
+    fn pick_voter_except(&self, excluded: NodeId) -> Option<NodeId> {
         let voters: Vec<NodeId> = self
             .shared
             .settings
             .voters
             .iter()
             .copied()
-            .filter(|voter| *voter != self.shared.local)
+            .filter(|voter| *voter != self.shared.local && *voter != excluded)
             .collect();
         if voters.is_empty() {
             return None;

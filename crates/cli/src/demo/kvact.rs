@@ -271,6 +271,8 @@ pub fn run(
     ));
     say(format!("restarting node {}", leader + 1));
     net.start(leader)?;
+    net.wait_healthy(START_TIMEOUT, interrupted)?;
+    net.wait_converged(START_TIMEOUT, interrupted)?;
     if summary.reason.is_none() {
         summary.reason = if !summary.read_matches {
             Some(format!(

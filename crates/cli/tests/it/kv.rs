@@ -192,7 +192,19 @@ fn ring_with_three_voters_forwards_survives_the_leader_and_refuses_bad_input() {
         client(&net, 1).post("/api/v1/raft/voters/not-a-node", b"");
     assert_eq!(status_of(&bad_voter.unwrap_err()), 400);
 
+    // Membership: the non-voter becomes a voter (it already runs the store), then leaves again.
+    let fourth = net.node(non_voter).id;
+    let added = client(&net, 0).raft_voter(&fourth, true).unwrap();
+    assert_eq!(added.voters.len(), 4, "{added:?}");
+    assert!(added.voters.contains(&fourth));
+    let twice = client(&net, 0).raft_voter(&fourth, true).unwrap_err();
+    assert_eq!(status_of(&twice), 409, "{twice}");
+    let removed = client(&net, 1).raft_voter(&fourth, false).unwrap();
+    assert_eq!(removed.voters.len(), 3, "{removed:?}");
+    assert!(!removed.voters.contains(&fourth));
+
     // Kill the leader: writes resume through the survivors, nothing acknowledged is lost.
+    let first_leader = leader(&net, non_voter);
     net.kill(first_leader).unwrap();
     let survivor = (first_leader + 1) % 3;
     put_until_ok(&client(&net, non_voter), "after-failover", "still here");
