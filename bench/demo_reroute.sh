@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-10}"
 shift || true
 cargo build --release --quiet -p cli
-binary=target/release/x0tta6bl4
+binary="${CARGO_TARGET_DIR:-target}/release/x0tta6bl4"
 
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
