@@ -256,6 +256,40 @@ fn wait_ping(namespace: &str, address: &str, timeout: Duration) -> bool {
     false
 }
 
+/// Packets received and sent on every veth of `namespace`.
+fn packet_counters(namespace: &str) -> u64 {
+    let json = ns_sh(namespace, &["ip", "-j", "-s", "link", "show"]);
+    let links: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    links
+        .as_array()
+        .map(|links| {
+            links
+                .iter()
+                .filter(|link| link["ifname"] != "lo")
+                .map(|link| {
+                    link["stats64"]["rx"]["packets"].as_u64().unwrap_or(0)
+                        + link["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether `relay` carries node 0's pings to `address`: during 50 pings, the relay's own veth
+/// counters must rise by at least 50 packets (each request in and out, replies may return by
+/// the other side of the ring). Returns the rise too, for the report.
+fn relay_on_path(client_ns: &str, relay_ns: &str, address: &str) -> (bool, u64) {
+    let before = packet_counters(relay_ns);
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", client_ns, "ping", "-c", "50", "-i", "0.01", "-W", "1", address,
+        ])
+        .stdout(Stdio::null())
+        .status();
+    let rise = packet_counters(relay_ns).saturating_sub(before);
+    (rise >= 50, rise)
+}
+
 /// The neighbour of node 0 that carries traffic to `address` (by veth counters during a ping).
 fn relay_by_counters(topo: &Topo, address: &str) -> usize {
     let counters = |topo: &Topo| -> Vec<u64> {
@@ -575,7 +609,15 @@ fn main() {
         ),
     ));
 
+    if args.iter().any(|arg| arg == "--throughput-only") {
+        for (label, ours, theirs, ratio) in rows {
+            println!("{label:<48} {ours:<16} {theirs:<44} {ratio}");
+        }
+        return;
+    }
+
     // ---- failover on a 6-node ring ----
+    let mut path_checks: Vec<String> = Vec::new();
     let mut ours_kill = Vec::new();
     let mut ours_down = Vec::new();
     let ours_idle;
@@ -605,60 +647,113 @@ fn main() {
         for _ in 0..reps {
             let _ = mesh.wait_converged(Duration::from_secs(30));
             let relay = mesh.next_hop(0, 3).unwrap_or(1);
+            let (on_path, rise) =
+                relay_on_path(&namespace, &mesh.nodes()[relay].namespace, &target);
+            path_checks.push(format!(
+                "x0tta6bl4 kill: relay node {} {} ({rise} packets on its veths during 50 pings)",
+                relay + 1,
+                if on_path {
+                    "on the path"
+                } else {
+                    "NOT on the path"
+                }
+            ));
             ours_kill.push(outage(&namespace, &target, || mesh.kill(relay)));
             let _ = mesh.launch(relay);
             let _ = mesh.wait_converged(Duration::from_secs(30));
             let relay = mesh.next_hop(0, 3).unwrap_or(1);
+            let (on_path, rise) =
+                relay_on_path(&namespace, &mesh.nodes()[relay].namespace, &target);
+            path_checks.push(format!(
+                "x0tta6bl4 links down: relay node {} {} ({rise} packets on its veths during 50 pings)",
+                relay + 1,
+                if on_path { "on the path" } else { "NOT on the path" }
+            ));
             ours_down.push(outage(&namespace, &target, || {
                 let _ = mesh.set_links(relay, false);
             }));
             let _ = mesh.set_links(relay, true);
         }
     }
-    let peer_runs = |name: &str, start: &dyn Fn() -> Peers| -> (Vec<f64>, Vec<f64>, f64) {
-        eprintln!("failover and idle: {name}");
-        let (mut kill, mut down) = (Vec::new(), Vec::new());
-        let peers = start();
-        if !wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE) {
-            eprintln!(
-                "{name}: never reachable; routes of node 1: {}",
-                ns_sh(&peers.topo.names[0], &["ip", "-6", "route"])
-            );
-        }
-        let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-        std::thread::sleep(Duration::from_secs(10));
-        let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-        let idle = before
-            .iter()
-            .zip(&after)
-            .map(|(b, a)| (a - b) as f64)
-            .sum::<f64>()
-            / 6.0
-            / 10.0;
-        drop(peers);
-        for _ in 0..reps {
-            let mut peers = start();
-            wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
-            let address = peers.addresses[3].clone();
-            let relay = relay_by_counters(&peers.topo, &address);
-            let namespace = peers.topo.names[0].clone();
-            kill.push(outage(&namespace, &address, || peers.kill(relay)));
-            drop(peers);
+    let mut peer_runs =
+        |name: &str, start: &dyn Fn() -> Peers| -> (Vec<f64>, Vec<f64>, f64) {
+            eprintln!("failover and idle: {name}");
+            let (mut kill, mut down) = (Vec::new(), Vec::new());
             let peers = start();
-            wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
-            let relay = relay_by_counters(&peers.topo, &address);
-            down.push(outage(&namespace, &address, || {
-                peers.topo.set_links(relay, false)
-            }));
+            if !wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE) {
+                eprintln!(
+                    "{name}: never reachable; routes of node 1: {}",
+                    ns_sh(&peers.topo.names[0], &["ip", "-6", "route"])
+                );
+            }
+            let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
+            std::thread::sleep(Duration::from_secs(10));
+            let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
+            let idle = before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| (a - b) as f64)
+                .sum::<f64>()
+                / 6.0
+                / 10.0;
             drop(peers);
-        }
-        (kill, down, idle)
-    };
+            for _ in 0..reps {
+                let mut peers = start();
+                wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
+                let address = peers.addresses[3].clone();
+                let relay = relay_by_counters(&peers.topo, &address);
+                let (on_path, rise) =
+                    relay_on_path(&peers.topo.names[0], &peers.topo.names[relay], &address);
+                path_checks.push(format!(
+                    "{name} kill: relay node {} {} ({rise} packets on its veths during 50 pings)",
+                    relay + 1,
+                    if on_path {
+                        "on the path"
+                    } else {
+                        "NOT on the path"
+                    }
+                ));
+                let namespace = peers.topo.names[0].clone();
+                kill.push(outage(&namespace, &address, || peers.kill(relay)));
+                drop(peers);
+                let peers = start();
+                wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
+                let relay = relay_by_counters(&peers.topo, &address);
+                let (on_path, rise) =
+                    relay_on_path(&peers.topo.names[0], &peers.topo.names[relay], &address);
+                path_checks.push(format!(
+                "{name} links down: relay node {} {} ({rise} packets on its veths during 50 pings)",
+                relay + 1,
+                if on_path { "on the path" } else { "NOT on the path" }
+            ));
+                down.push(outage(&namespace, &address, || {
+                    peers.topo.set_links(relay, false)
+                }));
+                drop(peers);
+            }
+            (kill, down, idle)
+        };
     let (ygg_kill, ygg_down, ygg_idle) =
         peer_runs("Yggdrasil", &|| start_yggdrasil("y", 6, &ring(6)));
     let (babel_kill, babel_down, babel_idle) = peer_runs("babeld (0.5 s hellos)", &|| {
         start_babeld("b", 6, &ring(6), "0.5")
     });
+    // Idle traffic at an equal hello rate: babeld with 100 ms hellos, the interval of our probes.
+    let babel_idle_equal = {
+        eprintln!("idle: babeld (0.1 s hellos)");
+        let peers = start_babeld("b", 6, &ring(6), "0.1");
+        wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
+        let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
+        std::thread::sleep(Duration::from_secs(10));
+        let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
+        before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b) as f64)
+            .sum::<f64>()
+            / 6.0
+            / 10.0
+    };
     let best_peer = |a: f64, b: f64| a.min(b);
     for (label, ours, ygg, babel) in [
         (
@@ -682,10 +777,20 @@ fn main() {
         ));
     }
     rows.push((
-        "idle control traffic, tx per node".into(),
+        "idle control tx per node (ours: 100 ms probes)".into(),
         format!("{ours_idle:.0} B/s"),
-        format!("Yggdrasil {ygg_idle:.0} B/s; babeld {babel_idle:.0} B/s"),
-        format!("{:.2}x babeld", ours_idle / babel_idle),
+        format!("babeld 100 ms hellos {babel_idle_equal:.0} B/s"),
+        format!("{:.2}x babeld at equal rate", ours_idle / babel_idle_equal),
+    ));
+    rows.push((
+        "idle control tx per node, other rates".into(),
+        String::new(),
+        format!("babeld 500 ms hellos {babel_idle:.0} B/s; Yggdrasil {ygg_idle:.0} B/s"),
+        format!(
+            "{:.2}x babeld 500 ms, {:.2}x Yggdrasil",
+            ours_idle / babel_idle,
+            ours_idle / ygg_idle
+        ),
     ));
 
     println!(
@@ -699,4 +804,10 @@ fn main() {
         println!("{label:<48} {ours:<16} {theirs:<44} {ratio}");
     }
     println!("outage samples (ms): ours kill {ours_kill:?}, ours links down {ours_down:?}");
+    println!(
+        "hello rates: x0tta6bl4 probes every 100 ms per link; babeld rows as labelled; Yggdrasil defaults"
+    );
+    for check in &path_checks {
+        println!("{check}");
+    }
 }

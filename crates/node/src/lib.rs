@@ -12,6 +12,8 @@
 //! - [`ogm_auth`]: the node's OGM signer and the verifier over the directory's keys.
 //! - [`advert`]: the multicast discovery advert.
 //! - [`dataplane`]: data packets between nodes, the overlay address map, ICMPv6 errors.
+//! - [`channel_links`]: per-link state of the link channel (keys, the peer's offer, batches).
+//! - [`tun_io`]: batched TUN reads and writes with the kernel's offloads.
 //! - [`seq_store`]: persisted reservation of own OGM sequence numbers across restarts.
 //! - [`init`]: the `init` command: data directory, key, bootstrap copy.
 //! - [`clock`]: the one place the daemon reads time, as routing `Timestamp`s.
@@ -31,6 +33,7 @@
 
 pub mod advert;
 pub mod bootstrap;
+pub mod channel_links;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
@@ -48,6 +51,7 @@ pub mod replication;
 pub mod runtime;
 pub mod seq_store;
 pub mod supervisor;
+pub mod tun_io;
 pub mod view;
 
 pub use config::{ConfigError, KvSettings, NodeConfig, TunMode};

@@ -37,6 +37,7 @@ use transport::{
 use wire::NodeId;
 
 use crate::advert::Advert;
+use crate::channel_links::ChannelLinks;
 use crate::clock::Clock;
 use crate::config::TunMode;
 use crate::dataplane::{self, DataHeader, OverlayMap};
@@ -48,6 +49,7 @@ use crate::membership::{self, Membership};
 use crate::ogm_auth::{DirectoryOgmVerifier, NodeOgmSigner};
 use crate::replication::{self, Replication, Verified};
 use crate::seq_store::SeqStore;
+use crate::tun_io::{TunReader, TunWriter};
 use crate::view::{DatagramView, IdentityView, PeerView, RouteView, SendOutcome, StatusView};
 use crate::{NodeConfig, NodeError, bootstrap};
 
@@ -60,6 +62,10 @@ const CARRIER_POLL: Duration = Duration::from_millis(20);
 
 /// Housekeeping period: re-dialling peers, SVID renewal, CA revocations, adverts.
 const TICK: Duration = Duration::from_millis(500);
+
+/// A new link gets the periodic hellos this long even when its neighbour already looks alive
+/// (a peer that restarted within the probe timeout is new to itself, not to this node).
+const HELLO_ON_NEW_LINKS: Duration = Duration::from_secs(5);
 
 /// A peer is dialled again at most this often while no link to it exists.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,6 +109,10 @@ pub struct Node {
     listen: SocketAddr,
     static_peer_count: usize,
     tun: Option<Arc<tun_rs::AsyncDevice>>,
+    tun_reader: TunReader,
+    tun_writer: TunWriter,
+    channel_socket: transport::channel::ChannelSocket,
+    channel: ChannelLinks,
     overlay: OverlayMap,
     overlay_stale: bool,
     data: DataCounters,
@@ -112,6 +122,8 @@ pub struct Node {
     carrier: HashMap<u32, bool>,
     /// The key-value store, when `node.yaml` has a `kv` section.
     kv: Option<KvHost>,
+    /// Reused buffer for relayed packets.
+    relay_scratch: Vec<u8>,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -221,6 +233,8 @@ struct LinkCounters {
     links_established: u64,
     /// Neighbours declared dead because their interface lost carrier.
     links_lost_carrier: u64,
+    /// Periodic hellos not sent on a link whose neighbour is alive.
+    hellos_suppressed: u64,
     /// UDP bytes sent by links that have since closed (QUIC headers, acknowledgements and
     /// keep-alives included), so the total on the wire survives link turnover.
     closed_links_udp_tx_bytes: u64,
@@ -304,7 +318,9 @@ impl Node {
                 },
             );
         }
-        let tun = open_tun(config, keys.node_id())?;
+        let (tun, offload) = open_tun(config, keys.node_id())?;
+        let channel_socket = transport::channel::ChannelSocket::bind(config.listen.ip())?;
+        let channel = ChannelLinks::new(&channel_socket, keys.node_id());
         let sessions = session::Sessions::new(
             session::SessionConfig::default(),
             SharedSigner(keys.clone()),
@@ -374,6 +390,10 @@ impl Node {
             listen,
             static_peer_count: static_peers.len(),
             tun,
+            tun_reader: TunReader::new(offload, usize::from(config.tun_mtu)),
+            tun_writer: TunWriter::new(offload),
+            channel_socket,
+            channel,
             overlay: OverlayMap::default(),
             overlay_stale: true,
             data: DataCounters::default(),
@@ -381,6 +401,7 @@ impl Node {
             sessions,
             carrier: HashMap::new(),
             kv,
+            relay_scratch: Vec::new(),
             _own_handle: handle.clone(),
         };
         node.apply_verified();
@@ -402,7 +423,7 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
         let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
-        let mut tun_buffer = vec![0u8; TUN_BUFFER_BYTES];
+        let mut channel_received = transport::channel::Received::default();
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
         carrier_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watch_carrier = self.discovery.is_some();
@@ -426,7 +447,8 @@ impl Node {
                 Some(request) = self.requests.recv() => Step::Request(request),
                 Some(event) = self.link_events.recv() => Step::Link(event),
                 received = recv_discovery(self.discovery.as_ref(), &mut buffer) => Step::Discovery(received),
-                read = recv_tun(self.tun.as_deref(), &mut tun_buffer) => Step::Tun(read),
+                read = recv_tun(self.tun.as_deref(), &mut self.tun_reader) => Step::Tun(read),
+                received = self.channel_socket.recv(&mut channel_received) => Step::Channel(received),
             };
             match step {
                 Step::Timer => self.router.handle_timeout(self.clock.now()),
@@ -438,7 +460,18 @@ impl Node {
                 Step::Carrier => self.check_carrier(),
                 Step::Request(request) => self.answer(request),
                 Step::Link(event) => self.on_link_event(event).await,
-                Step::Tun(Ok(len)) => self.on_tun_packet(&tun_buffer[..len]).await,
+                Step::Tun(Ok(count)) => {
+                    let reader = std::mem::take(&mut self.tun_reader);
+                    for index in 0..count {
+                        self.on_tun_packet(reader.packet(index));
+                    }
+                    self.tun_reader = reader;
+                }
+                Step::Channel(Ok(())) => self.on_channel_datagrams(&channel_received),
+                Step::Channel(Err(error)) => {
+                    tracing::warn!(%error, "link channel receive failed");
+                    tokio::time::sleep(RECV_ERROR_BACKOFF).await;
+                }
                 Step::Tun(Err(error)) => {
                     self.data.tun_errors += 1;
                     tracing::warn!(%error, "TUN read failed");
@@ -458,6 +491,7 @@ impl Node {
                 }
             }
             self.flush().await?;
+            self.flush_io().await;
         }
         if let Err(error) = self.replication.persist(unix_millis()) {
             tracing::warn!(%error, "cannot save the replicated state at shutdown");
@@ -473,7 +507,22 @@ impl Node {
     async fn on_link_event(&mut self, event: LinkEvent) {
         match event {
             LinkEvent::Datagram { from, bytes, .. } if dataplane::is_data(&bytes) => {
-                self.on_data(from, bytes.to_vec()).await;
+                self.on_data(from, &mut bytes.to_vec());
+            }
+            LinkEvent::Datagram {
+                from,
+                connection_id,
+                bytes,
+            } if transport::channel::Offer::is_offer(&bytes) => {
+                if let (Some(offer), Some(link)) = (
+                    transport::channel::Offer::decode(&bytes),
+                    self.active.get(&from),
+                ) {
+                    let remote = link.info.remote;
+                    let now_ms = u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX);
+                    self.channel
+                        .offer_received(&from, connection_id, remote, offer, now_ms);
+                }
             }
             LinkEvent::Datagram { from, bytes, .. } if replication::is_crdt(&bytes) => {
                 self.replication
@@ -499,6 +548,7 @@ impl Node {
                     if let Some(kv) = &self.kv {
                         kv.set_link(node, None);
                     }
+                    self.channel.link_down(&node);
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
             }
@@ -513,7 +563,7 @@ impl Node {
     }
 
     /// A packet from a local program for another node's overlay address.
-    async fn on_tun_packet(&mut self, packet: &[u8]) {
+    fn on_tun_packet(&mut self, packet: &[u8]) {
         self.data.data_from_tun += 1;
         let Some((_, destination)) = dataplane::ipv6_addresses(packet) else {
             self.data.data_malformed += 1;
@@ -528,8 +578,7 @@ impl Node {
                     dataplane::ICMP6_UNREACHABLE,
                     dataplane::UNREACHABLE_NO_ROUTE,
                     0,
-                )
-                .await;
+                );
                 return;
             }
         };
@@ -540,8 +589,7 @@ impl Node {
                 dataplane::ICMP6_UNREACHABLE,
                 dataplane::UNREACHABLE_NO_ROUTE,
                 0,
-            )
-            .await;
+            );
             return;
         }
         match self.seal_and_send(destination, dataplane::PAYLOAD_IPV6, packet) {
@@ -553,8 +601,7 @@ impl Node {
                     dataplane::ICMP6_UNREACHABLE,
                     dataplane::UNREACHABLE_NO_ROUTE,
                     0,
-                )
-                .await;
+                );
             }
             DataSend::TooBig(room) => {
                 self.data.data_too_big += 1;
@@ -566,28 +613,27 @@ impl Node {
                     dataplane::ICMP6_PACKET_TOO_BIG,
                     0,
                     u32::try_from(mtu).unwrap_or(u32::MAX),
-                )
-                .await;
+                );
             }
         }
     }
 
     /// A data packet from a link: delivered here or relayed.
-    async fn on_data(&mut self, from: NodeId, mut packet: Vec<u8>) {
-        let Some((header, inner)) = dataplane::decode(&packet) else {
+    fn on_data(&mut self, from: NodeId, packet: &mut [u8]) {
+        let Some((header, inner)) = dataplane::decode(packet) else {
             self.data.data_malformed += 1;
             return;
         };
         if header.destination == self.node_id() {
-            self.open_and_deliver(header.source, inner.to_vec()).await;
+            self.open_and_deliver(header.source, inner);
             return;
         }
-        if !dataplane::take_hop(&mut packet) {
+        if !dataplane::take_hop(packet) {
             self.data.data_hop_limit += 1;
             return;
         }
         tracing::trace!(from = %from.short(), to = %header.destination.short(), "relaying data");
-        match self.send_data(&header.destination, &packet) {
+        match self.send_data(&header.destination, packet) {
             DataSend::Sent => self.data.data_forwarded += 1,
             DataSend::NoRoute => self.data.data_no_route += 1,
             DataSend::TooBig(_) => self.data.data_too_big += 1,
@@ -638,10 +684,10 @@ impl Node {
     }
 
     /// A session packet for this node: authenticated and decrypted, then delivered by kind.
-    async fn open_and_deliver(&mut self, source: NodeId, sealed: Vec<u8>) {
+    fn open_and_deliver(&mut self, source: NodeId, sealed: &[u8]) {
         let opened = self
             .sessions
-            .handle_incoming(&self.directory, source, &sealed, unix_micros());
+            .handle_incoming(&self.directory, source, sealed, unix_micros());
         self.flush_sessions();
         let (peer, plaintext) = match opened {
             Ok(session::Incoming::Data { peer, plaintext }) => (peer, plaintext),
@@ -656,7 +702,7 @@ impl Node {
             return;
         };
         match kind {
-            dataplane::PAYLOAD_IPV6 => self.deliver_ipv6(peer, body).await,
+            dataplane::PAYLOAD_IPV6 => self.deliver_ipv6(peer, body),
             dataplane::PAYLOAD_APP => match dataplane::app_body(body) {
                 Some((port, payload)) => {
                     let view = DatagramView {
@@ -673,7 +719,7 @@ impl Node {
         }
     }
 
-    async fn deliver_ipv6(&mut self, peer: NodeId, packet: &[u8]) {
+    fn deliver_ipv6(&mut self, peer: NodeId, packet: &[u8]) {
         match dataplane::ipv6_addresses(packet) {
             Some((source, _)) if source == peer.overlay_addr() => {}
             Some(_) => {
@@ -686,13 +732,7 @@ impl Node {
             }
         }
         match &self.tun {
-            Some(tun) => match tun.send(packet).await {
-                Ok(_) => self.data.data_to_tun += 1,
-                Err(error) => {
-                    self.data.tun_errors += 1;
-                    tracing::debug!(%error, "TUN write failed");
-                }
-            },
+            Some(_) => self.tun_writer.queue(packet),
             None => self.data.data_without_tun += 1,
         }
     }
@@ -757,25 +797,69 @@ impl Node {
         if packet.len() > room {
             return DataSend::TooBig(room);
         }
-        if self.links.send_datagram(&link.connection, packet) {
+        let hop = link.info.node_id();
+        if self.channel.queue(&hop, packet) || self.links.send_datagram(&link.connection, packet) {
             self.data.data_sent += 1;
         }
         DataSend::Sent
     }
 
-    async fn answer_icmp(&mut self, offending: &[u8], kind: u8, code: u8, field: u32) {
-        let Some(tun) = &self.tun else {
+    fn answer_icmp(&mut self, offending: &[u8], kind: u8, code: u8, field: u32) {
+        if self.tun.is_none() {
             return;
-        };
+        }
         if let Some(error) = dataplane::icmp6_error(
             self.router.local_id().overlay_addr(),
             offending,
             kind,
             code,
             field,
-        ) && tun.send(&error).await.is_err()
+        ) {
+            self.tun_writer.queue(&error);
+        }
+    }
+
+    /// Datagrams from the link channel: opened with their link's keys, then handled exactly
+    /// like the same payload arriving as a QUIC datagram on that link.
+    fn on_channel_datagrams(&mut self, received: &transport::channel::Received) {
+        self.channel.counters.channel_rx_batches += 1;
+        for index in 0..received.len() {
+            let Some((datagram, _source)) = self.channel_socket.datagram(received, index) else {
+                continue;
+            };
+            let Some((peer, range)) = self.channel.open(datagram) else {
+                continue;
+            };
+            // The receive buffers are only reused by the next receive, after this loop; a
+            // copy-free hand-over would need them outside `self` while the handlers run.
+            let payload = &mut datagram[range];
+            if dataplane::is_data(payload) {
+                let mut packet = std::mem::take(&mut self.relay_scratch);
+                packet.clear();
+                packet.extend_from_slice(payload);
+                self.on_data(peer, &mut packet);
+                self.relay_scratch = packet;
+            } else {
+                let bytes = ChannelLinks::restore_routing(&peer, payload)
+                    .unwrap_or_else(|| payload.to_vec());
+                self.on_datagram(peer, &bytes);
+            }
+        }
+    }
+
+    /// Sends the channel batches and writes the TUN packets that the last input produced.
+    async fn flush_io(&mut self) {
+        self.channel.flush(&self.channel_socket).await;
+        if let Some(tun) = &self.tun
+            && !self.tun_writer.is_empty()
         {
-            self.data.tun_errors += 1;
+            match self.tun_writer.flush(tun).await {
+                Ok(written) => self.data.data_to_tun += written as u64,
+                Err(error) => {
+                    self.data.tun_errors += 1;
+                    tracing::debug!(%error, "TUN write failed");
+                }
+            }
         }
     }
 
@@ -876,6 +960,9 @@ impl Node {
         self.replication.add_peer(peer, unix_millis());
         if let Some(kv) = &self.kv {
             kv.set_link(peer, Some(&connection));
+        }
+        if let Some(offer) = self.channel.link_up(peer, &connection, link.outbound) {
+            self.links.send_datagram(&connection, &offer.encode());
         }
         self.active.insert(
             peer,
@@ -983,6 +1070,7 @@ impl Node {
         if let Some(kv) = &self.kv {
             kv.set_link(node, None);
         }
+        self.channel.link_down(&node);
         if let Some(link) = self.active.remove(&node) {
             self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
             link.connection.close(CLOSE_REVOKED.into(), b"revoked");
@@ -1062,6 +1150,12 @@ impl Node {
                 link_port: self.listen.port(),
             };
             discovery.send_discovery(&advert.encode()).await;
+        }
+        let now_ms = u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX);
+        for (peer, offer) in self.channel.offers_due(now_ms) {
+            if let Some(link) = self.active.get(&peer) {
+                self.links.send_datagram(&link.connection, &offer.encode());
+            }
         }
         self.poll_ca_revocations();
         self.publish_ca_policy();
@@ -1282,15 +1376,35 @@ impl Node {
             match transmit.to {
                 Destination::Neighbour(id) => match self.active.get(&id) {
                     Some(link) => {
-                        self.links
-                            .send_datagram(&link.connection, &transmit.payload);
+                        if !self.channel.queue(&id, &transmit.payload) {
+                            self.links
+                                .send_datagram(&link.connection, &transmit.payload);
+                        }
                     }
                     None => self.counters.no_link_for_neighbour += 1,
                 },
                 Destination::Discovery => {
-                    for link in self.active.values() {
-                        self.links
-                            .send_datagram(&link.connection, &transmit.payload);
+                    // Hellos only find neighbours: a link whose neighbour answers probes both
+                    // ways, and that is past its start, needs none (its probes prove it).
+                    let now = self.clock.now();
+                    let alive: std::collections::HashSet<NodeId> = self
+                        .router
+                        .neighbours()
+                        .into_iter()
+                        .filter(|neighbour| neighbour.alive)
+                        .map(|neighbour| neighbour.id)
+                        .collect();
+                    for (peer, link) in &self.active {
+                        if alive.contains(peer)
+                            && now.saturating_since(link.established) > HELLO_ON_NEW_LINKS
+                        {
+                            self.counters.hellos_suppressed += 1;
+                            continue;
+                        }
+                        if !self.channel.queue(peer, &transmit.payload) {
+                            self.links
+                                .send_datagram(&link.connection, &transmit.payload);
+                        }
                     }
                 }
             }
@@ -1398,6 +1512,8 @@ impl Node {
         links.extend(self.replication.counters());
         links.insert("policy_updates".to_string(), self.security.policy_updates);
         links.extend(counters(&self.data));
+        links.extend(counters(&self.channel.counters));
+        links.insert("tun_write_dropped".to_string(), self.tun_writer.dropped);
         let sessions = self.sessions.stats();
         for (name, value) in [
             ("session_sent", sessions.sent),
@@ -1567,31 +1683,38 @@ enum DataSend {
     TooBig(usize),
 }
 
-/// TUN read buffer: larger than any overlay MTU, so a packet is never truncated silently.
-const TUN_BUFFER_BYTES: usize = 2048;
-
 /// Opens the overlay TUN interface as configured. In `auto` mode a failure (not root, no
 /// /dev/net/tun) is logged once and the node runs without it.
 fn open_tun(
     config: &NodeConfig,
     node: NodeId,
-) -> Result<Option<Arc<tun_rs::AsyncDevice>>, NodeError> {
+) -> Result<(Option<Arc<tun_rs::AsyncDevice>>, bool), NodeError> {
     if config.tun == TunMode::Off {
-        return Ok(None);
+        return Ok((None, false));
     }
-    let built = tun_rs::DeviceBuilder::new()
-        .name(config.tun_name.clone())
-        .ipv6(node.overlay_addr(), wire::OVERLAY_PREFIX_BITS)
-        .mtu(config.tun_mtu)
-        .build_async();
+    let build = |offload: bool| {
+        tun_rs::DeviceBuilder::new()
+            .name(config.tun_name.clone())
+            .ipv6(node.overlay_addr(), wire::OVERLAY_PREFIX_BITS)
+            .mtu(config.tun_mtu)
+            .offload(offload)
+            .build_async()
+    };
+    let (built, offload) = match build(true) {
+        Ok(device) => (Ok(device), true),
+        Err(error) => {
+            tracing::debug!(%error, "TUN offloads refused; packet by packet");
+            (build(false), false)
+        }
+    };
     match built {
         Ok(device) => {
-            tracing::info!(interface = %config.tun_name, address = %node.overlay_addr(), mtu = config.tun_mtu, "overlay interface up");
-            Ok(Some(Arc::new(device)))
+            tracing::info!(interface = %config.tun_name, address = %node.overlay_addr(), mtu = config.tun_mtu, offload, "overlay interface up");
+            Ok((Some(Arc::new(device)), offload))
         }
         Err(error) if config.tun == TunMode::Auto => {
             tracing::warn!(%error, "no overlay TUN interface (needs root and /dev/net/tun); running without it: routing, links and the API work, programs cannot use overlay addresses");
-            Ok(None)
+            Ok((None, false))
         }
         Err(error) => Err(NodeError::Tun {
             name: config.tun_name.clone(),
@@ -1600,9 +1723,12 @@ fn open_tun(
     }
 }
 
-async fn recv_tun(tun: Option<&tun_rs::AsyncDevice>, buffer: &mut [u8]) -> std::io::Result<usize> {
+async fn recv_tun(
+    tun: Option<&tun_rs::AsyncDevice>,
+    reader: &mut TunReader,
+) -> std::io::Result<usize> {
     match tun {
-        Some(tun) => tun.recv(buffer).await,
+        Some(tun) => reader.recv(tun).await,
         None => std::future::pending().await,
     }
 }
@@ -1611,6 +1737,7 @@ enum Step {
     Carrier,
     Replication,
     Tun(std::io::Result<usize>),
+    Channel(std::io::Result<()>),
     Timer,
     Tick,
     Request(Request),

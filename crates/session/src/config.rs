@@ -55,13 +55,14 @@ pub struct SessionConfig {
 }
 
 impl Default for SessionConfig {
-    /// WireGuard's timers (rekey at 120 s, reject at 180 s), rekey after 2^32 messages, a 10 s
+    /// WireGuard's timers (rekey at 120 s, reject at 180 s), rekey after 2^28 messages (AES-GCM's
+    /// per-key limit for packets of this size, as TLS 1.3 counts it), a 10 s
     /// grace period, retries every second for 10 s.
     fn default() -> Self {
         SessionConfig {
             max_peers: 4096,
             queue_per_peer: 64,
-            rekey_after_messages: 1 << 32,
+            rekey_after_messages: 1 << 28,
             rekey_after_us: 120_000_000,
             reject_after_us: 180_000_000,
             grace_us: 10_000_000,

@@ -1,12 +1,12 @@
 //! The cryptography of a session, all on aws-lc-rs: ephemeral X25519 and ML-KEM-768 keys,
 //! Ed25519 handshake signatures, the transcript hash, the HKDF key schedule and the
-//! ChaCha20-Poly1305 packet seal.
+//! AES-256-GCM packet seal.
 //!
 //! Both key exchanges feed one HKDF, so the session keys stay secret unless *both* X25519 and
 //! ML-KEM-768 are broken; the transcript hash is the HKDF salt, so both sides derive the same
 //! keys only if they saw the same messages.
 
-use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, PrivateKey, X25519};
 use aws_lc_rs::digest;
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
@@ -274,7 +274,9 @@ pub fn derive_keys(
     })
 }
 
-/// A ChaCha20-Poly1305 key of one direction.
+/// An AES-256-GCM key of one direction. AES-GCM rather than ChaCha20-Poly1305: with the AES
+/// and carry-less multiply instructions of current x86 and ARM cores it seals about three times
+/// as many bytes per cycle, and every byte of overlay data passes it at both ends.
 pub struct PacketKey {
     key: LessSafeKey,
 }
@@ -282,8 +284,7 @@ pub struct PacketKey {
 impl PacketKey {
     /// Wraps a 32-byte key.
     pub fn new(key: &[u8; 32]) -> Result<PacketKey, CryptoError> {
-        let unbound =
-            UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| CryptoError("aead key"))?;
+        let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError("aead key"))?;
         Ok(PacketKey {
             key: LessSafeKey::new(unbound),
         })

@@ -5,7 +5,7 @@
 //! - [`sessions`]: the sans-IO [`Sessions`] table, one entry per peer node: handshakes,
 //!   queueing, key rollover, expiry, counters. Its calling contract is in its doc.
 //! - [`crypto`]: ephemeral X25519 and ML-KEM-768, Ed25519 handshake signatures, the HKDF key
-//!   schedule, the ChaCha20-Poly1305 packet seal.
+//!   schedule, the AES-256-GCM packet seal.
 //! - [`packet`]: the versioned wire format; the only place that knows byte offsets.
 //! - [`replay`]: the 2,048-counter sliding replay window.
 //! - [`config`]: rekey and expiry timers, table and queue bounds, with defaults and validation.
@@ -15,7 +15,7 @@
 //! The initiator sends its ephemeral X25519 key, a fresh ML-KEM-768 encapsulation key and a
 //! timestamp, signed with its node's Ed25519 key (two datagrams, 667 bytes each). The responder
 //! answers with its own ephemeral X25519 key and an ML-KEM ciphertext, signed over a hash of
-//! the whole initiation (one datagram, 1,194 bytes). Both derive one ChaCha20-Poly1305 key per
+//! the whole initiation (one datagram, 1,194 bytes). Both derive one AES-256-GCM key per
 //! direction with HKDF-SHA256 from both shared secrets, salted with the transcript hash. Data
 //! packets carry a 64-bit counter nonce checked against a replay window. Sessions are re-keyed
 //! after a number of messages or seconds; the previous keys keep decrypting for a grace

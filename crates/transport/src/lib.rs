@@ -4,6 +4,8 @@
 //! - [`udp`]: `Transport`, the socket with its multicast memberships and discovery targets.
 //! - [`address_book`]: `AddressBook`, the bounded map from node id to the address it was last
 //!   heard from, which turns the router's `Destination::Neighbour(id)` into a socket address.
+//! - [`channel`]: the link channel, link datagrams on a plain UDP socket sealed with keys
+//!   exported from each link's TLS session, sent and received in GSO/GRO batches.
 //! - [`error`]: `TransportError`, what can go wrong while binding.
 //!
 //! The transport knows nothing about routing: it moves opaque datagrams. It reads no clock;
@@ -17,6 +19,7 @@
 //! of the loopback demo, are formed.
 
 pub mod address_book;
+pub mod channel;
 pub mod error;
 pub mod links;
 pub mod udp;

@@ -43,8 +43,10 @@ const MAX_CONCURRENT_UNI_STREAMS: u32 = 16;
 /// connection of a peer that is gone for good.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Keep-alive interval, well inside [`IDLE_TIMEOUT`].
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Keep-alive interval, inside [`IDLE_TIMEOUT`] with room for one lost keep-alive. Routing
+/// and data packets travel on the link channel, so at idle these are the QUIC connection's
+/// only packets.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(4);
 
 /// Initial QUIC packet size: the UDP payload of a 1,500-byte IPv6 link (1500 - 40 - 8), so
 /// that a full 1,400-byte routing packet fits one datagram from the first packet on. quinn
