@@ -16,6 +16,10 @@ use cli::netns::{NetnsMesh, line, ring};
 
 const YGG_PORT: u16 = 12345;
 
+/// Idle traffic is counted from this long after every system routes end to end, so start-up
+/// exchanges (handshakes, first full tables) are not counted as idle.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+
 /// How long a peer system may take to route end to end after start. Yggdrasil retries a
 /// refused peering only after a back-off, so both ends of every link dial each other.
 const PEER_CONVERGE: Duration = Duration::from_secs(120);
@@ -618,12 +622,25 @@ fn main() {
 
     // ---- failover on a 6-node ring ----
     let mut path_checks: Vec<String> = Vec::new();
+    let mut idle_kinds = String::new();
     let mut ours_kill = Vec::new();
     let mut ours_down = Vec::new();
     let ours_idle;
     {
         eprintln!("failover and idle: x0tta6bl4");
         let mut mesh = NetnsMesh::start(&binary, 6, &ring(6), "").expect("our ring");
+        let _ = mesh.wait_converged(Duration::from_secs(30));
+        std::thread::sleep(IDLE_SETTLE);
+        let counters = |mesh: &NetnsMesh| -> Vec<serde_json::Value> {
+            (0..6)
+                .map(|node| {
+                    mesh.api(node, "status")
+                        .map(|status| status["links"].clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let status_before = counters(&mesh);
         let before: Vec<u64> = mesh
             .nodes()
             .iter()
@@ -635,6 +652,28 @@ fn main() {
             .iter()
             .map(|node| tx_bytes(&node.namespace))
             .collect();
+        let status_after = counters(&mesh);
+        let per_node_s = |name: &str| -> f64 {
+            status_before
+                .iter()
+                .zip(&status_after)
+                .map(|(b, a)| {
+                    a[name]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(b[name].as_u64().unwrap_or(0)) as f64
+                })
+                .sum::<f64>()
+                / 60.0
+        };
+        let channel_bytes = per_node_s("channel_tx_bytes");
+        let channel_packets = per_node_s("channel_tx");
+        idle_kinds = format!(
+            "x0tta6bl4 idle by kind, per node: channel (probes with OGMs riding on them, hellos, table sync) {channel_packets:.1} packets/s, {:.0} B/s on the wire with IPv6/UDP/Ethernet headers; QUIC (keep-alives, directory streams) {:.0} B/s of UDP payload; hellos skipped on proven links {:.1}/s",
+            channel_bytes + channel_packets * 62.0,
+            per_node_s("link_udp_tx_bytes") - channel_bytes,
+            per_node_s("hellos_suppressed"),
+        );
         ours_idle = before
             .iter()
             .zip(&after)
@@ -686,6 +725,7 @@ fn main() {
                     ns_sh(&peers.topo.names[0], &["ip", "-6", "route"])
                 );
             }
+            std::thread::sleep(IDLE_SETTLE);
             let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
             std::thread::sleep(Duration::from_secs(10));
             let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
@@ -743,6 +783,7 @@ fn main() {
         eprintln!("idle: babeld (0.1 s hellos)");
         let peers = start_babeld("b", 6, &ring(6), "0.1");
         wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
+        std::thread::sleep(IDLE_SETTLE);
         let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
         std::thread::sleep(Duration::from_secs(10));
         let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
@@ -807,6 +848,7 @@ fn main() {
     println!(
         "hello rates: x0tta6bl4 probes every 100 ms per link; babeld rows as labelled; Yggdrasil defaults"
     );
+    println!("{idle_kinds}");
     for check in &path_checks {
         println!("{check}");
     }

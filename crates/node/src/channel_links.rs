@@ -38,6 +38,8 @@ const MAX_READY_BATCHES: usize = 1024;
 pub struct ChannelCounters {
     /// Datagrams sealed for the channel.
     pub channel_tx: u64,
+    /// UDP payload bytes sent on the channel.
+    pub channel_tx_bytes: u64,
     /// Send system calls (each carries one GSO batch).
     pub channel_tx_batches: u64,
     /// Datagrams opened from the channel.
@@ -284,7 +286,10 @@ impl ChannelLinks {
         for (address, mut batch) in self.ready.drain(..) {
             let segment = (batch.count > 1).then_some(batch.segment_size);
             match socket.send(address, &batch.bytes, segment).await {
-                Ok(()) => self.counters.channel_tx_batches += 1,
+                Ok(()) => {
+                    self.counters.channel_tx_batches += 1;
+                    self.counters.channel_tx_bytes += batch.bytes.len() as u64;
+                }
                 Err(error) => {
                     self.counters.channel_send_errors += 1;
                     tracing::debug!(%error, %address, "channel send failed");

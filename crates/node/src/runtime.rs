@@ -1544,9 +1544,12 @@ impl Node {
             .values()
             .map(|link| link.connection.stats().udp_tx.bytes)
             .sum();
+        // Everything links sent: QUIC (now mostly keep-alives and streams) and the channel.
         links.insert(
             "link_udp_tx_bytes".to_string(),
-            self.counters.closed_links_udp_tx_bytes + active_udp_tx,
+            self.counters.closed_links_udp_tx_bytes
+                + active_udp_tx
+                + self.channel.counters.channel_tx_bytes,
         );
         StatusView {
             node_id: self.node_id(),
