@@ -622,7 +622,7 @@ fn main() {
 
     // ---- failover on a 6-node ring ----
     let mut path_checks: Vec<String> = Vec::new();
-    let mut idle_kinds = String::new();
+    let idle_kinds;
     let mut ours_kill = Vec::new();
     let mut ours_down = Vec::new();
     let ours_idle;

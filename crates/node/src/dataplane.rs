@@ -42,6 +42,18 @@ const VERSION: u8 = 1;
 /// of IPv6's 1,280 minimum, where throughput falls off a cliff (Yggdrasil's 74 Mbit/s here).
 pub const DEFAULT_OVERLAY_MTU: u16 = 1340;
 
+/// What the end-to-end session adds to an IPv6 packet: the payload kind, the session's data
+/// header and its tag.
+pub const SESSION_OVERHEAD_BYTES: usize =
+    1 + session::packet::DATA_HEADER_BYTES + session::packet::TAG_BYTES;
+
+/// The largest IPv6 packet that fits a link datagram of `room` bytes once sealed end to end
+/// and given a data header: the MTU to advertise in Packet Too Big, never below IPv6's 1,280.
+pub fn overlay_mtu(room: usize) -> usize {
+    room.saturating_sub(DATA_HEADER_BYTES + SESSION_OVERHEAD_BYTES)
+        .max(IPV6_MIN_MTU)
+}
+
 /// Smallest MTU IPv6 allows (RFC 8200): packet-too-big messages never advertise less.
 pub const IPV6_MIN_MTU: usize = 1280;
 
@@ -239,6 +251,12 @@ mod tests {
         assert_eq!(decode(&other_version), None);
         assert_eq!(app_body(&[0, 9, b'h', b'i']), Some((9, &b"hi"[..])));
         assert_eq!(app_body(&[0]), None);
+        // A packet of exactly the advertised MTU fits the room once sealed.
+        assert_eq!(
+            overlay_mtu(1420) + SESSION_OVERHEAD_BYTES + DATA_HEADER_BYTES,
+            1420
+        );
+        assert_eq!(overlay_mtu(1000), IPV6_MIN_MTU);
     }
 
     #[test]

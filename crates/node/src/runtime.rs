@@ -67,6 +67,10 @@ const TICK: Duration = Duration::from_millis(500);
 /// (a peer that restarted within the probe timeout is new to itself, not to this node).
 const HELLO_ON_NEW_LINKS: Duration = Duration::from_secs(5);
 
+/// On interfaces that all have links, adverts go every this many ticks (5 s) instead of every
+/// tick.
+const LINKED_ADVERT_TICKS: u32 = 10;
+
 /// A peer is dialled again at most this often while no link to it exists.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -124,6 +128,8 @@ pub struct Node {
     kv: Option<KvHost>,
     /// Reused buffer for relayed packets.
     relay_scratch: Vec<u8>,
+    /// Housekeeping ticks so far, for the advert schedule.
+    advert_ticks: u32,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -402,6 +408,7 @@ impl Node {
             carrier: HashMap::new(),
             kv,
             relay_scratch: Vec::new(),
+            advert_ticks: 0,
             _own_handle: handle.clone(),
         };
         node.apply_verified();
@@ -605,9 +612,7 @@ impl Node {
             }
             DataSend::TooBig(room) => {
                 self.data.data_too_big += 1;
-                let mtu = room
-                    .saturating_sub(dataplane::DATA_HEADER_BYTES)
-                    .max(dataplane::IPV6_MIN_MTU);
+                let mtu = dataplane::overlay_mtu(room);
                 self.answer_icmp(
                     packet,
                     dataplane::ICMP6_PACKET_TOO_BIG,
@@ -653,7 +658,7 @@ impl Node {
             Ok(session::Outgoing::Sealed(sealed)) => self.send_session_packet(destination, &sealed),
             Ok(session::Outgoing::Queued) => DataSend::Sent,
             Err(session::SessionError::TooLarge(_)) => {
-                DataSend::TooBig(session::MAX_PLAINTEXT_BYTES + dataplane::DATA_HEADER_BYTES)
+                DataSend::TooBig(session::MAX_PACKET_BYTES + dataplane::DATA_HEADER_BYTES)
             }
             Err(error) => {
                 tracing::debug!(%error, peer = %destination.short(), "payload not sealed");
@@ -1144,7 +1149,18 @@ impl Node {
                 self.dial_due(address);
             }
         }
-        if let Some(discovery) = self.discovery.as_mut() {
+        self.advert_ticks = self.advert_ticks.wrapping_add(1);
+        // Once every discovery interface has a link, adverts only have to reach nodes that
+        // missed them: a new node adverts every tick itself and is dialled when heard.
+        let every_interface_linked = self.discovery.as_ref().is_some_and(|discovery| {
+            discovery.interfaces().iter().all(|interface| {
+                self.active.values().any(|link| {
+                    matches!(link.info.remote, SocketAddr::V6(v6) if v6.scope_id() == interface.index)
+                })
+            })
+        });
+        let advert_due = !every_interface_linked || self.advert_ticks % LINKED_ADVERT_TICKS == 0;
+        if let Some(discovery) = self.discovery.as_mut().filter(|_| advert_due) {
             let advert = Advert {
                 node_id: self.router.local_id(),
                 link_port: self.listen.port(),

@@ -193,3 +193,65 @@ fn tcp_crosses_three_hops_intact() {
     assert_eq!(received, BYTES);
     assert!(intact, "the bytes arrived unchanged");
 }
+
+#[test]
+fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
+    if let Some(reason) = unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    // A TUN MTU above what a link datagram carries, so the sender's node must answer with
+    // ICMPv6 Packet Too Big (the default MTU never needs it).
+    let mesh = NetnsMesh::start(&binary(), 4, &line(4), "    tun_mtu: 1400\n")
+        .unwrap_or_else(|error| panic!("{error}"));
+    let target = mesh.nodes()[3].id.overlay_addr().to_string();
+    // 1,352 bytes of ICMP payload make a 1,400-byte IPv6 packet; -M do forbids fragmenting it.
+    let output = mesh
+        .command(0, "ping")
+        .args([
+            "-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", "1352", &target,
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mtu: usize = text
+        .split("mtu")
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest
+                .trim_start_matches([' ', '=', ':'])
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("ping reports a path MTU:\n{text}"));
+    assert!(
+        (1280..1400).contains(&mtu),
+        "advertised MTU {mtu} is below the packet and not below IPv6's minimum:\n{text}"
+    );
+    let status = mesh.api(0, "status").unwrap();
+    assert!(
+        status["links"]["data_too_big"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        status["links"]
+    );
+    // A packet of exactly the advertised size crosses all three hops: no black hole below it.
+    let size = (mtu - 48).to_string();
+    let output = mesh
+        .command(0, "ping")
+        .args([
+            "-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", &size, &target,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains(" 0% packet loss"),
+        "a {mtu}-byte packet (the advertised MTU) crosses:\n{text}"
+    );
+}
