@@ -849,6 +849,9 @@ fn main() {
         "hello rates: x0tta6bl4 probes every 100 ms per link; babeld rows as labelled; Yggdrasil defaults"
     );
     println!("{idle_kinds}");
+    println!(
+        "note: a SIGKILLed babeld leaves its routes in the relay's kernel, which keeps forwarding; its 'relay killed' outage measures that, not a reroute"
+    );
     for check in &path_checks {
         println!("{check}");
     }

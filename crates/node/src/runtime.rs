@@ -599,7 +599,26 @@ impl Node {
             );
             return;
         }
-        match self.seal_and_send(destination, dataplane::PAYLOAD_IPV6, packet) {
+        // Checked before sealing, against both limits at once (the next link's room and the
+        // session's largest packet), so one Packet Too Big gives the MTU that fits.
+        let room = self
+            .router
+            .next_hop(&destination)
+            .and_then(|hop| self.active.get(&hop))
+            .and_then(|link| link.connection.max_datagram_size())
+            .map(|room| room.min(session::MAX_PACKET_BYTES + dataplane::DATA_HEADER_BYTES));
+        let outcome = match room {
+            Some(room)
+                if packet.len()
+                    + dataplane::SESSION_OVERHEAD_BYTES
+                    + dataplane::DATA_HEADER_BYTES
+                    > room =>
+            {
+                DataSend::TooBig(room)
+            }
+            _ => self.seal_and_send(destination, dataplane::PAYLOAD_IPV6, packet),
+        };
+        match outcome {
             DataSend::Sent => {}
             DataSend::NoRoute => {
                 self.data.data_no_route += 1;
