@@ -294,43 +294,18 @@ fn relay_on_path(client_ns: &str, relay_ns: &str, address: &str) -> (bool, u64) 
     (rise >= 50, rise)
 }
 
-/// The neighbour of node 0 that carries traffic to `address` (by veth counters during a ping).
-fn relay_by_counters(topo: &Topo, address: &str) -> usize {
-    let counters = |topo: &Topo| -> Vec<u64> {
-        topo.links[0]
-            .iter()
-            .map(|(iface, _, _, _)| {
-                let json = ns_sh(
-                    &topo.names[0],
-                    &["ip", "-j", "-s", "link", "show", "dev", iface],
-                );
-                let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-                value[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
-            })
-            .collect()
-    };
-    let before = counters(topo);
-    let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &topo.names[0],
-            "ping",
-            "-c",
-            "50",
-            "-i",
-            "0.01",
-            "-W",
-            "1",
-            address,
-        ])
-        .stdout(Stdio::null())
-        .status();
-    let after = counters(topo);
-    let busiest = (0..before.len())
-        .max_by_key(|&index| after[index] - before[index])
-        .unwrap_or(0);
-    topo.links[0][busiest].1
+/// The neighbour of node 0 that carries its pings to `address`: each neighbour's own veth
+/// counters are read during 50 pings, and the one whose counters rise most is the relay. Also
+/// returns whether it is on the path (see [`relay_on_path`]) and its rise.
+fn relay_by_counters(topo: &Topo, address: &str) -> (usize, bool, u64) {
+    topo.links[0]
+        .iter()
+        .map(|(_, neighbour, _, _)| {
+            let (on_path, rise) = relay_on_path(&topo.names[0], &topo.names[*neighbour], address);
+            (*neighbour, on_path, rise)
+        })
+        .max_by_key(|(_, _, rise)| *rise)
+        .unwrap_or((1, false, 0))
 }
 
 // ---------- the systems ----------
@@ -741,9 +716,7 @@ fn main() {
                 let mut peers = start();
                 wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
                 let address = peers.addresses[3].clone();
-                let relay = relay_by_counters(&peers.topo, &address);
-                let (on_path, rise) =
-                    relay_on_path(&peers.topo.names[0], &peers.topo.names[relay], &address);
+                let (relay, on_path, rise) = relay_by_counters(&peers.topo, &address);
                 path_checks.push(format!(
                     "{name} kill: relay node {} {} ({rise} packets on its veths during 50 pings)",
                     relay + 1,
@@ -758,9 +731,7 @@ fn main() {
                 drop(peers);
                 let peers = start();
                 wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
-                let relay = relay_by_counters(&peers.topo, &address);
-                let (on_path, rise) =
-                    relay_on_path(&peers.topo.names[0], &peers.topo.names[relay], &address);
+                let (relay, on_path, rise) = relay_by_counters(&peers.topo, &address);
                 path_checks.push(format!(
                 "{name} links down: relay node {} {} ({rise} packets on its veths during 50 pings)",
                 relay + 1,
