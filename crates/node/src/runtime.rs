@@ -857,7 +857,10 @@ impl Node {
             // The receive buffers are only reused by the next receive, after this loop; a
             // copy-free hand-over would need them outside `self` while the handlers run.
             let payload = &mut datagram[range];
-            if dataplane::is_data(payload) {
+            if replication::is_crdt(payload) {
+                self.replication
+                    .handle_datagram(peer, payload, unix_millis());
+            } else if dataplane::is_data(payload) {
                 let mut packet = std::mem::take(&mut self.relay_scratch);
                 packet.clear();
                 packet.extend_from_slice(payload);
@@ -1071,8 +1074,10 @@ impl Node {
         while let Some(transmit) = self.replication.poll_transmit() {
             match self.active.get(&transmit.to) {
                 Some(link) => {
-                    self.links
-                        .send_datagram(&link.connection, &transmit.payload);
+                    if !self.channel.queue(&transmit.to, &transmit.payload) {
+                        self.links
+                            .send_datagram(&link.connection, &transmit.payload);
+                    }
                 }
                 None => self.counters.no_link_for_neighbour += 1,
             }
