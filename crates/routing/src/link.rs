@@ -55,6 +55,9 @@ pub(crate) struct Link {
     echo: Option<(u32, Timestamp)>,
     rtt_us: Option<u32>,
     pub tq: u8,
+    /// Extra cost added to every route through this neighbour (see
+    /// `Router::set_neighbour_penalty`); [`crate::router::ISOLATED`] makes it unusable.
+    pub penalty: u32,
 }
 
 impl Link {
@@ -72,6 +75,7 @@ impl Link {
             echo: None,
             rtt_us: None,
             tq: 0,
+            penalty: 0,
         }
     }
 

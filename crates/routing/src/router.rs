@@ -356,6 +356,9 @@ struct Advert {
     is_repeat: bool,
 }
 
+/// Penalty that makes a neighbour unusable for routing (isolation).
+pub const ISOLATED: u32 = u32::MAX;
+
 /// The routing state machine of one node.
 #[derive(Debug)]
 pub struct Router {
@@ -381,6 +384,9 @@ pub struct Router {
     queued_requests: Vec<(Slot, SeqnoRequest)>,
     /// Relays waiting for the best neighbour's copy of a new sequence number, until the deadline.
     relay_deadline: NodeMap<Timestamp>,
+    /// Penalties set by the caller per neighbour id (kept while the neighbour comes and goes);
+    /// at most `max_neighbours` entries.
+    penalties: NodeMap<u32>,
     /// Neighbours that get our whole table at the next flush (they just came up).
     dumps: Vec<Slot>,
     /// Answers to sequence-number requests: (neighbour, destination).
@@ -457,6 +463,7 @@ impl Router {
             waiting: VecDeque::new(),
             queued_requests: Vec::new(),
             relay_deadline: NodeMap::default(),
+            penalties: NodeMap::default(),
             dumps: Vec::new(),
             answers: Vec::new(),
             repeats: VecDeque::new(),
@@ -568,6 +575,35 @@ impl Router {
         {
             self.declare_dead(now, slot);
         }
+    }
+
+    /// Adds `penalty` to the cost of every route through neighbour `id` (0 lifts it;
+    /// [`ISOLATED`] stops routing through it). The self-healing loop uses it to de-prefer or
+    /// isolate a suspect peer; routes are re-selected at once. Returns false (and changes
+    /// nothing) when penalties are already held for `max_neighbours` other nodes.
+    pub fn set_neighbour_penalty(&mut self, now: Timestamp, id: &NodeId, penalty: u32) -> bool {
+        if penalty == 0 {
+            self.penalties.remove(id);
+        } else if self.penalties.contains_key(id)
+            || self.penalties.len() < self.config.max_neighbours
+        {
+            self.penalties.insert(*id, penalty);
+        } else {
+            return false;
+        }
+        if let Some(&slot) = self.slot_of.get(id)
+            && let Some(link) = self.links[usize::from(slot)].as_mut()
+        {
+            link.penalty = penalty;
+        }
+        self.last_now = self.last_now.max(now);
+        self.reselect_all(now);
+        true
+    }
+
+    /// The penalty in force for neighbour `id` (0 when none).
+    pub fn neighbour_penalty(&self, id: &NodeId) -> u32 {
+        self.penalties.get(id).copied().unwrap_or(0)
     }
 
     /// A new link came up (the caller has a fresh authenticated connection): send the next
@@ -868,7 +904,8 @@ impl Router {
                 if self.slot_of.len() >= self.config.max_neighbours {
                     return None;
                 }
-                let link = Link::new(id, now, self.config.probe_interval);
+                let mut link = Link::new(id, now, self.config.probe_interval);
+                link.penalty = self.penalties.get(&id).copied().unwrap_or(0);
                 let slot = match self.links.iter().position(Option::is_none) {
                     Some(free) => {
                         self.links[free] = Some(link);
@@ -2161,11 +2198,11 @@ fn usable_cost(
     slot: Slot,
 ) -> Option<u32> {
     let link = links.get(usize::from(slot))?.as_ref()?;
-    if !link.alive {
+    if !link.alive || link.penalty == ISOLATED {
         return None;
     }
     let cost = link_costs.hop(*tq_used.get(usize::from(slot))?);
-    (cost != COST_INFINITE).then_some(cost)
+    (cost != COST_INFINITE).then(|| add_costs(cost, link.penalty))
 }
 
 /// The link cost by which a neighbour's advertisement competes for a candidate slot: its

@@ -388,3 +388,40 @@ fn a_retraction_never_moves_the_newest_sequence_number() {
     send(&mut router, 3, high + 1, 256);
     assert_eq!(router.newest_seq(&id(7)), Some(high + 1));
 }
+
+#[test]
+fn a_penalised_neighbour_is_routed_around_and_an_isolated_one_is_not_used() {
+    let mut net = Net::new(6, &ring(6), RouterConfig::default());
+    net.run_until(Timestamp::from_millis(3_000));
+    let relay = net.path(0, 3).expect("routed")[1];
+    let now = net.now;
+    assert!(net.routers[0].set_neighbour_penalty(now, &id(relay), 4096));
+    assert_eq!(net.routers[0].neighbour_penalty(&id(relay)), 4096);
+    assert_ne!(
+        net.next_hop(0, 3),
+        Some(relay),
+        "the equal-length path without the penalised relay wins"
+    );
+    assert_eq!(
+        net.next_hop(0, relay),
+        Some(relay),
+        "a penalty de-prefers; the direct link still beats going around the ring"
+    );
+    assert!(net.routers[0].set_neighbour_penalty(now, &id(relay), routing::ISOLATED));
+    assert_ne!(
+        net.next_hop(0, relay),
+        Some(relay),
+        "isolated: never a next hop"
+    );
+    net.run_until(Timestamp::from_millis(5_000));
+    assert_ne!(
+        net.next_hop(0, relay),
+        Some(relay),
+        "isolation outlives probes"
+    );
+    assert!(net.routers[0].set_neighbour_penalty(net.now, &id(relay), 0));
+    assert_eq!(net.routers[0].neighbour_penalty(&id(relay)), 0);
+    net.run_until(Timestamp::from_millis(7_000));
+    assert_eq!(net.next_hop(0, relay), Some(relay), "lifted: direct again");
+    net.routers[0].validate().expect("router invariants hold");
+}
