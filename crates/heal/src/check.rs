@@ -14,7 +14,8 @@ use crate::time::{Timestamp, duration_text};
 /// Longest check or service name; names appear in incidents and metrics labels.
 pub const MAX_CHECK_NAME: usize = 64;
 
-/// One check as written in `node.yaml` (`checks:` list). Exactly one of `http`, `tcp`, `args`.
+/// One check as written in `node.yaml` (`checks:` list). Exactly one of `http`, `tcp`, `args`,
+/// `process`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckDecl {
@@ -33,6 +34,10 @@ pub struct CheckDecl {
     /// Program and arguments run without a shell; exit status 0 passes.
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// A supervised service whose process must be running; answered by the node's
+    /// supervisor, not by running anything.
+    #[serde(default)]
+    pub process: Option<String>,
     /// Time between runs.
     #[serde(with = "duration_text", default = "default_interval")]
     pub interval: Duration,
@@ -77,6 +82,8 @@ pub enum CheckKind {
     Tcp(String),
     /// Run this program with these arguments.
     Exec(Vec<String>),
+    /// Whether this supervised service's process runs.
+    Process(String),
 }
 
 /// A validated check.
@@ -106,19 +113,32 @@ impl CheckDecl {
     pub fn validate(&self, index: usize) -> Result<CheckSpec, ConfigError> {
         let field = |name: &str| format!("checks[{index}].{name}");
         valid_name(&self.name).map_err(|r| ConfigError::new(field("name"), r))?;
-        let service = self.service.clone().unwrap_or_else(|| self.name.clone());
+        let service = self
+            .service
+            .clone()
+            .or_else(|| self.process.clone())
+            .unwrap_or_else(|| self.name.clone());
         valid_name(&service).map_err(|r| ConfigError::new(field("service"), r))?;
-        let kind = match (&self.http, &self.tcp, &self.args) {
-            (Some(url), None, None) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let kind = match (&self.http, &self.tcp, &self.args, &self.process) {
+            (None, None, None, Some(service)) => {
+                valid_name(service).map_err(|r| ConfigError::new(field("process"), r))?;
+                CheckKind::Process(service.clone())
+            }
+            (Some(url), None, None, None) => {
+                if url.starts_with("https://") {
+                    // The node's checker speaks plain HTTP only; accepting https:// would make
+                    // a check that can never pass.
                     return Err(ConfigError::new(
                         field("http"),
-                        "must start with http:// or https://",
+                        "https:// is not supported; check the plain-HTTP port, use `tcp: host:port`, or `args: [curl, -fsS, <url>]`",
                     ));
+                }
+                if !url.starts_with("http://") {
+                    return Err(ConfigError::new(field("http"), "must start with http://"));
                 }
                 CheckKind::Http(url.clone())
             }
-            (None, Some(addr), None) => {
+            (None, Some(addr), None, None) => {
                 let port = addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
                 if !matches!(port, Some(Ok(p)) if p != 0) {
                     return Err(ConfigError::new(
@@ -128,7 +148,7 @@ impl CheckDecl {
                 }
                 CheckKind::Tcp(addr.clone())
             }
-            (None, None, Some(args)) => {
+            (None, None, Some(args), None) => {
                 if args.first().is_none_or(|p| p.trim().is_empty()) {
                     return Err(ConfigError::new(field("args"), "must name a program first"));
                 }
@@ -137,7 +157,7 @@ impl CheckDecl {
             _ => {
                 return Err(ConfigError::new(
                     field("http"),
-                    "exactly one of `http`, `tcp` or `args` must be given",
+                    "exactly one of `http`, `tcp`, `args` or `process` must be given",
                 ));
             }
         };
@@ -285,6 +305,11 @@ mod tests {
         assert_eq!(
             both.validate(3).map_err(|e| e.field),
             Err("checks[3].http".into())
+        );
+        let tls = decl("name: web\nhttp: https://127.0.0.1/health\n");
+        assert_eq!(
+            tls.validate(2).map_err(|e| e.field),
+            Err("checks[2].http".into())
         );
         let port = decl("name: db\ntcp: localhost:0\n");
         assert_eq!(

@@ -81,6 +81,9 @@ pub struct Hysteresis {
     pub active_since: Option<Timestamp>,
     /// Anomalous samples seen since the symptom opened (its evidence), capped.
     pub evidence: u32,
+    /// Time of the first sample of the current normal run: when a symptom closes, the
+    /// recovery happened here; the `close_after` samples since only verified it.
+    pub normal_since: Option<Timestamp>,
 }
 
 /// Cap on a symptom's evidence count; confidence saturates long before.
@@ -96,6 +99,7 @@ impl Hysteresis {
     ) -> Option<Transition> {
         if anomalous {
             self.normal_run = 0;
+            self.normal_since = None;
             if self.anomalous_run == 0 {
                 self.run_started = Some(now);
             }
@@ -114,6 +118,7 @@ impl Hysteresis {
         } else {
             self.anomalous_run = 0;
             self.run_started = None;
+            self.normal_since.get_or_insert(now);
             self.normal_run = (self.normal_run + 1).min(MAX_RUN_SAMPLES);
             if self.active_since.is_some() && self.normal_run >= cfg.close_after {
                 self.active_since = None;

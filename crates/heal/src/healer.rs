@@ -313,6 +313,33 @@ impl Healer {
         self.drive_all(now);
     }
 
+    /// The node forgot `peer`: it left the mesh, or stayed away longer than the node keeps
+    /// departed neighbours. Its link metrics and every neighbour report about it or from it
+    /// are dropped, so incidents that only its absence explained close. Without this input a
+    /// departed neighbour would count as a link at 100 % loss for ever.
+    pub fn forget_peer(&mut self, peer: NodeId, now: Timestamp) {
+        let before = self.metrics.len() + self.views.len();
+        self.metrics.retain(|key, _| key.peer() != Some(peer));
+        self.views
+            .retain(|(reporter, target), _| *reporter != peer && *target != peer);
+        if before == self.metrics.len() + self.views.len() {
+            return;
+        }
+        for t in self.incidents.values_mut() {
+            let about_peer = match &t.incident.root_cause {
+                crate::cause::Entity::Node(n) => *n == peer,
+                crate::cause::Entity::Link { to, .. } => *to == peer,
+                _ => false,
+            };
+            if about_peer {
+                t.incident
+                    .note(format!("peer {} purged: it left the mesh", peer.short()));
+            }
+        }
+        self.analyze(now);
+        self.drive_all(now);
+    }
+
     /// Reports the result of an emitted action. Results after the deadline are stray.
     pub fn handle_action_result(&mut self, id: ActionId, result: ActionResult, now: Timestamp) {
         let Some(incident) = self

@@ -1,7 +1,7 @@
 //! `Observation`: what the node measured (node and mesh metrics, neighbours' views, check results,
 //! counters), and `MetricKey`, the name under which each scalar is tracked.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wire::NodeId;
 
 /// One measurement batch fed to [`crate::Healer::handle_observation`].
@@ -51,7 +51,7 @@ pub enum Observation {
 }
 
 /// Measurements of one link, seen from one end.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LinkSample {
     /// The node at the other end.
     pub peer: NodeId,

@@ -415,15 +415,44 @@ impl Healer {
                 }
             }
             None => {
-                t.cleared_at.get_or_insert(now);
+                let recovered = recovery_time(&self.metrics, &t.incident.evidence, now);
+                let t = match self.incidents.get_mut(&id) {
+                    Some(t) => t,
+                    None => return,
+                };
+                t.cleared_at.get_or_insert(recovered);
                 if t.execution.is_none() {
                     t.incident.state = IncidentState::Resolved;
-                    t.incident.resolved_at = Some(now);
+                    t.incident.resolved_at = Some(recovered.max(t.incident.detected_at));
                     self.close(id);
                 }
             }
         }
     }
+}
+
+/// When an incident's symptoms really ended: the latest start of the normal runs that closed
+/// its metric symptoms. Hysteresis waits `close_after` normal samples before it believes a
+/// recovery; that wait verifies the repair, it is not part of it, so MTTR ends where the
+/// normal run began. Symptoms without a detector (checks, neighbours' reports) ended `now`.
+fn recovery_time(
+    metrics: &BTreeMap<MetricKey, crate::detect::MetricDetector>,
+    evidence: &[Symptom],
+    now: Timestamp,
+) -> Timestamp {
+    evidence
+        .iter()
+        .filter(|s| s.local)
+        .map(|s| {
+            s.metric
+                .as_ref()
+                .and_then(|k| metrics.get(k))
+                .and_then(|d| d.hysteresis.normal_since)
+                .unwrap_or(now)
+        })
+        .max()
+        .unwrap_or(now)
+        .min(now)
 }
 
 fn metric_name(key: &MetricKey) -> String {

@@ -110,8 +110,52 @@ fn hysteresis_closes_only_after_enough_normal_samples() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].id, id);
     assert_eq!(closed[0].state, IncidentState::Resolved);
-    assert_eq!(closed[0].resolved_at, Some(h.now));
+    // Recovery is dated at the first sample of the normal run that closed the symptom; the
+    // close_after samples after it verified it.
+    assert_eq!(
+        closed[0].resolved_at,
+        Some(heal::Timestamp(h.now.0 - 2_000_000))
+    );
     assert_eq!(h.healer.open_incidents().count(), 0);
+}
+
+#[test]
+fn a_departed_peer_stops_counting_as_lost_once_purged() {
+    let (b, c) = (node(1), node(2));
+    let mut h = Harness::new(test_config(), &[], PlaybookSet::empty());
+    for _ in 0..6 {
+        h.observe(mesh(vec![link(b, 0.0), link(c, 0.0)], 2));
+    }
+    // b vanishes from the routing core's neighbours: its link counts as 100 % loss.
+    for _ in 0..4 {
+        h.observe(mesh(vec![link(c, 0.0)], 1));
+    }
+    let opened = h.opened();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    assert_eq!(
+        opened[0].root_cause,
+        Entity::Link {
+            from: node(0),
+            to: b
+        }
+    );
+    for _ in 0..10 {
+        h.observe(mesh(vec![link(c, 0.0)], 1));
+    }
+    assert!(h.closed().is_empty(), "still lost while remembered");
+    h.now = h.now.plus(std::time::Duration::from_secs(1));
+    h.healer.forget_peer(b, h.now);
+    while h.healer.poll_event().map(|e| h.events.push(e)).is_some() {}
+    let closed = h.closed();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!(closed[0].state, IncidentState::Resolved);
+    assert!(
+        closed[0].notes.iter().any(|n| n.contains("purged")),
+        "{:?}",
+        closed[0].notes
+    );
+    h.observe(mesh(vec![link(c, 0.0)], 1));
+    assert_eq!(h.healer.open_incidents().count(), 0, "b is not re-added");
 }
 
 fn neighbourhood_run(neighbours_see_loss: bool) -> Harness {
