@@ -13,6 +13,9 @@ use std::time::Duration;
 use routing::RouterConfig;
 use serde::Deserialize;
 
+use crate::healing::config::{CheckEntry, HealingConfig, MapkSection};
+use crate::supervisor::ServiceDecl;
+
 /// Most interfaces multicast discovery can be configured on (the transport's own limit).
 pub const MAX_INTERFACES: usize = transport::MAX_INTERFACES;
 
@@ -61,12 +64,14 @@ pub enum ConfigError {
         message: String,
     },
     /// A field has a value of the right type that the node cannot use.
-    #[error("{path}: {field}: {reason}")]
+    #[error("{path}: {}{field}: {reason}", line.map_or_else(String::new, |l| format!("line {l}: ")))]
     Invalid {
         /// The file.
         path: PathBuf,
         /// The path of the field, e.g. `node_config.network.listen`.
         field: String,
+        /// The line of the entry at fault, when known (health checks).
+        line: Option<u64>,
         /// What is wrong with the value.
         reason: String,
     },
@@ -88,8 +93,8 @@ struct ConfigFile {
     node_config: Option<NodeConfigFile>,
 }
 
-/// `node_config`: one section per concern. Sections for later features (mapk, storage, dao)
-/// are not accepted yet, so a file using them fails loudly instead of being silently ignored.
+/// `node_config`: one section per concern. Sections for later features (storage, dao) are
+/// not accepted yet, so a file using them fails loudly instead of being silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct NodeConfigFile {
@@ -100,6 +105,12 @@ struct NodeConfigFile {
     api: ApiSection,
     /// Absent: this node runs no key-value store (and refuses its link streams).
     kv: Option<KvSection>,
+    /// The self-healing loop (see `healing::config::MapkSection`).
+    mapk: MapkSection,
+    /// Supervised local processes.
+    services: Vec<ServiceDecl>,
+    /// Health checks (Consul-like: http, tcp, args, process).
+    checks: Vec<CheckEntry>,
 }
 
 /// `node_config.kv`: the replicated key-value store (Raft over mesh links). Present means
@@ -343,6 +354,8 @@ pub struct NodeConfig {
     pub tun_mtu: u16,
     /// `kv`; `None` when the node runs no key-value store.
     pub kv: Option<KvSettings>,
+    /// `mapk`, `services` and `checks`, validated.
+    pub healing: HealingConfig,
 }
 
 /// Whether the node creates its overlay TUN interface.
@@ -409,7 +422,14 @@ fn parse_file(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     let parsed: Result<ConfigFile, serde_saphyr::Error> =
         serde_saphyr::with_deserializer_from_str(text, |de| {
             serde_path_to_error::deserialize::<_, ConfigFile>(de).map_err(|error| {
-                field_path = error.path().to_string();
+                // Checks are read with their position (`Spanned`), whose `value` level is not
+                // part of the file's shape.
+                field_path = error
+                    .path()
+                    .to_string()
+                    .replace("].value.", "].")
+                    .trim_end_matches(".value")
+                    .to_string();
                 error.into_inner()
             })
         });
@@ -457,6 +477,7 @@ impl Validator<'_> {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             field: field.to_string(),
+            line: None,
             reason: reason.into(),
         }
     }
@@ -535,7 +556,16 @@ impl Validator<'_> {
             Some(section) => Some(self.kv(section)?),
             None => None,
         };
+        let healing =
+            HealingConfig::validate(file.mapk, file.services, file.checks, base, &data_dir)
+                .map_err(|error| ConfigError::Invalid {
+                    path: self.path.to_path_buf(),
+                    field: error.field,
+                    line: error.line,
+                    reason: error.reason,
+                })?;
         Ok(NodeConfig {
+            healing,
             source: self.path.to_path_buf(),
             data_dir,
             key_path,
@@ -820,8 +850,40 @@ mod tests {
                 "node_config.network.listne: unknown field `listne`",
             ),
             (
-                "node_config:\n  mapk: {}\n",
-                "node_config.mapk: unknown field `mapk`",
+                "node_config:\n  mapk: { thresholds: { gpu: 3 } }\n",
+                "node_config.mapk.thresholds.gpu: unknown field `gpu`",
+            ),
+            (
+                "node_config:\n  mapk: { period: 1s }\n",
+                "node_config.mapk.period: unknown field `period`",
+            ),
+            (
+                "node_config:\n  mapk: { detector: { alpha: 2 } }\n",
+                "node_config.mapk.detector.alpha: must be above 0",
+            ),
+            (
+                "node_config:\n  mapk: { retention: 0 }\n",
+                "node_config.mapk.retention: must be from 1",
+            ),
+            (
+                "node_config:\n  checks:\n    - name: web\n      http: https://127.0.0.1/\n",
+                "line 3: node_config.checks[0].http: https:// is not supported",
+            ),
+            (
+                "node_config:\n  checks:\n    - name: a\n      tcp: 127.0.0.1:1\n    - name: b\n      tcp: nowhere\n",
+                "line 5: node_config.checks[1].tcp: must be host:port",
+            ),
+            (
+                "node_config:\n  checks:\n    - name: a\n      tcp: 127.0.0.1:1\n      intervall: 2s\n",
+                "node_config.checks[0].intervall: unknown field `intervall`",
+            ),
+            (
+                "node_config:\n  checks:\n    - name: a\n      process: ghost\n",
+                "line 3: node_config.checks[0].process: names no supervised service",
+            ),
+            (
+                "node_config:\n  services:\n    - name: a\n      command: []\n",
+                "node_config.services[0].command: must name a program first",
             ),
             (
                 "node_config:\n  security: { pq_onyl: true }\n",

@@ -76,4 +76,7 @@ pub enum NodeError {
     /// The operating system's random generator failed.
     #[error("cannot get random bytes: {0}")]
     Random(String),
+    /// The self-healing loop cannot start (a bad playbook, a service that cannot start).
+    #[error(transparent)]
+    Healing(#[from] crate::healing::HealingError),
 }

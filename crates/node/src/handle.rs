@@ -30,6 +30,16 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Vec<DatagramView>>,
     },
     Crdt(oneshot::Sender<crate::replication::CrdtView>),
+    Incidents {
+        filter: knowledge::IncidentFilter,
+        reply: oneshot::Sender<Result<Vec<knowledge::IncidentRecord>, String>>,
+    },
+    Incident {
+        record_id: i64,
+        reply: oneshot::Sender<Result<Option<knowledge::IncidentRecord>, String>>,
+    },
+    Subscribe(oneshot::Sender<Option<tokio::sync::broadcast::Receiver<std::sync::Arc<str>>>>),
+    Notices(oneshot::Sender<Vec<crate::healing::NoticeView>>),
 }
 
 /// Why a snapshot could not be had.
@@ -115,6 +125,36 @@ impl NodeHandle {
     ) -> Result<Vec<DatagramView>, HandleError> {
         self.ask(|reply| Request::TakeDatagrams { port, reply })
             .await
+    }
+
+    /// Stored incidents, newest first. `Ok(Err(reason))` when the healing loop is disabled or
+    /// its database is busy.
+    pub async fn incidents(
+        &self,
+        filter: knowledge::IncidentFilter,
+    ) -> Result<Result<Vec<knowledge::IncidentRecord>, String>, HandleError> {
+        self.ask(|reply| Request::Incidents { filter, reply }).await
+    }
+
+    /// One stored incident by record id.
+    pub async fn incident(
+        &self,
+        record_id: i64,
+    ) -> Result<Result<Option<knowledge::IncidentRecord>, String>, HandleError> {
+        self.ask(|reply| Request::Incident { record_id, reply })
+            .await
+    }
+
+    /// A receiver of the healing loop's events (JSON objects); `None` when it is disabled.
+    pub async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::broadcast::Receiver<std::sync::Arc<str>>>, HandleError> {
+        self.ask(Request::Subscribe).await
+    }
+
+    /// Incident notices received from other nodes.
+    pub async fn notices(&self) -> Result<Vec<crate::healing::NoticeView>, HandleError> {
+        self.ask(Request::Notices).await
     }
 
     async fn ask<T>(

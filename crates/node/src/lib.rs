@@ -41,6 +41,7 @@ pub mod directory;
 pub mod error;
 pub mod executor;
 pub mod handle;
+pub mod healing;
 pub mod identity;
 pub mod init;
 pub mod kvhost;

@@ -216,6 +216,10 @@ async fn probe(kind: &CheckKind) -> Result<String, String> {
             .map(|_| format!("connected to {addr}"))
             .map_err(|e| format!("connect to {addr}: {e}")),
         CheckKind::Exec(args) => exec_check(args).await,
+        // The healing loop answers these from the supervisor's status without running anything.
+        CheckKind::Process(service) => Err(format!(
+            "process check of `{service}` is answered by the supervisor"
+        )),
     }
 }
 

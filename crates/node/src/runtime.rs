@@ -130,6 +130,8 @@ pub struct Node {
     relay_scratch: Vec<u8>,
     /// Housekeeping ticks so far, for the advert schedule.
     advert_ticks: u32,
+    /// The self-healing loop (`None` when `mapk.enabled` is false).
+    healing: Option<crate::healing::Healing>,
     /// Keeps the request channel open while the node runs even if every API handle is
     /// dropped, so the loop never sees a closed channel.
     _own_handle: NodeHandle,
@@ -353,6 +355,7 @@ impl Node {
             )),
         });
         let renew_after = renewal_time(&clock, &membership, now_unix);
+        let keys_id = keys.node_id();
         let (handle, requests) = NodeHandle::channel();
         let handle = handle.with_kv(kv.clone());
         let mut security = Security {
@@ -379,6 +382,16 @@ impl Node {
             random_seed()?,
         )?;
         replication.publish_record(&own_record, unix_millis())?;
+        let healing = if config.healing.enabled {
+            Some(crate::healing::Healing::start(
+                &config.healing,
+                keys_id,
+                &config.data_dir,
+                clock.unix_ms_of(clock.now()),
+            )?)
+        } else {
+            None
+        };
         let mut node = Node {
             router,
             links,
@@ -409,6 +422,7 @@ impl Node {
             kv,
             relay_scratch: Vec::new(),
             advert_ticks: 0,
+            healing,
             _own_handle: handle.clone(),
         };
         node.apply_verified();
@@ -451,6 +465,7 @@ impl Node {
                 _ = tick.tick() => Step::Tick,
                 () = sleep_until_unix_ms(self.replication.wake_ms()) => Step::Replication,
                 _ = carrier_tick.tick(), if watch_carrier => Step::Carrier,
+                wake = crate::healing::next(self.healing.as_mut()) => Step::Heal(wake),
                 Some(request) = self.requests.recv() => Step::Request(request),
                 Some(event) = self.link_events.recv() => Step::Link(event),
                 received = recv_discovery(self.discovery.as_ref(), &mut buffer) => Step::Discovery(received),
@@ -465,6 +480,7 @@ impl Node {
                 }
                 Step::Replication => self.replication.handle_timeout(unix_millis()),
                 Step::Carrier => self.check_carrier(),
+                Step::Heal(wake) => self.heal_step(Some(wake), None),
                 Step::Request(request) => self.answer(request),
                 Step::Link(event) => self.on_link_event(event).await,
                 Step::Tun(Ok(count)) => {
@@ -558,6 +574,9 @@ impl Node {
                     self.channel.link_down(&node);
                     tracing::debug!(peer = %node.short(), %reason, "link down");
                 }
+            }
+            LinkEvent::Stream { from, bytes } if crate::healing::report::is_report(&bytes) => {
+                self.heal_step(None, Some((from, &bytes)));
             }
             LinkEvent::Stream { from, bytes } => self.on_directory_batch(from, &bytes),
             LinkEvent::Join { connection } => self.serve_join(connection),
@@ -1525,6 +1544,59 @@ impl Node {
         self.active.get(id).map(|link| link.info.remote)
     }
 
+    /// One step of the healing loop with the router at hand; sends the reports it queued.
+    fn heal_step(&mut self, wake: Option<crate::healing::Wake>, report: Option<(NodeId, &[u8])>) {
+        let counters = match &self.healing {
+            None => return,
+            Some(healing) if wake.is_some() && healing.counters_due() => {
+                Some(self.exported_counters())
+            }
+            Some(_) => None,
+        };
+        let Some(healing) = self.healing.as_mut() else {
+            return;
+        };
+        let now = self.clock.now();
+        let directory = &self.directory;
+        let keys = &self.security.keys;
+        let key_of = |id: &NodeId| directory.record(id).map(|record| record.keys.ed25519);
+        let sign = |message: &[u8]| keys.sign_ed25519(message);
+        let mut port = crate::healing::MeshPort {
+            router: &mut self.router,
+            now,
+            unix_ms: self.clock.unix_ms_of(now),
+            linked: self.active.keys().copied().collect(),
+            key_of: &key_of,
+            sign: &sign,
+            outbox: Vec::new(),
+        };
+        if let Some(counters) = counters {
+            healing.observe_counters(&counters, now);
+        }
+        if let Some(wake) = wake {
+            healing.handle(wake, &mut port);
+        }
+        if let Some((from, bytes)) = report {
+            healing.receive_report(from, bytes, &mut port);
+        }
+        let outbox = std::mem::take(&mut port.outbox);
+        for (peer, bytes) in outbox {
+            if let Some(link) = self.active.get(&peer) {
+                self.links.send_stream(&link.connection, bytes);
+            }
+        }
+    }
+
+    /// Counters the healing loop watches (drops, refusals, errors), by name.
+    fn exported_counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut all = counters(self.router.stats());
+        all.extend(self.links.stats().snapshot());
+        all.extend(counters(&self.counters));
+        all.extend(counters(&self.data));
+        all.extend(counters(self.directory.stats()));
+        all
+    }
+
     fn answer(&mut self, request: Request) {
         // A requester that gave up (timed out) has dropped its receiver; that is not an error.
         match request {
@@ -1540,6 +1612,60 @@ impl Node {
             } => drop(reply.send(self.send_app_datagram(to, port, &payload))),
             Request::TakeDatagrams { port, reply } => drop(reply.send(self.take_datagrams(port))),
             Request::Crdt(reply) => drop(reply.send(self.replication.view())),
+            Request::Incidents { filter, reply } => match self.healing.as_mut() {
+                Some(healing) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if healing.query(crate::healing::store::Job::List { filter, reply: tx }) {
+                        tokio::spawn(async move {
+                            let answer = rx
+                                .await
+                                .unwrap_or_else(|_| Err("incident database stopped".into()));
+                            let _ = reply.send(answer);
+                        });
+                    } else {
+                        let _ = reply.send(Err("incident database busy".into()));
+                    }
+                }
+                None => drop(reply.send(Err(
+                    "the healing loop is disabled (mapk.enabled: false)".into(),
+                ))),
+            },
+            Request::Incident { record_id, reply } => match self.healing.as_mut() {
+                Some(healing) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if healing.query(crate::healing::store::Job::Get {
+                        record_id,
+                        reply: tx,
+                    }) {
+                        tokio::spawn(async move {
+                            let answer = rx
+                                .await
+                                .unwrap_or_else(|_| Err("incident database stopped".into()));
+                            let _ = reply.send(answer);
+                        });
+                    } else {
+                        let _ = reply.send(Err("incident database busy".into()));
+                    }
+                }
+                None => drop(reply.send(Err(
+                    "the healing loop is disabled (mapk.enabled: false)".into(),
+                ))),
+            },
+            Request::Subscribe(reply) => drop(
+                reply.send(
+                    self.healing
+                        .as_ref()
+                        .map(crate::healing::Healing::subscribe),
+                ),
+            ),
+            Request::Notices(reply) => drop(
+                reply.send(
+                    self.healing
+                        .as_ref()
+                        .map(crate::healing::Healing::notices)
+                        .unwrap_or_default(),
+                ),
+            ),
         }
     }
 
@@ -1607,6 +1733,7 @@ impl Node {
                         .collect()
                 })
                 .unwrap_or_default(),
+            healing: self.healing.as_ref().map(crate::healing::Healing::view),
             static_peers: self.static_peer_count,
             neighbours_alive: neighbours
                 .iter()
@@ -1786,6 +1913,7 @@ enum Step {
     Request(Request),
     Link(LinkEvent),
     Discovery(std::io::Result<(usize, SocketAddr)>),
+    Heal(crate::healing::Wake),
 }
 
 /// When to renew: at half of the SVID's lifetime, as SPIRE does.

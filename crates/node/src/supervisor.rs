@@ -42,10 +42,25 @@ pub const FLAP_WINDOW: Duration = Duration::from_secs(60);
 /// request: enough to flush and close sockets, short enough to fit an action's deadline.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// Who restarts a service whose process exited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// The supervisor, after its back-off (the default).
+    #[default]
+    Always,
+    /// Only the healing loop (its `restart_service` action): every restart is then an
+    /// incident with a record, and a flapping service meets the circuit breaker.
+    Healer,
+}
+
 /// Restart back-off as written in `node.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartDecl {
+    /// Who restarts the service after an exit. Default: `always` (the supervisor).
+    #[serde(default)]
+    pub policy: RestartPolicy,
     /// Wait before the first restart after a crash; doubles with each further crash.
     #[serde(with = "duration_text", default = "default_min_backoff")]
     pub min_backoff: Duration,
@@ -65,6 +80,7 @@ fn default_max_backoff() -> Duration {
 impl Default for RestartDecl {
     fn default() -> RestartDecl {
         RestartDecl {
+            policy: RestartPolicy::Always,
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
         }
@@ -207,7 +223,7 @@ pub fn backoff(policy: &RestartDecl, consecutive: u32) -> Duration {
 }
 
 /// Where a service stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     /// Being spawned.
@@ -216,12 +232,14 @@ pub enum ServiceState {
     Running,
     /// It exited (or could not be spawned) and waits for its back-off.
     BackingOff,
+    /// It exited and waits for the healing loop to restart it (`restart.policy: healer`).
+    Down,
     /// The supervisor stopped it.
     Stopped,
 }
 
 /// How the last process ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
     /// Exit code, if it exited.
     pub code: Option<i32>,
@@ -234,7 +252,7 @@ pub struct ExitRecord {
 }
 
 /// What the supervisor knows about one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     /// The service.
     pub name: String,
@@ -244,7 +262,8 @@ pub struct ServiceStatus {
     pub pid: Option<u32>,
     /// Processes spawned so far.
     pub starts: u64,
-    /// Restarts after an exit (crashes, or clean exits: services are meant to keep running).
+    /// Restarts by the supervisor after an exit (crashes, or clean exits: services are meant
+    /// to keep running).
     pub restarts: u64,
     /// Restarts on request.
     pub requested_restarts: u64,
@@ -642,11 +661,20 @@ impl Keeper {
                     self.consecutive = 0;
                 }
                 let record = exit_record(status, ran, false);
+                let supervisor_restarts = self.decl.restart.policy == RestartPolicy::Always;
                 self.status.send_modify(|s| {
                     s.last_exit = Some(record);
-                    s.restarts += 1;
+                    s.restarts += u64::from(supervisor_restarts);
                 });
                 self.note_exit(Instant::now());
+                if self.decl.restart.policy == RestartPolicy::Healer {
+                    self.status.send_modify(|s| {
+                        s.state = ServiceState::Down;
+                        s.pid = None;
+                    });
+                    let request = requests.recv().await;
+                    return self.take_request(request);
+                }
                 self.back_off(requests).await
             }
             Woke::Asked(request) => {
@@ -833,6 +861,7 @@ pub(crate) mod tests {
         let policy = RestartDecl {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1_000),
+            ..RestartDecl::default()
         };
         let waits: Vec<u128> = (1..=6).map(|n| backoff(&policy, n).as_millis()).collect();
         assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
@@ -847,6 +876,7 @@ pub(crate) mod tests {
         decl.restart = RestartDecl {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(3600),
+            ..RestartDecl::default()
         };
         let supervisor = Supervisor::start(vec![decl]).expect("start");
         let handle = supervisor.handle();
@@ -871,6 +901,7 @@ pub(crate) mod tests {
         decl.restart = RestartDecl {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
+            ..RestartDecl::default()
         };
         let supervisor = Supervisor::start(vec![decl]).expect("start");
         let handle = supervisor.handle();

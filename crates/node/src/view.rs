@@ -41,6 +41,10 @@ pub struct StatusView {
     /// Link and security counters: handshakes, refused certificates by reason, packets whose
     /// sender is not the link's authenticated peer, records and revocations.
     pub links: BTreeMap<String, u64>,
+    /// The self-healing loop: open incidents, MTTD/MTTR per type, counters, services
+    /// (absent when `mapk.enabled` is false).
+    #[serde(default)]
+    pub healing: Option<crate::healing::HealingView>,
 }
 
 /// `GET /api/v1/identity`.
