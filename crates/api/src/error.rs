@@ -30,6 +30,9 @@ pub enum ApiError {
     /// A key-value request failed.
     #[error(transparent)]
     Kv(#[from] KvFailure),
+    /// The feature is off or its backend is busy (the healing loop, its database).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<&ApiError> for StatusCode {
@@ -60,6 +63,7 @@ impl From<&ApiError> for StatusCode {
                 KvFailure::Rejected(_) | KvFailure::Membership(_) => StatusCode::CONFLICT,
                 KvFailure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

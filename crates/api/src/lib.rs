@@ -1,4 +1,5 @@
-//! Local HTTP API of an x0tta6bl4 node: health, status, peers and routes as JSON.
+//! Local HTTP API of an x0tta6bl4 node: health, status, peers, routes and incidents as JSON,
+//! and the healing loop's events over a WebSocket.
 //!
 //! # Layout
 //! - [`server`]: `run(listener, handle, shutdown)`, the routes and their handlers.
@@ -29,6 +30,10 @@
 //!
 //! Key-value errors carry `"retryable": true` when the same request may succeed later
 //! (election, leader unreachable, timeout): 503 or 504.
+//! | `GET /api/v1/incidents[?type=&state=&limit=]` | stored incidents, newest first, with wall-clock times |
+//! | `GET /api/v1/incidents/{id}` | one stored incident (record id) |
+//! | `GET /api/v1/notices` | incident notices received from other nodes |
+//! | `GET /api/v1/events` | WebSocket: healing events and actions, one JSON text message each |
 
 pub mod error;
 pub mod kv;

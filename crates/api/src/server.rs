@@ -4,7 +4,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -58,6 +60,10 @@ pub fn app(handle: NodeHandle) -> Router {
             "/api/v1/raft/voters/{node}",
             post(crate::kv::add_voter).delete(crate::kv::remove_voter),
         )
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/notices", get(notices))
+        .route("/api/v1/events", get(events))
         .fallback(not_found)
         .with_state(handle)
 }
@@ -140,6 +146,118 @@ async fn take_port_datagrams(
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("port {port:?} is not 0..65535")))?;
     Ok(Json(ask(handle.take_datagrams(Some(port))).await?))
+}
+
+/// Query of `GET /api/v1/incidents`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentQuery {
+    /// `SERVICE_DOWN`, `NODE_FAILURE`, ...
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// `open`, `resolved`, ...
+    state: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A stored incident with its times on the wall clock, so that tools can compare them with
+/// when they injected a fault: the record keeps detection as `opened_wall_ms` and the other
+/// times on the node's monotonic clock.
+fn incident_json(record: &knowledge::IncidentRecord) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or(serde_json::Value::Null);
+    let detected = record.opened_wall_ms;
+    let to_ms = |us: u64| i64::try_from(us / 1000).unwrap_or(i64::MAX);
+    let first = detected.saturating_sub(to_ms(record.mttd_us));
+    let resolved = record
+        .resolved_us
+        .map(|r| detected.saturating_add(to_ms(r.saturating_sub(record.detected_us))));
+    if let serde_json::Value::Object(fields) = &mut value {
+        fields.insert("first_symptom_unix_ms".into(), first.into());
+        fields.insert("detected_unix_ms".into(), detected.into());
+        fields.insert("resolved_unix_ms".into(), resolved.into());
+    }
+    value
+}
+
+async fn incidents(
+    State(handle): State<NodeHandle>,
+    Query(query): Query<IncidentQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let mut filter = knowledge::IncidentFilter::default();
+    if let Some(kind) = &query.kind {
+        filter.kind = Some(heal::IncidentType::parse(kind).ok_or_else(|| {
+            ApiError::BadRequest(format!("type {kind:?} is not an incident type such as SERVICE_DOWN"))
+        })?);
+    }
+    if let Some(state) = &query.state {
+        filter.state = Some(knowledge::RecordState::parse(state).ok_or_else(|| {
+            ApiError::BadRequest(format!("state {state:?} is not an incident state such as open or resolved"))
+        })?);
+    }
+    if let Some(limit) = query.limit {
+        filter.limit = limit.clamp(1, knowledge::record::MAX_QUERY_LIMIT);
+    }
+    let records = ask(handle.incidents(filter)).await?.map_err(ApiError::Unavailable)?;
+    Ok(Json(records.iter().map(incident_json).collect()))
+}
+
+async fn incident(
+    State(handle): State<NodeHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record_id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("incident id {id:?} is not a number")))?;
+    match ask(handle.incident(record_id)).await?.map_err(ApiError::Unavailable)? {
+        Some(record) => Ok(Json(incident_json(&record))),
+        None => Err(ApiError::NotFound(format!("incident {record_id}"))),
+    }
+}
+
+async fn notices(
+    State(handle): State<NodeHandle>,
+) -> Result<Json<Vec<node::healing::NoticeView>>, ApiError> {
+    Ok(Json(ask(handle.notices()).await?))
+}
+
+/// `GET /api/v1/events`: a WebSocket carrying every healing event and action as one JSON
+/// text message each. A client that falls more than the loop's backlog behind is sent
+/// `{"type":"lagged","missed":N}` and continues with the newest events.
+async fn events(
+    State(handle): State<NodeHandle>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Some(receiver) = ask(handle.subscribe()).await? else {
+        return Err(ApiError::Unavailable(
+            "the healing loop is disabled (mapk.enabled: false)".to_string(),
+        ));
+    };
+    Ok(upgrade.on_upgrade(move |socket| stream_events(socket, receiver)))
+}
+
+async fn stream_events(
+    mut socket: WebSocket,
+    mut receiver: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let text = tokio::select! {
+            received = receiver.recv() => match received {
+                Ok(text) => text.to_string(),
+                Err(RecvError::Lagged(missed)) => format!("{{\"type\":\"lagged\",\"missed\":{missed}}}"),
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                // Clients only listen; anything but a close is ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

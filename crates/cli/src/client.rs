@@ -326,6 +326,17 @@ impl ApiClient {
     }
 
     /// GETs `path` and decodes the JSON body.
+    /// Stored incidents, newest first (`query` is the URL query, e.g. `limit=20`).
+    pub fn incidents(&self, query: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.get(&format!("/api/v1/incidents?{query}"))
+    }
+
+    /// One stored incident.
+    pub fn incident(&self, record_id: i64) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/api/v1/incidents/{record_id}"))
+    }
+
+    /// GETs `path` and decodes the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let response = self

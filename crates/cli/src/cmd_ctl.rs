@@ -79,6 +79,26 @@ pub enum CtlQuery {
         #[command(subcommand)]
         op: RaftOp,
     },
+    /// Incidents of the self-healing loop, newest first.
+    Incidents {
+        /// Keep printing healing events as they happen (WebSocket /api/v1/events).
+        #[arg(long)]
+        follow: bool,
+        /// Only this type (SERVICE_DOWN, NODE_FAILURE, ...).
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only this state (open, executing, resolved, ...).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One incident in full: evidence, root cause, plans with their reasons, every step.
+    Incident {
+        /// Its record id (the first column of `ctl incidents`).
+        id: i64,
+    },
 }
 
 /// What `ctl crdt` can show.
@@ -225,6 +245,36 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
             },
             true,
         ) => to_json(&client.crdt()?),
+        (
+            CtlQuery::Incidents {
+                follow,
+                kind,
+                state,
+                limit,
+            },
+            json,
+        ) => {
+            let mut query = format!("limit={limit}");
+            if let Some(kind) = kind {
+                query.push_str(&format!("&type={kind}"));
+            }
+            if let Some(state) = state {
+                query.push_str(&format!("&state={state}"));
+            }
+            let records = client.incidents(&query)?;
+            let text = if json {
+                to_json(&records)
+            } else {
+                render::incidents(&records)
+            };
+            println!("{text}");
+            if follow {
+                return follow_events(&url, json);
+            }
+            return Ok(());
+        }
+        (CtlQuery::Incident { id }, true) => to_json(&client.incident(id)?),
+        (CtlQuery::Incident { id }, false) => render::incident(&client.incident(id)?),
         (CtlQuery::Recv { port }, true) => to_json(&client.take_datagrams(port)?),
         (CtlQuery::Recv { port }, false) => client
             .take_datagrams(port)?
@@ -352,6 +402,31 @@ fn kv(client: &ApiClient, op: &KvOp, json: bool) -> Result<(), CliError> {
     };
     println!("{text}");
     Ok(())
+}
+
+/// Prints each healing event from the node's WebSocket until the node closes it (or the
+/// process is interrupted): one JSON object per line with `--json`, else a short line.
+fn follow_events(url: &str, json: bool) -> Result<(), CliError> {
+    let ws_url = format!("{}/api/v1/events", url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tungstenite::connect(ws_url.as_str())
+        .map_err(|error| CliError::Follow(format!("{ws_url}: {error}")))?;
+    loop {
+        let message = match socket.read() {
+            Ok(message) => message,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Ok(());
+            }
+            Err(error) => return Err(CliError::Follow(format!("{ws_url}: {error}"))),
+        };
+        let tungstenite::Message::Text(text) = message else {
+            continue;
+        };
+        if json {
+            println!("{text}");
+        } else {
+            println!("{}", render::event_line(text.as_str()));
+        }
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

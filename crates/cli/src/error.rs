@@ -30,6 +30,9 @@ pub enum CliError {
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// `ctl incidents --follow` lost or could not open the event stream.
+    #[error("event stream: {0}")]
+    Follow(String),
     /// The demo could not set up or run its mesh.
     #[error("demo: {0}")]
     Demo(String),

@@ -68,7 +68,131 @@ pub fn status(view: &StatusView) -> String {
     for (name, value) in &view.links {
         table.add_row(vec![format!("links.{name}"), value.to_string()]);
     }
+    if let Some(healing) = &view.healing {
+        table.add_row(vec![
+            "healing.open_incidents".to_string(),
+            healing.open_incidents.to_string(),
+        ]);
+        table.add_row(vec![
+            "healing.incidents_total".to_string(),
+            healing.incidents_total.to_string(),
+        ]);
+        for (kind, figures) in &healing.repair {
+            let mttr = figures
+                .mttr_ms_mean
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0} ms"));
+            table.add_row(vec![
+                format!("healing.{kind}"),
+                format!(
+                    "{} incidents, MTTD {:.0} ms (max {:.0}), {} recovered, MTTR {mttr}",
+                    figures.incidents, figures.mttd_ms_mean, figures.mttd_ms_max, figures.resolved
+                ),
+            ]);
+        }
+        for service in &healing.services {
+            table.add_row(vec![
+                format!("service.{}", service.name),
+                format!(
+                    "{:?}, pid {}, {} starts, {} restarts by the loop",
+                    service.state,
+                    service.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+                    service.starts,
+                    service.requested_restarts
+                )
+                .to_lowercase(),
+            ]);
+        }
+        if let Some(reason) = &healing.store_degraded {
+            table.add_row(vec!["healing.store".to_string(), reason.clone()]);
+        }
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&healing.counters) {
+            for (name, value) in fields {
+                table.add_row(vec![format!("healing.{name}"), value.to_string()]);
+            }
+        }
+    }
     table.to_string()
+}
+
+/// Stored incidents (JSON records from `/api/v1/incidents`), one row each.
+pub fn incidents(records: &[serde_json::Value]) -> String {
+    let mut table = table(&[
+        "id", "type", "severity", "state", "root cause", "conf", "plan", "ok", "MTTD", "MTTR",
+    ]);
+    for record in records {
+        let text = |field: &str| record[field].as_str().unwrap_or("-").to_string();
+        let ms = |field: &str| {
+            record[field]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), |us| format!("{} ms", us / 1000))
+        };
+        table.add_row(vec![
+            record["record_id"].to_string(),
+            text("kind"),
+            text("severity"),
+            text("state"),
+            root_cause(&record["root_cause"]),
+            record["confidence"]
+                .as_f64()
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.2}")),
+            text("plan"),
+            match record["success"].as_bool() {
+                Some(true) => "yes".to_string(),
+                Some(false) => "no".to_string(),
+                None => "-".to_string(),
+            },
+            ms("mttd_us"),
+            ms("mttr_us"),
+        ]);
+    }
+    table.to_string()
+}
+
+/// A root cause as `heal` serialises it (`{"node": "<hex>"}`, `{"link": {...}}`, `"routes"`,
+/// `{"service": {...}}`), in words.
+pub fn root_cause(value: &serde_json::Value) -> String {
+    let short = |v: &serde_json::Value| v.as_str().map_or("?".to_string(), |s| s.chars().take(8).collect());
+    if let Some(node) = value.get("node") {
+        return format!("node {}", short(node));
+    }
+    if let Some(link) = value.get("link") {
+        return format!("link {} -> {}", short(&link["from"]), short(&link["to"]));
+    }
+    if let Some(service) = value.get("service") {
+        return format!("service {}", service["check"].as_str().unwrap_or("?"));
+    }
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// One incident in full: the record's fields, then evidence, plans, steps and notes.
+pub fn incident(record: &serde_json::Value) -> String {
+    let mut out = incidents(std::slice::from_ref(record));
+    let incident = &record["incident"];
+    let list = |title: &str, items: &serde_json::Value, out: &mut String| {
+        if let Some(items) = items.as_array().filter(|a| !a.is_empty()) {
+            out.push_str(&format!("\n{title}:\n"));
+            for item in items {
+                out.push_str(&format!("  {}\n", compact(item)));
+            }
+        }
+    };
+    list("evidence", &incident["evidence"], &mut out);
+    list("alternatives", &incident["alternatives"], &mut out);
+    list("plans", &incident["plans"], &mut out);
+    list("steps", &incident["steps"], &mut out);
+    list("outcomes", &incident["outcomes"], &mut out);
+    list("notes", &incident["notes"], &mut out);
+    if let Some(metrics) = record.get("metrics").filter(|m| !m.is_null()) {
+        out.push_str(&format!("\nmetrics at detection: {}\n", compact(metrics)));
+    }
+    out
+}
+
+fn compact(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The node's identity.
@@ -343,4 +467,48 @@ mod tests {
         assert_eq!(format_duration_ms(1_250), "1.2 s");
         assert_eq!(format_duration_ms(90_000), "1m30s");
     }
+}
+
+/// One line for a healing event from `/api/v1/events`.
+pub fn event_line(text: &str) -> String {
+    let Ok(event) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    let at = event["at_unix_ms"].as_u64().unwrap_or(0);
+    let kind = event["type"].as_str().unwrap_or("?");
+    let body = match kind {
+        "heal" => {
+            let inner = &event["event"];
+            let name = inner["event"].as_str().unwrap_or("?");
+            match name {
+                "incident_opened" | "incident_closed" => {
+                    let incident = &inner["incident_opened"];
+                    let incident = if incident.is_null() { &inner["incident_closed"] } else { incident };
+                    let incident = if incident.is_null() { inner } else { incident };
+                    format!(
+                        "{name} #{} {} root cause {} confidence {:.2}",
+                        incident["id"],
+                        incident["kind"].as_str().unwrap_or("?"),
+                        root_cause(&incident["root_cause"]),
+                        incident["confidence"].as_f64().unwrap_or(0.0)
+                    )
+                }
+                _ => format!("{name} {}", inner),
+            }
+        }
+        "action_started" => format!(
+            "action {} for incident #{}{}",
+            event["request"]["action"]["action"].as_str().unwrap_or("?"),
+            event["request"]["incident"],
+            if event["request"]["rollback"].as_bool() == Some(true) { " (rollback)" } else { "" }
+        ),
+        "action_finished" => format!(
+            "action #{} {}: {}",
+            event["id"],
+            if event["succeeded"].as_bool() == Some(true) { "succeeded" } else { "failed" },
+            event["detail"].as_str().unwrap_or("")
+        ),
+        _ => event.to_string(),
+    };
+    format!("{at} {body}")
 }
