@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 use axum::http::Uri;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use node::{NodeHandle, PeerView, RouteView, StatusView};
@@ -187,18 +187,24 @@ async fn incidents(
     let mut filter = knowledge::IncidentFilter::default();
     if let Some(kind) = &query.kind {
         filter.kind = Some(heal::IncidentType::parse(kind).ok_or_else(|| {
-            ApiError::BadRequest(format!("type {kind:?} is not an incident type such as SERVICE_DOWN"))
+            ApiError::BadRequest(format!(
+                "type {kind:?} is not an incident type such as SERVICE_DOWN"
+            ))
         })?);
     }
     if let Some(state) = &query.state {
         filter.state = Some(knowledge::RecordState::parse(state).ok_or_else(|| {
-            ApiError::BadRequest(format!("state {state:?} is not an incident state such as open or resolved"))
+            ApiError::BadRequest(format!(
+                "state {state:?} is not an incident state such as open or resolved"
+            ))
         })?);
     }
     if let Some(limit) = query.limit {
         filter.limit = limit.clamp(1, knowledge::record::MAX_QUERY_LIMIT);
     }
-    let records = ask(handle.incidents(filter)).await?.map_err(ApiError::Unavailable)?;
+    let records = ask(handle.incidents(filter))
+        .await?
+        .map_err(ApiError::Unavailable)?;
     Ok(Json(records.iter().map(incident_json).collect()))
 }
 
@@ -209,7 +215,10 @@ async fn incident(
     let record_id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("incident id {id:?} is not a number")))?;
-    match ask(handle.incident(record_id)).await?.map_err(ApiError::Unavailable)? {
+    match ask(handle.incident(record_id))
+        .await?
+        .map_err(ApiError::Unavailable)?
+    {
         Some(record) => Ok(Json(incident_json(&record))),
         None => Err(ApiError::NotFound(format!("incident {record_id}"))),
     }

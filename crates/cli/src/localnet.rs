@@ -98,6 +98,9 @@ pub struct LocalNetOptions {
     /// Extra sections under `node_config` (indented by two spaces), e.g.
     /// `"  security:\n    svid_ttl_seconds: 10\n"`. Empty: none.
     pub extra_yaml: String,
+    /// Extra sections for single nodes, by 0-based position (e.g. `services:` on one node);
+    /// positions past the end get none.
+    pub node_yaml: Vec<String>,
     /// Children survive this process (for `demo --keep`): no parent-death signal, and the
     /// directories are not deleted.
     pub detached: bool,
@@ -194,7 +197,11 @@ impl LocalNet {
                 *udp,
                 *api,
                 &options.routing_yaml,
-                &options.extra_yaml,
+                &format!(
+                    "{}{}",
+                    options.extra_yaml,
+                    options.node_yaml.get(position).map_or("", String::as_str)
+                ),
             )?);
         }
         for (position, node) in nodes.iter().enumerate() {

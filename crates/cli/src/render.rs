@@ -95,7 +95,9 @@ pub fn status(view: &StatusView) -> String {
                 format!(
                     "{:?}, pid {}, {} starts, {} restarts by the loop",
                     service.state,
-                    service.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+                    service
+                        .pid
+                        .map_or_else(|| "-".to_string(), |p| p.to_string()),
                     service.starts,
                     service.requested_restarts
                 )
@@ -117,7 +119,16 @@ pub fn status(view: &StatusView) -> String {
 /// Stored incidents (JSON records from `/api/v1/incidents`), one row each.
 pub fn incidents(records: &[serde_json::Value]) -> String {
     let mut table = table(&[
-        "id", "type", "severity", "state", "root cause", "conf", "plan", "ok", "MTTD", "MTTR",
+        "id",
+        "type",
+        "severity",
+        "state",
+        "root cause",
+        "conf",
+        "plan",
+        "ok",
+        "MTTD",
+        "MTTR",
     ]);
     for record in records {
         let text = |field: &str| record[field].as_str().unwrap_or("-").to_string();
@@ -151,7 +162,10 @@ pub fn incidents(records: &[serde_json::Value]) -> String {
 /// A root cause as `heal` serialises it (`{"node": "<hex>"}`, `{"link": {...}}`, `"routes"`,
 /// `{"service": {...}}`), in words.
 pub fn root_cause(value: &serde_json::Value) -> String {
-    let short = |v: &serde_json::Value| v.as_str().map_or("?".to_string(), |s| s.chars().take(8).collect());
+    let short = |v: &serde_json::Value| {
+        v.as_str()
+            .map_or("?".to_string(), |s| s.chars().take(8).collect())
+    };
     if let Some(node) = value.get("node") {
         return format!("node {}", short(node));
     }
@@ -161,7 +175,9 @@ pub fn root_cause(value: &serde_json::Value) -> String {
     if let Some(service) = value.get("service") {
         return format!("service {}", service["check"].as_str().unwrap_or("?"));
     }
-    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
 }
 
 /// One incident in full: the record's fields, then evidence, plans, steps and notes.
@@ -483,7 +499,11 @@ pub fn event_line(text: &str) -> String {
             match name {
                 "incident_opened" | "incident_closed" => {
                     let incident = &inner["incident_opened"];
-                    let incident = if incident.is_null() { &inner["incident_closed"] } else { incident };
+                    let incident = if incident.is_null() {
+                        &inner["incident_closed"]
+                    } else {
+                        incident
+                    };
                     let incident = if incident.is_null() { inner } else { incident };
                     format!(
                         "{name} #{} {} root cause {} confidence {:.2}",
@@ -500,12 +520,20 @@ pub fn event_line(text: &str) -> String {
             "action {} for incident #{}{}",
             event["request"]["action"]["action"].as_str().unwrap_or("?"),
             event["request"]["incident"],
-            if event["request"]["rollback"].as_bool() == Some(true) { " (rollback)" } else { "" }
+            if event["request"]["rollback"].as_bool() == Some(true) {
+                " (rollback)"
+            } else {
+                ""
+            }
         ),
         "action_finished" => format!(
             "action #{} {}: {}",
             event["id"],
-            if event["succeeded"].as_bool() == Some(true) { "succeeded" } else { "failed" },
+            if event["succeeded"].as_bool() == Some(true) {
+                "succeeded"
+            } else {
+                "failed"
+            },
             event["detail"].as_str().unwrap_or("")
         ),
         _ => event.to_string(),

@@ -278,6 +278,12 @@ impl Healer {
         nodes
     }
 
+    /// The node lifted its penalty or isolation of `peer` (the incident that set it was
+    /// resolved); returns whether the loop held it. Keeps the blast-radius count true.
+    pub fn release_peer(&mut self, peer: NodeId) -> bool {
+        self.held_peers.remove(&peer)
+    }
+
     /// Feeds one observation.
     pub fn handle_observation(&mut self, observation: Observation, now: Timestamp) {
         match observation {

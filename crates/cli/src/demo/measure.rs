@@ -226,7 +226,8 @@ pub fn wait_settled(
     }
 }
 
-fn unix_now_ms() -> u64 {
+/// Now, as Unix milliseconds.
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(millis)

@@ -1,12 +1,15 @@
 //! `x0tta6bl4 demo`: starts a mesh of real node processes on loopback, waits for it to
-//! converge, kills the relay on node 1's path to the farthest node, measures how fast node 1
-//! routes around it, restarts the relay, waits for reconvergence; then gives three nodes the
-//! key-value store's voter role, writes and reads a key across nodes, kills the Raft leader
-//! and measures how long writes were unavailable ([`kvact`]), and reports.
+//! converge, kills node 1's supervised service and watches the healing loop restart it, kills
+//! the relay on node 1's path to the farthest node, measures how fast node 1 routes around it,
+//! waits until a node's healing loop names the relay as the root cause, restarts the relay,
+//! waits for reconvergence and the incident's recovery (MTTD and MTTR of both faults); then
+//! gives three nodes the key-value store's voter role, writes and reads a key across nodes,
+//! kills the Raft leader and measures how long writes were unavailable ([`kvact`]), and reports.
 //!
 //! Progress goes to stderr as it happens; the route table and the summary go to stdout (with
 //! `--json`, only the summary as one JSON object). The exit code is 0 only if the mesh healed.
 
+pub mod healing;
 pub mod kvact;
 pub mod measure;
 pub mod report;
@@ -87,6 +90,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     };
     let options = LocalNetOptions {
         detached: args.keep,
+        node_yaml: vec![healing::SERVICE_YAML.to_string()],
         ..LocalNetOptions::default()
     };
     let mut net =
@@ -217,7 +221,15 @@ fn scenario(
         pids: None,
         dir: None,
         kv: None,
+        healing: Vec::new(),
     };
+    progress.say(format!(
+        "killing node 1's supervised service `{}` (SIGKILL); its healing loop must restart it",
+        healing::SERVICE
+    ));
+    let act = healing::service_act(net, &interrupted)?;
+    progress.say(healing::text(&act));
+    summary.healing.push(act);
     break_and_heal(net, topology, &mut summary, progress)?;
     if summary.healed && !interrupted() {
         let say = |message: String| progress.say(message);
@@ -267,6 +279,7 @@ fn break_and_heal(
     } else {
         Duration::from_secs(2)
     };
+    let fault_unix_ms = measure::unix_now_ms();
     let reroute = measure::kill_and_watch(net, source, destination, relay, timeout, &interrupted)?;
     summary.new_next_hop = reroute.new_next_hop.map(|node| node + 1);
     summary.reroute_ms = reroute.reroute_ms;
@@ -295,6 +308,8 @@ fn break_and_heal(
         )),
     }
 
+    let mut relay_act = healing::relay_detected(net, relay, fault_unix_ms, &interrupted)?;
+    progress.say(healing::text(&relay_act));
     progress.say(format!("restarting node {} with its data dir", relay + 1));
     let restarted_at = Instant::now();
     net.start(relay)?;
@@ -306,6 +321,10 @@ fn break_and_heal(
         "reconverged {} after the restart",
         render::format_duration_ms(summary.reconverged_ms.unwrap_or(0))
     ));
+
+    healing::relay_recovered(net, &mut relay_act, fault_unix_ms, &interrupted)?;
+    progress.say(healing::text(&relay_act));
+    summary.healing.push(relay_act);
 
     summary.reason = healing_failure(summary);
     summary.healed = summary.reason.is_none();

@@ -78,6 +78,9 @@ pub struct Summary {
     pub dir: Option<String>,
     /// The key-value act (absent when the mesh did not heal).
     pub kv: Option<super::kvact::KvSummary>,
+    /// The healing acts: the supervised service's crash and the relay's failure, each with
+    /// its incident, root cause, MTTD and MTTR.
+    pub healing: Vec<super::healing::HealingAct>,
 }
 
 fn path_text(path: &[usize]) -> String {
@@ -169,6 +172,9 @@ impl Summary {
                     format_duration_ms(ms)
                 ),
             );
+        }
+        for act in &self.healing {
+            row("healing", super::healing::text(act));
         }
         row(
             "control",

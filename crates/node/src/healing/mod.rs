@@ -347,6 +347,42 @@ pub enum HealingError {
     Store(String),
 }
 
+/// Peers an incident's plan left penalised or isolated: steps that took effect and were not
+/// undone by a later step or rollback. Lifted when the incident is resolved, since the peer
+/// then works again.
+fn held_by(incident: &Incident) -> Vec<NodeId> {
+    let mut held: Vec<NodeId> = Vec::new();
+    for step in &incident.steps {
+        if step.outcome != heal::StepOutcome::Succeeded {
+            continue;
+        }
+        match &step.action {
+            heal::Action::IsolatePeer {
+                peer: heal::PeerRef::Id(p),
+                release: false,
+            }
+            | heal::Action::DeprefPeer {
+                peer: heal::PeerRef::Id(p),
+                penalty: 1..,
+            } => {
+                if !held.contains(p) {
+                    held.push(*p);
+                }
+            }
+            heal::Action::IsolatePeer {
+                peer: heal::PeerRef::Id(p),
+                release: true,
+            }
+            | heal::Action::DeprefPeer {
+                peer: heal::PeerRef::Id(p),
+                penalty: 0,
+            } => held.retain(|h| h != p),
+            _ => {}
+        }
+    }
+    held
+}
+
 /// A counter struct as a name -> value map.
 fn counters_of(stats: &impl Serialize) -> BTreeMap<String, u64> {
     match serde_json::to_value(stats) {
@@ -919,7 +955,41 @@ impl Healing {
             }
         }
         while let Some(event) = self.healer.poll_event() {
+            let release = match &event {
+                Event::IncidentClosed(incident)
+                    if incident.state == heal::IncidentState::Resolved =>
+                {
+                    held_by(incident)
+                }
+                _ => Vec::new(),
+            };
+            let snapshot = match &event {
+                Event::PlanChosen { incident, .. }
+                | Event::PlanFinished { incident, .. }
+                | Event::ActionBlocked { incident, .. }
+                | Event::ApprovalRequested { incident, .. } => Some(*incident),
+                _ => None,
+            };
             self.on_event(event, port.unix_ms);
+            if let Some(incident) = snapshot.and_then(|id| self.healer.incident(id)).cloned()
+                && let Some(store) = self.store.as_mut()
+            {
+                store.submit(Job::Snapshot {
+                    incident: Box::new(incident),
+                    wall_ms: i64::try_from(port.unix_ms).unwrap_or(i64::MAX),
+                });
+            }
+            for peer in release {
+                let still_suspect = self.healer.open_incidents().any(|i| match &i.root_cause {
+                    heal::Entity::Node(n) => *n == peer,
+                    heal::Entity::Link { to, .. } => *to == peer,
+                    _ => false,
+                });
+                if !still_suspect && self.healer.release_peer(peer) {
+                    port.router.set_neighbour_penalty(port.now, &peer, 0);
+                    tracing::info!(peer = %peer.short(), "routing penalty lifted: the incident that set it is resolved");
+                }
+            }
         }
     }
 

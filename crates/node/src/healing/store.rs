@@ -24,6 +24,13 @@ pub enum Job {
         /// Unix ms when the loop drained it.
         wall_ms: i64,
     },
+    /// Store the current snapshot of an incident (steps, plans and notes as they stand).
+    Snapshot {
+        /// The incident.
+        incident: Box<heal::Incident>,
+        /// Unix ms.
+        wall_ms: i64,
+    },
     /// List incidents, newest first.
     List {
         /// Which.
@@ -126,6 +133,12 @@ fn serve(
                 if let Err(error) = store.record_event(&event, metrics.as_ref(), wall_ms) {
                     failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%error, "incident not stored");
+                }
+            }
+            Job::Snapshot { incident, wall_ms } => {
+                if let Err(error) = store.upsert_incident(&incident, None, wall_ms) {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(%error, "incident snapshot not stored");
                 }
             }
             Job::List { filter, reply } => {
