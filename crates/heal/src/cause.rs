@@ -80,18 +80,29 @@ pub struct Candidate {
     pub explained: Vec<usize>,
 }
 
+/// How far apart in time a cause and its effects may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// An effect may show this much before its cause (the order of observations within one
+    /// period).
+    pub slack: Duration,
+    /// An effect must show within this long after its cause started: a fault that has lasted
+    /// for minutes without this effect did not cause it now (a CPU overload does not explain
+    /// a neighbour that vanished much later).
+    pub horizon: Duration,
+}
+
 /// Ranks candidate causes of `symptoms`, best first.
 ///
 /// Candidates are every entity with a symptom plus the `suspects` (nodes the neighbourhood
 /// detector blames). A candidate explains a symptom when the graph allows it and the candidate
-/// showed no later than the symptom (`slack` absorbs the order of observations within one
-/// period). Order: more symptoms explained, then earlier, then the graph order of entities
+/// showed no later than the symptom and no earlier than the window's horizon before it. Order: more symptoms explained, then earlier, then the graph order of entities
 /// (nodes before links before routes before services) so ties resolve the same way each time.
 pub fn rank_causes(
     symptoms: &[Symptom],
     suspects: &[NodeId],
     local: NodeId,
-    slack: Duration,
+    window: Window,
 ) -> Vec<Candidate> {
     let mut entities: Vec<(Entity, Option<Timestamp>)> = Vec::new();
     for s in symptoms {
@@ -122,7 +133,9 @@ pub fn rank_causes(
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| {
-                    explains(&entity, &s.entity, local) && since <= s.first_at.plus(slack)
+                    explains(&entity, &s.entity, local)
+                        && since <= s.first_at.plus(window.slack)
+                        && (entity == s.entity || s.first_at <= since.plus(window.horizon))
                 })
                 .map(|(i, _)| i)
                 .collect();
@@ -164,9 +177,9 @@ pub fn group_symptoms(
     symptoms: &[Symptom],
     suspects: &[NodeId],
     local: NodeId,
-    slack: Duration,
+    window: Window,
 ) -> Vec<Group> {
-    let all = rank_causes(symptoms, suspects, local, slack);
+    let all = rank_causes(symptoms, suspects, local, window);
     let mut taken = vec![false; symptoms.len()];
     let mut groups = Vec::new();
     for _ in 0..symptoms.len() {
@@ -271,7 +284,10 @@ mod tests {
         }
     }
 
-    const SLACK: Duration = Duration::from_millis(500);
+    const SLACK: Window = Window {
+        slack: Duration::from_millis(500),
+        horizon: Duration::from_secs(10),
+    };
 
     #[test]
     fn a_node_fault_that_precedes_its_links_ranks_first() {
@@ -300,6 +316,22 @@ mod tests {
         assert_eq!(ranked[1].explained, vec![1]);
         let groups = group_symptoms(&symptoms, &[], me, SLACK);
         assert_eq!(groups.len(), 2);
+    }
+
+    #[test]
+    fn a_cause_far_older_than_its_effect_does_not_explain_it() {
+        let me = node(0);
+        let symptoms = vec![
+            symptom(Entity::Node(me), 10, true),
+            symptom(link(0, 1), 100, true),
+        ];
+        let groups = group_symptoms(&symptoms, &[], me, SLACK);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        let near = vec![
+            symptom(Entity::Node(me), 10, true),
+            symptom(link(0, 1), 15, true),
+        ];
+        assert_eq!(group_symptoms(&near, &[], me, SLACK).len(), 1);
     }
 
     #[test]

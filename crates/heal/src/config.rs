@@ -209,6 +209,10 @@ pub struct DetectorConfig {
     /// Smallest standard deviation assumed, as a share of the mean, for the same reason on
     /// metrics with large values (RTT in ms, counters).
     pub relative_deviation: f64,
+    /// How long after a cause started its effects may still be blamed on it; a fault older
+    /// than this did not cause a symptom that only appears now.
+    #[serde(with = "duration_text")]
+    pub cause_horizon: Duration,
     /// Whether CPU, memory and disk also get the adaptive detector. Off by default: a busy but
     /// healthy node is not overloaded, and static thresholds say what overload means.
     pub adaptive_node_metrics: bool,
@@ -224,6 +228,7 @@ impl Default for DetectorConfig {
             close_after: 5,
             min_deviation: 1.0,
             relative_deviation: 0.1,
+            cause_horizon: Duration::from_secs(10),
             adaptive_node_metrics: false,
         }
     }
@@ -330,6 +335,12 @@ impl HealConfig {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(ConfigError::new(field, "must be zero or positive"));
             }
+        }
+        if d.cause_horizon.is_zero() {
+            return Err(ConfigError::new(
+                "mapk.detector.cause_horizon",
+                "must be longer than zero",
+            ));
         }
         let n = &self.neighbourhood;
         if n.min_reporters == 0 {

@@ -247,7 +247,15 @@ impl Healer {
         }
         let suspects = self.suspects(now);
         let groups =
-            cause::group_symptoms(&symptoms, &suspects, self.local, self.config.cycle_interval);
+            cause::group_symptoms(
+                &symptoms,
+                &suspects,
+                self.local,
+                cause::Window {
+                    slack: self.config.cycle_interval,
+                    horizon: self.config.detector.cause_horizon,
+                },
+            );
         let mut live: BTreeSet<IncidentId> = BTreeSet::new();
         let mut owner_of: BTreeMap<Entity, IncidentId> = BTreeMap::new();
         for group in groups {
