@@ -33,6 +33,10 @@ pub enum Entity {
         check: String,
         /// Whether the service needs the mesh, i.e. whether routes can explain its failure.
         needs_mesh: bool,
+        /// Whether the symptom is the service's process having exited (a process check):
+        /// nothing else explains that, and its remedy is always the service's own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        process: bool,
     },
 }
 
@@ -60,6 +64,7 @@ pub fn explains(cause: &Entity, effect: &Entity, local: NodeId) -> bool {
         return true;
     }
     match (cause, effect) {
+        (_, Entity::Service { process: true, .. }) => false,
         (Entity::Node(n), Entity::Link { from, to }) => n == from || n == to,
         (Entity::Node(_) | Entity::Link { .. }, Entity::Routes) => true,
         (Entity::Node(n), Entity::Service { needs_mesh, .. }) => *n == local || *needs_mesh,

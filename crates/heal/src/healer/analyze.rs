@@ -164,6 +164,7 @@ impl Healer {
                     entity: Entity::Service {
                         check: name.clone(),
                         needs_mesh: spec.depends_on_mesh,
+                        process: matches!(spec.kind, crate::check::CheckKind::Process(_)),
                     },
                     detail: format!("check {name} critical after {} failures", state.failures),
                     first_at: state.failing_since.unwrap_or(now),
@@ -245,17 +246,27 @@ impl Healer {
         if symptoms.is_empty() && self.incidents.is_empty() {
             return;
         }
-        let suspects = self.suspects(now);
-        let groups =
-            cause::group_symptoms(
-                &symptoms,
-                &suspects,
-                self.local,
-                cause::Window {
-                    slack: self.config.cycle_interval,
-                    horizon: self.config.detector.cause_horizon,
-                },
-            );
+        let mut suspects = self.suspects(now);
+        // A node an open incident blames stays a candidate while its symptoms last: as it
+        // recovers, its neighbours' reports turn good before this node's own hysteresis
+        // closes, and the incident must then clear rather than pass to one of its links.
+        for t in self.incidents.values() {
+            if let Entity::Node(n) = t.incident.root_cause
+                && n != self.local
+                && !suspects.contains(&n)
+            {
+                suspects.push(n);
+            }
+        }
+        let groups = cause::group_symptoms(
+            &symptoms,
+            &suspects,
+            self.local,
+            cause::Window {
+                slack: self.config.cycle_interval,
+                horizon: self.config.detector.cause_horizon,
+            },
+        );
         let mut live: BTreeSet<IncidentId> = BTreeSet::new();
         let mut owner_of: BTreeMap<Entity, IncidentId> = BTreeMap::new();
         for group in groups {

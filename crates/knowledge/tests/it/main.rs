@@ -26,6 +26,7 @@ pub fn incident(id: u64, kind: IncidentType, first_ms: u64, detected_ms: u64) ->
         root_cause: Entity::Service {
             check: "web".to_string(),
             needs_mesh: false,
+            process: false,
         },
         alternatives: Vec::new(),
         confidence: 0.75,

@@ -768,7 +768,12 @@ impl Healing {
                 .count() as u32,
         );
         self.next_hops = next_hops;
-        self.mesh_size = routes.len() + 1;
+        // Routed destinations, plus neighbours that vanished and are not forgotten yet: a node
+        // that just died is still part of the mesh the blast radius is a share of.
+        let mut members: BTreeSet<NodeId> = self.next_hops.keys().copied().collect();
+        members.extend(self.seen.keys().copied());
+        members.remove(&self.local);
+        self.mesh_size = members.len() + 1;
         let fresh = self.config.heal.neighbourhood.view_max_age;
         self.remote_under_action
             .retain(|_, (_, at)| port.now.saturating_since(*at) <= fresh);
