@@ -839,6 +839,34 @@ mod tests {
         assert_eq!(config.api_listen, "0.0.0.0:8080".parse().unwrap());
     }
 
+    #[test]
+    fn services_and_checks_are_read_and_a_healer_restarted_service_gets_a_process_check() {
+        let text = "node_config:
+  mapk: { mesh_interval: 100ms, retention: 50, execution: { window: 30s } }
+  services:
+    - { name: web, command: [sleep, '60'] }
+    - { name: job, command: [sleep, '60'], restart: { policy: healer } }
+  checks:
+    - { name: web-http, service: web, http: 'http://127.0.0.1:8080/', failure_threshold: 3 }
+";
+        let config = parse(text).unwrap();
+        let healing = &config.healing;
+        assert_eq!(healing.mesh_interval, Duration::from_millis(100));
+        assert_eq!(healing.db.retention, 50);
+        assert_eq!(healing.heal.execution.window, Duration::from_secs(30));
+        assert_eq!(
+            healing.incidents_db,
+            PathBuf::from("/etc/x0/data/incidents.db")
+        );
+        assert_eq!(healing.services.len(), 2);
+        let names: Vec<&str> = healing.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web-http", "job"]);
+        assert_eq!(
+            healing.checks[1].kind,
+            heal::CheckKind::Process("job".to_string())
+        );
+    }
+
     /// Each bad file and the text its error must contain: the field path, and the reason.
     #[test]
     fn errors_name_the_field() {
