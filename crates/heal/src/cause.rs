@@ -101,7 +101,9 @@ pub struct Window {
 ///
 /// Candidates are every entity with a symptom plus the `suspects` (nodes the neighbourhood
 /// detector blames). A candidate explains a symptom when the graph allows it and the candidate
-/// showed no later than the symptom and no earlier than the window's horizon before it. Order: more symptoms explained, then earlier, then the graph order of entities
+/// showed no later than the symptom and no earlier than the window's horizon before it.
+/// Order: more symptoms on other entities explained, then more in all, then earlier, then the
+/// graph order of entities
 /// (nodes before links before routes before services) so ties resolve the same way each time.
 pub fn rank_causes(
     symptoms: &[Symptom],
@@ -152,12 +154,25 @@ pub fn rank_causes(
         })
         .filter(|c: &Candidate| !c.explained.is_empty())
         .collect();
+    let others = |c: &Candidate| {
+        c.explained
+            .iter()
+            .filter(|i| symptoms.get(**i).is_some_and(|s| s.entity != c.entity))
+            .count()
+    };
     candidates.sort_by(|a, b| {
-        (Reverse(a.explained.len()), a.since, &a.entity).cmp(&(
-            Reverse(b.explained.len()),
-            b.since,
-            &b.entity,
-        ))
+        (
+            Reverse(others(a)),
+            Reverse(a.explained.len()),
+            a.since,
+            &a.entity,
+        )
+            .cmp(&(
+                Reverse(others(b)),
+                Reverse(b.explained.len()),
+                b.since,
+                &b.entity,
+            ))
     });
     candidates
 }
@@ -188,10 +203,20 @@ pub fn group_symptoms(
     let mut taken = vec![false; symptoms.len()];
     let mut groups = Vec::new();
     for _ in 0..symptoms.len() {
+        // Explanatory power first: symptoms on other entities a candidate accounts for. A
+        // disk filling up on this node explains its own symptom; a dead neighbour explains the
+        // links every one of its neighbours lost.
         let best = all
             .iter()
-            .map(|c| (c, c.explained.iter().filter(|i| !taken[**i]).count()))
-            .filter(|(_, n)| *n > 0)
+            .map(|c| {
+                let open: Vec<usize> = c.explained.iter().copied().filter(|i| !taken[*i]).collect();
+                let others = open
+                    .iter()
+                    .filter(|i| symptoms.get(**i).is_some_and(|s| s.entity != c.entity))
+                    .count();
+                (c, (others, open.len()))
+            })
+            .filter(|(_, (_, n))| *n > 0)
             .max_by(|(a, na), (b, nb)| {
                 na.cmp(nb)
                     .then_with(|| b.since.cmp(&a.since))
@@ -321,6 +346,22 @@ mod tests {
         assert_eq!(ranked[1].explained, vec![1]);
         let groups = group_symptoms(&symptoms, &[], me, SLACK);
         assert_eq!(groups.len(), 2);
+    }
+
+    #[test]
+    fn a_dead_neighbour_outranks_an_older_pressure_on_this_node() {
+        let me = node(0);
+        let dead = node(1);
+        let symptoms = vec![
+            symptom(Entity::Node(me), 10, true),
+            symptom(link(0, 1), 12, true),
+            symptom(link(2, 1), 12, false),
+        ];
+        let groups = group_symptoms(&symptoms, &[dead], me, SLACK);
+        assert_eq!(groups[0].root.entity, Entity::Node(dead), "{groups:?}");
+        assert_eq!(groups[0].members, vec![1, 2]);
+        assert_eq!(groups[1].root.entity, Entity::Node(me));
+        assert_eq!(groups[1].members, vec![0]);
     }
 
     #[test]

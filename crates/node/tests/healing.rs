@@ -279,3 +279,26 @@ async fn a_flapping_service_trips_the_circuit_breaker_which_raises_the_severity(
     let _ = &node.dir;
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_user_playbook_stops_the_start_naming_file_line_and_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let playbook = "recovery_plan:\n  id: broken\n  incident_type: SERVICE_DOWN\n  description: bad step\n  steps:\n    - action: restart_service\n      params: {service: $service}\n      timeout: forever\n";
+    std::fs::create_dir_all(dir.path().join("books")).expect("dir");
+    std::fs::write(dir.path().join("books/broken.yaml"), playbook).expect("file");
+    let config_path = dir.path().join("node.yaml");
+    std::fs::write(
+        &config_path,
+        "node_config:\n  network: { listen: '127.0.0.1:0', tun: 'off' }\n  api: { listen: '127.0.0.1:0' }\n  mapk: { playbook_dirs: [books] }\n",
+    )
+    .expect("config");
+    let config = NodeConfig::load(&config_path).expect("valid config");
+    node::init(&config, None).expect("init");
+    node::membership::ca_init(&config, "heal.test", 3600, now_unix()).expect("ca init");
+    let message = match Node::start(&config) {
+        Ok(_) => panic!("a node with a broken playbook started"),
+        Err(error) => error.to_string(),
+    };
+    assert!(message.contains("broken.yaml:6:"), "{message}");
+    assert!(message.contains("steps[0].timeout"), "{message}");
+}

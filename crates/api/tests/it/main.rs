@@ -15,11 +15,16 @@ struct Served {
 }
 
 async fn serve_node() -> Served {
+    serve_node_with("").await
+}
+
+/// A node with extra sections under `node_config`.
+async fn serve_node_with(sections: &str) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("node.yaml");
     std::fs::write(
         &config_path,
-        "node_config:\n  network: { listen: '127.0.0.1:0', tun: 'off' }\n  api: { listen: '127.0.0.1:0' }\n",
+        format!("node_config:\n  network: {{ listen: '127.0.0.1:0', tun: 'off' }}\n  api: {{ listen: '127.0.0.1:0' }}\n{sections}"),
     )
     .unwrap();
     let config = NodeConfig::load(&config_path).unwrap();
@@ -175,4 +180,102 @@ async fn unknown_path_is_a_json_404_and_a_stopped_node_a_503() {
     assert_eq!(body["error"], "the node has stopped");
     let (code, _) = get(served.api, "/health").await;
     assert_eq!(code, 503);
+}
+
+/// Generous bound for a loaded machine; a test fails at it, it never passes by it.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_and_their_events_are_served_over_http_and_a_websocket() {
+    let served = serve_node_with(
+        "  services:\n    - name: sleeper\n      command: [sleep, \"86400\"]\n      restart: { policy: healer }\n",
+    )
+    .await;
+    let api = served.api;
+    let (code, body) = get(api, "/api/v1/incidents?type=NOPE").await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = get(api, "/api/v1/incidents/12345").await;
+    assert_eq!(code, 404, "{body}");
+    // Subscribe first, so the stream carries the whole incident.
+    let events = tokio::task::spawn_blocking(move || {
+        let (mut socket, _) =
+            tungstenite::connect(format!("ws://{api}/api/v1/events")).expect("websocket");
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .expect("read timeout");
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let text = match socket.read() {
+                Ok(tungstenite::Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => panic!("event stream ended: {e}; seen {seen:#?}"),
+            };
+            let event: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+            seen.push(event);
+            let has_open = seen.iter().any(|e| {
+                e["event"]["event"] == "incident_opened" && e["event"]["kind"] == "SERVICE_DOWN"
+            });
+            let has_restart = seen.iter().any(|e| {
+                e["type"] == "action_started"
+                    && e["request"]["action"]["action"] == "restart_service"
+            });
+            if has_open && has_restart {
+                return seen;
+            }
+        }
+        panic!("no SERVICE_DOWN incident and restart on the stream: {seen:#?}");
+    });
+    // The service's pid, then its crash.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let pid = loop {
+        let (_, status) = get(api, "/api/v1/status").await;
+        if let Some(pid) = status["healing"]["services"][0]["pid"].as_i64() {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // SAFETY: plain syscall on the supervised service's own pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let seen = events.await.expect("stream task");
+    assert!(!seen.is_empty());
+    let record = loop {
+        let (code, list) = get(api, "/api/v1/incidents?type=SERVICE_DOWN&state=resolved").await;
+        assert_eq!(code, 200, "{list}");
+        if let Some(record) = list.as_array().and_then(|l| l.first()).cloned() {
+            break record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        record["detected_unix_ms"].as_i64().unwrap() >= killed_ms - 1000,
+        "{record:#}"
+    );
+    assert!(record["resolved_unix_ms"].as_i64() >= record["detected_unix_ms"].as_i64());
+    let id = record["record_id"].as_i64().unwrap();
+    let (code, one) = get(api, &format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(code, 200);
+    assert_eq!(one["record_id"], id);
+    assert_eq!(one["kind"], "SERVICE_DOWN");
+    let (_, status) = get(api, "/api/v1/status").await;
+    assert!(
+        status["healing"]["repair"]["SERVICE_DOWN"]["mttd_ms_mean"].is_number(),
+        "{status:#}"
+    );
 }

@@ -38,6 +38,18 @@ fn demo_heals_a_ring_and_reports_one_json_object() {
         summary["dir"].is_null(),
         "a healed run cleans up its directories"
     );
+    let service = &summary["healing"][0];
+    assert_eq!(service["act"], "service_crash", "{summary:#}");
+    assert_eq!(service["incident_type"], "SERVICE_DOWN", "{summary:#}");
+    assert_eq!(service["root_cause_is_target"], true, "{summary:#}");
+    assert_eq!(service["plan_succeeded"], true, "{summary:#}");
+    assert!(service["mttr_ms"].as_u64() >= service["mttd_ms"].as_u64());
+    let relay_act = &summary["healing"][1];
+    assert_eq!(relay_act["act"], "relay_failure", "{summary:#}");
+    assert_eq!(relay_act["target"], relay);
+    assert_eq!(relay_act["incident_type"], "NODE_FAILURE", "{summary:#}");
+    assert_eq!(relay_act["root_cause_is_target"], true, "{summary:#}");
+    assert!(relay_act["mttd_ms"].as_u64().is_some(), "{summary:#}");
 }
 
 #[test]
