@@ -209,6 +209,10 @@ pub struct DetectorConfig {
     /// Smallest standard deviation assumed, as a share of the mean, for the same reason on
     /// metrics with large values (RTT in ms, counters).
     pub relative_deviation: f64,
+    /// Smallest standard deviation assumed for link round-trip times, ms. Scheduling delays
+    /// on a busy host move a loopback or LAN RTT by several milliseconds without anything
+    /// wrong with the link; a degradation worth an incident moves it by tens.
+    pub min_rtt_deviation_ms: f64,
     /// How long after a cause started its effects may still be blamed on it; a fault older
     /// than this did not cause a symptom that only appears now.
     #[serde(with = "duration_text")]
@@ -228,6 +232,7 @@ impl Default for DetectorConfig {
             close_after: 5,
             min_deviation: 1.0,
             relative_deviation: 0.1,
+            min_rtt_deviation_ms: 10.0,
             cause_horizon: Duration::from_secs(10),
             adaptive_node_metrics: false,
         }
@@ -331,6 +336,7 @@ impl HealConfig {
         for (field, value) in [
             ("mapk.detector.min_deviation", d.min_deviation),
             ("mapk.detector.relative_deviation", d.relative_deviation),
+            ("mapk.detector.min_rtt_deviation_ms", d.min_rtt_deviation_ms),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(ConfigError::new(field, "must be zero or positive"));

@@ -37,9 +37,15 @@ impl Healer {
         };
         let adaptive = !key.is_node_resource() || self.config.detector.adaptive_node_metrics;
         let harmful = key.harmful();
+        let mut detector_config = self.config.detector.clone();
+        if matches!(key, MetricKey::LinkRtt(_)) {
+            detector_config.min_deviation = detector_config
+                .min_deviation
+                .max(detector_config.min_rtt_deviation_ms);
+        }
         let detector = self.metrics.entry(key).or_default();
         let _: (Verdict, Option<Transition>) =
-            detector.feed(value, harmful, limit, adaptive, &self.config.detector, now);
+            detector.feed(value, harmful, limit, adaptive, &detector_config, now);
     }
 
     pub(super) fn observe_mesh(

@@ -754,3 +754,33 @@ fn when_all_neighbours_lose_this_node_it_blames_itself() {
         incident.notes
     );
 }
+
+#[test]
+fn rtt_jitter_of_a_busy_host_opens_nothing_but_a_slow_link_does() {
+    let peer = node(1);
+    let mut h = Harness::new(test_config(), &[], PlaybookSet::empty());
+    let with_rtt = |rtt_ms: f64| {
+        mesh(
+            vec![LinkSample {
+                peer,
+                loss_percent: 0.0,
+                rtt_ms,
+                tq: 250,
+            }],
+            1,
+        )
+    };
+    for _ in 0..10 {
+        h.observe(with_rtt(0.3));
+    }
+    for _ in 0..10 {
+        h.observe(with_rtt(8.0));
+    }
+    assert!(h.opened().is_empty(), "{:#?}", h.opened());
+    for _ in 0..4 {
+        h.observe(with_rtt(80.0));
+    }
+    let opened = h.opened();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    assert_eq!(opened[0].kind, IncidentType::LinkDegraded);
+}
