@@ -35,6 +35,10 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Node resource thresholds at 100 %: the machine running the tests may well be at full CPU
+/// or have a nearly full disk, and those true incidents are not what these tests are about.
+const NO_HOST_PRESSURE: &str = "    thresholds: { cpu: 100, memory: 100, disk: 100 }\n";
+
 /// A node with `sections` under `node_config` (indented by two spaces) and files
 /// (relative path, content) written next to node.yaml first.
 async fn start(sections: &str, files: &[(&str, &str)]) -> Running {
@@ -137,9 +141,13 @@ fn kill(pid: u32) {
 
 const SLEEPER: &str = "  services:\n    - name: sleeper\n      command: [sleep, \"86400\"]\n      restart: { policy: healer }\n";
 
+fn with_mapk(sections: &str, mapk: &str) -> String {
+    format!("{sections}  mapk:\n{NO_HOST_PRESSURE}{mapk}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_is_restarted_and_its_incident_recorded_as_a_success() {
-    let node = start(SLEEPER, &[]).await;
+    let node = start(&with_mapk(SLEEPER, ""), &[]).await;
     let first = wait_running(&node.handle, "sleeper").await;
     kill(first);
     let record = wait_for(&node.handle, "a resolved SERVICE_DOWN", |records| {
@@ -191,7 +199,7 @@ async fn a_failing_step_is_rolled_back_and_the_incident_says_so() {
     let marker = marker_dir.path().join("rolled-back");
     let restart = broken_playbook("service-down-restart", &marker);
     let clear = broken_playbook("service-down-clear-cache", &marker);
-    let sections = format!("{SLEEPER}  mapk:\n    playbook_dirs: [playbooks]\n");
+    let sections = with_mapk(SLEEPER, "    playbook_dirs: [playbooks]\n");
     let node = start(
         &sections,
         &[("playbooks/a.yaml", &restart), ("playbooks/b.yaml", &clear)],
@@ -231,8 +239,11 @@ async fn a_failing_step_is_rolled_back_and_the_incident_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_service_trips_the_circuit_breaker_which_raises_the_severity() {
-    let sections = "  services:\n    - name: flapper\n      command: [sh, -c, \"sleep 0.3; exit 1\"]\n      restart: { policy: healer }\n  mapk:\n    execution: { max_actions_per_window: 3, window: 10m }\n";
-    let node = start(sections, &[]).await;
+    let sections = with_mapk(
+        "  services:\n    - name: flapper\n      command: [sh, -c, \"sleep 0.3; exit 1\"]\n      restart: { policy: healer }\n",
+        "    execution: { max_actions_per_window: 3, window: 10m }\n",
+    );
+    let node = start(&sections, &[]).await;
     let record = wait_for(
         &node.handle,
         "an incident blocked by the breaker",

@@ -188,7 +188,8 @@ const PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_and_their_events_are_served_over_http_and_a_websocket() {
     let served = serve_node_with(
-        "  services:\n    - name: sleeper\n      command: [sleep, \"86400\"]\n      restart: { policy: healer }\n",
+        // Resource thresholds at 100 %: the test machine's own load is not this test's subject.
+        "  services:\n    - name: sleeper\n      command: [sleep, \"86400\"]\n      restart: { policy: healer }\n  mapk:\n    thresholds: { cpu: 100, memory: 100, disk: 100 }\n",
     )
     .await;
     let api = served.api;
@@ -197,9 +198,11 @@ async fn incidents_and_their_events_are_served_over_http_and_a_websocket() {
     let (code, body) = get(api, "/api/v1/incidents/12345").await;
     assert_eq!(code, 404, "{body}");
     // Subscribe first, so the stream carries the whole incident.
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel::<()>();
     let events = tokio::task::spawn_blocking(move || {
         let (mut socket, _) =
             tungstenite::connect(format!("ws://{api}/api/v1/events")).expect("websocket");
+        connected_tx.send(()).expect("test waits");
         if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
             stream
                 .set_read_timeout(Some(std::time::Duration::from_millis(200)))
@@ -236,6 +239,10 @@ async fn incidents_and_their_events_are_served_over_http_and_a_websocket() {
         }
         panic!("no SERVICE_DOWN incident and restart on the stream: {seen:#?}");
     });
+    tokio::task::spawn_blocking(move || connected_rx.recv())
+        .await
+        .expect("join")
+        .expect("the stream connected");
     // The service's pid, then its crash.
     let deadline = std::time::Instant::now() + PATIENCE;
     let pid = loop {

@@ -250,7 +250,16 @@ impl Healer {
             self.set_phase(id, Phase::Ready { step: step + 1 });
             return;
         }
-        if let Err((reason, retry_at)) = self.limits_allow(&s.action, now) {
+        // Notifying the neighbours changes nothing on any node, so it passes the limits
+        // without spending them: a noisy CPU incident's notices must not use up the budget a
+        // crashed service's restart needs.
+        let limited = !matches!(s.action, Action::NotifyNeighbours { .. });
+        let allowed = if limited {
+            self.limits_allow(&s.action, now)
+        } else {
+            Ok(())
+        };
+        if let Err((reason, retry_at)) = allowed {
             self.stats.blocked_actions += 1;
             self.record(
                 id,
@@ -275,7 +284,9 @@ impl Healer {
             self.start_rollback(id, PlanOutcome::Blocked, now);
             return;
         }
-        self.breaker.record(now, &self.config.execution);
+        if limited {
+            self.breaker.record(now, &self.config.execution);
+        }
         let deadline = now.plus(s.timeout);
         let action_id = self.emit(id, s.action, false, deadline);
         self.set_phase(
