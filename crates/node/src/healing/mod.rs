@@ -862,11 +862,17 @@ impl Healing {
 
     fn run_check(&mut self, spec: heal::CheckSpec, now: heal::Timestamp) {
         if let heal::CheckKind::Process(service) = &spec.kind {
-            let running = self
+            let state = self
                 .supervisor
                 .as_ref()
                 .and_then(|s| s.handle().status(service))
-                .is_some_and(|s| s.state == ServiceState::Running);
+                .map(|s| s.state);
+            // A process being spawned is neither up nor down yet: no result, rather than a
+            // failure that would open an incident at every start on a slow machine.
+            if state == Some(ServiceState::Starting) {
+                return;
+            }
+            let running = state == Some(ServiceState::Running);
             self.observe(
                 Observation::Check {
                     name: spec.name.clone(),
