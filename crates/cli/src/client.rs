@@ -190,13 +190,7 @@ impl ApiClient {
 
     /// `DELETE /api/v1/kv/{key}`.
     pub fn kv_delete(&self, key: &str) -> Result<api::kv::DeleteView, ClientError> {
-        let url = format!("{}/api/v1/kv/{}", self.base, encode_key(key));
-        let response = self
-            .agent
-            .delete(&url)
-            .call()
-            .map_err(|error| self.call_error(&url, error))?;
-        self.decode(url, response)
+        self.delete(&format!("/api/v1/kv/{}", encode_key(key)))
     }
 
     /// `POST /api/v1/kv/{key}`: compare-and-swap. A failed comparison is an answer (409),
@@ -313,19 +307,14 @@ impl ApiClient {
         node: &NodeId,
         add: bool,
     ) -> Result<node::kvhost::RaftView, ClientError> {
+        let path = format!("/api/v1/raft/voters/{node}");
         if add {
-            return self.post(&format!("/api/v1/raft/voters/{node}"), b"");
+            self.post(&path, b"")
+        } else {
+            self.delete(&path)
         }
-        let url = format!("{}/api/v1/raft/voters/{node}", self.base);
-        let response = self
-            .agent
-            .delete(&url)
-            .call()
-            .map_err(|error| self.call_error(&url, error))?;
-        self.decode(url, response)
     }
 
-    /// GETs `path` and decodes the JSON body.
     /// Stored incidents, newest first (`query` is the URL query, e.g. `limit=20`).
     pub fn incidents(&self, query: &str) -> Result<Vec<serde_json::Value>, ClientError> {
         self.get(&format!("/api/v1/incidents?{query}"))
@@ -342,6 +331,17 @@ impl ApiClient {
         let response = self
             .agent
             .get(&url)
+            .call()
+            .map_err(|error| self.call_error(&url, error))?;
+        self.decode(url, response)
+    }
+
+    /// DELETEs `path` and decodes the JSON answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .delete(&url)
             .call()
             .map_err(|error| self.call_error(&url, error))?;
         self.decode(url, response)

@@ -1612,45 +1612,19 @@ impl Node {
             } => drop(reply.send(self.send_app_datagram(to, port, &payload))),
             Request::TakeDatagrams { port, reply } => drop(reply.send(self.take_datagrams(port))),
             Request::Crdt(reply) => drop(reply.send(self.replication.view())),
-            Request::Incidents { filter, reply } => match self.healing.as_mut() {
-                Some(healing) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    if healing.query(crate::healing::store::Job::List { filter, reply: tx }) {
-                        tokio::spawn(async move {
-                            let answer = rx
-                                .await
-                                .unwrap_or_else(|_| Err("incident database stopped".into()));
-                            let _ = reply.send(answer);
-                        });
-                    } else {
-                        let _ = reply.send(Err("incident database busy".into()));
-                    }
-                }
-                None => drop(reply.send(Err(
-                    "the healing loop is disabled (mapk.enabled: false)".into(),
-                ))),
-            },
-            Request::Incident { record_id, reply } => match self.healing.as_mut() {
-                Some(healing) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    if healing.query(crate::healing::store::Job::Get {
-                        record_id,
-                        reply: tx,
-                    }) {
-                        tokio::spawn(async move {
-                            let answer = rx
-                                .await
-                                .unwrap_or_else(|_| Err("incident database stopped".into()));
-                            let _ = reply.send(answer);
-                        });
-                    } else {
-                        let _ = reply.send(Err("incident database busy".into()));
-                    }
-                }
-                None => drop(reply.send(Err(
-                    "the healing loop is disabled (mapk.enabled: false)".into(),
-                ))),
-            },
+            Request::Incidents { filter, reply } => ask_incident_store(
+                self.healing.as_mut(),
+                |tx| crate::healing::store::Job::List { filter, reply: tx },
+                reply,
+            ),
+            Request::Incident { record_id, reply } => ask_incident_store(
+                self.healing.as_mut(),
+                |tx| crate::healing::store::Job::Get {
+                    record_id,
+                    reply: tx,
+                },
+                reply,
+            ),
             Request::Subscribe(reply) => drop(
                 reply.send(
                     self.healing
@@ -1957,6 +1931,32 @@ async fn sleep_until(wake: Option<Instant>) {
 
 fn millis_between(earlier: Timestamp, later: Timestamp) -> u64 {
     u64::try_from(later.saturating_since(earlier).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Hands a query to the incident database's thread and forwards its answer to `reply` without
+/// blocking the loop; a disabled loop or a full queue is answered at once.
+fn ask_incident_store<T: Send + 'static>(
+    healing: Option<&mut crate::healing::Healing>,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, String>>) -> crate::healing::store::Job,
+    reply: tokio::sync::oneshot::Sender<Result<T, String>>,
+) {
+    let Some(healing) = healing else {
+        let _ = reply.send(Err(
+            "the healing loop is disabled (mapk.enabled: false)".into()
+        ));
+        return;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if healing.query(job(tx)) {
+        tokio::spawn(async move {
+            let answer = rx
+                .await
+                .unwrap_or_else(|_| Err("incident database stopped".into()));
+            let _ = reply.send(answer);
+        });
+    } else {
+        let _ = reply.send(Err("incident database busy".into()));
+    }
 }
 
 fn unix_seconds() -> i64 {
