@@ -135,24 +135,27 @@ impl Drop for Topo {
     }
 }
 
-/// Sum of tx bytes over every interface but lo in `namespace`.
-fn tx_bytes(namespace: &str) -> u64 {
+/// The interfaces of `namespace` with their counters (`ip -j -s link show`), loopback left out.
+fn link_stats(namespace: &str) -> Vec<serde_json::Value> {
     let json = ns_sh(namespace, &["ip", "-j", "-s", "link", "show"]);
-    let links: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    links
-        .as_array()
-        .map(|links| {
-            links
-                .iter()
-                .filter(|link| {
-                    link["ifname"] != "lo"
-                        && !link["ifname"].as_str().unwrap_or("").starts_with("x6tun")
-                        && link["ifname"] != "ygg0"
-                })
-                .map(|link| link["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0))
-                .sum()
+    match serde_json::from_str(&json) {
+        Ok(serde_json::Value::Array(links)) => links
+            .into_iter()
+            .filter(|link| link["ifname"] != "lo")
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Sum of tx bytes over the namespace's link interfaces (not loopback, not overlay tunnels).
+fn tx_bytes(namespace: &str) -> u64 {
+    link_stats(namespace)
+        .iter()
+        .filter(|link| {
+            !link["ifname"].as_str().unwrap_or("").starts_with("x6tun") && link["ifname"] != "ygg0"
         })
-        .unwrap_or(0)
+        .map(|link| link["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -260,23 +263,15 @@ fn wait_ping(namespace: &str, address: &str, timeout: Duration) -> bool {
     false
 }
 
-/// Packets received and sent on every veth of `namespace`.
+/// Packets received and sent on every interface of `namespace` but loopback.
 fn packet_counters(namespace: &str) -> u64 {
-    let json = ns_sh(namespace, &["ip", "-j", "-s", "link", "show"]);
-    let links: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    links
-        .as_array()
-        .map(|links| {
-            links
-                .iter()
-                .filter(|link| link["ifname"] != "lo")
-                .map(|link| {
-                    link["stats64"]["rx"]["packets"].as_u64().unwrap_or(0)
-                        + link["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
-                })
-                .sum()
+    link_stats(namespace)
+        .iter()
+        .map(|link| {
+            link["stats64"]["rx"]["packets"].as_u64().unwrap_or(0)
+                + link["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 /// Whether `relay` carries node 0's pings to `address`: during 50 pings, the relay's own veth
