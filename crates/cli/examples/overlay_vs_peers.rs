@@ -147,15 +147,122 @@ fn link_stats(namespace: &str) -> Vec<serde_json::Value> {
     }
 }
 
-/// Sum of tx bytes over the namespace's link interfaces (not loopback, not overlay tunnels).
-fn tx_bytes(namespace: &str) -> u64 {
+/// Sums of tx bytes and packets over the namespace's link interfaces (not loopback, not overlay
+/// tunnels).
+fn tx_counters(namespace: &str) -> (u64, u64) {
     link_stats(namespace)
         .iter()
         .filter(|link| {
             !link["ifname"].as_str().unwrap_or("").starts_with("x6tun") && link["ifname"] != "ygg0"
         })
-        .map(|link| link["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0))
-        .sum()
+        .map(|link| {
+            let tx = &link["stats64"]["tx"];
+            (
+                tx["bytes"].as_u64().unwrap_or(0),
+                tx["packets"].as_u64().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(bytes, packets), (b, p)| (bytes + b, packets + p))
+}
+
+/// Idle control bytes per node per second of a settled mesh: the rise of the interfaces' tx
+/// counters over `window`, averaged over `namespaces`.
+fn idle_bytes(namespaces: &[String], window: Duration) -> f64 {
+    let before: Vec<u64> = namespaces.iter().map(|ns| tx_counters(ns).0).collect();
+    std::thread::sleep(window);
+    let after: Vec<u64> = namespaces.iter().map(|ns| tx_counters(ns).0).collect();
+    before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64)
+        .sum::<f64>()
+        / namespaces.len() as f64
+        / window.as_secs_f64()
+}
+
+/// Bytes an Ethernet frame adds to a UDP payload on a veth: Ethernet (14), IPv6 (40), UDP (8).
+const FRAME_OVERHEAD: f64 = 62.0;
+/// Bytes the link channel adds to what it carries: magic, receiver index, counter, tag.
+const CHANNEL_OVERHEAD: f64 = 30.0;
+/// Bytes a routing packet on the channel loses: its sender, restored by the receiver.
+const COMPRESSED_SENDER: f64 = 16.0;
+
+/// Our idle traffic over `window` on a settled mesh: bytes per node per second on the wire,
+/// and its breakdown by kind from the nodes' own counters (`/api/v1/status`), each on the wire
+/// with the channel's and the frame's headers.
+fn our_idle_traffic(mesh: &NetnsMesh, window: Duration) -> (f64, String) {
+    let nodes = mesh.nodes().len();
+    let status = |mesh: &NetnsMesh| -> Vec<serde_json::Value> {
+        (0..nodes)
+            .map(|node| mesh.api(node, "status").unwrap_or_default())
+            .collect()
+    };
+    let wire = |mesh: &NetnsMesh| -> Vec<(u64, u64)> {
+        mesh.nodes()
+            .iter()
+            .map(|node| tx_counters(&node.namespace))
+            .collect()
+    };
+    let status_before = status(mesh);
+    let wire_before = wire(mesh);
+    std::thread::sleep(window);
+    let wire_after = wire(mesh);
+    let status_after = status(mesh);
+    let per_node_s = |total: f64| total / nodes as f64 / window.as_secs_f64();
+    let rise = |section: &str, name: &str| -> f64 {
+        per_node_s(
+            status_before
+                .iter()
+                .zip(&status_after)
+                .map(|(b, a)| {
+                    let value = |status: &serde_json::Value| {
+                        status[section][name]
+                            .as_u64()
+                            .or_else(|| status[section]["counters"][name].as_u64())
+                            .unwrap_or(0)
+                    };
+                    value(a).saturating_sub(value(b)) as f64
+                })
+                .sum::<f64>(),
+        )
+    };
+    let total_bytes = per_node_s(
+        wire_before
+            .iter()
+            .zip(&wire_after)
+            .map(|(b, a)| a.0.saturating_sub(b.0) as f64)
+            .sum(),
+    );
+    let total_packets = per_node_s(
+        wire_before
+            .iter()
+            .zip(&wire_after)
+            .map(|(b, a)| a.1.saturating_sub(b.1) as f64)
+            .sum(),
+    );
+    let routing_packets = rise("router", "packets_tx");
+    let routing_bytes = rise("router", "bytes_tx")
+        - rise("links", "channel_routing_compressed") * COMPRESSED_SENDER
+        + routing_packets * (CHANNEL_OVERHEAD + FRAME_OVERHEAD);
+    let ogm_entries = rise("router", "ogms_tx");
+    let crdt_packets = rise("links", "crdt_messages_tx");
+    let crdt_bytes =
+        rise("links", "crdt_bytes_tx") + crdt_packets * (CHANNEL_OVERHEAD + FRAME_OVERHEAD);
+    let quic_packets = rise("links", "link_quic_udp_tx_datagrams");
+    let quic_bytes = rise("links", "link_quic_udp_tx_bytes") + quic_packets * FRAME_OVERHEAD;
+    let reports = rise("healing", "reports_sent") + rise("healing", "reports_forwarded");
+    let adverts = rise("transport", "datagrams_tx");
+    let other_packets = total_packets - routing_packets - crdt_packets - quic_packets;
+    let other_bytes = total_bytes - routing_bytes - crdt_bytes - quic_bytes;
+    let breakdown = format!(
+        "x0tta6bl4 idle by kind, per node per second on the wire (frame, IPv6, UDP and channel headers included):\n\
+         \x20 routing packets (probes, OGMs riding on them, table sync)  {routing_packets:5.1} pkt/s {routing_bytes:6.0} B/s  ({ogm_entries:.1} OGM entries/s)\n\
+         \x20 CRDT anti-entropy (digests, vectors, deltas)               {crdt_packets:5.1} pkt/s {crdt_bytes:6.0} B/s\n\
+         \x20 QUIC (keep-alives, ACKs, heal reports, offers)             {quic_packets:5.1} pkt/s {quic_bytes:6.0} B/s  ({reports:.1} heal reports/s)\n\
+         \x20 other (discovery adverts, neighbour discovery)             {other_packets:5.1} pkt/s {other_bytes:6.0} B/s  ({adverts:.2} adverts/s)\n\
+         \x20 total                                                      {total_packets:5.1} pkt/s {total_bytes:6.0} B/s"
+    );
+    (total_bytes, breakdown)
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -484,6 +591,24 @@ fn raw_line(count: usize) -> Topo {
     topo
 }
 
+/// babeld's idle traffic on the 6-node ring with 100 ms hellos, the interval of our probes.
+fn babeld_idle_at_our_rate(window: Duration) -> f64 {
+    eprintln!("idle: babeld (0.1 s hellos)");
+    let peers = start_babeld("b", 6, &ring(6), "0.1");
+    wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
+    std::thread::sleep(IDLE_SETTLE);
+    idle_bytes(&peers.topo.names, window)
+}
+
+/// Our idle traffic on the 6-node ring once it routes end to end, with its breakdown.
+fn our_ring_idle(binary: &Path, window: Duration) -> (f64, String) {
+    eprintln!("idle: x0tta6bl4");
+    let mesh = NetnsMesh::start(binary, 6, &ring(6), "").expect("our ring");
+    let _ = mesh.wait_converged(Duration::from_secs(30));
+    std::thread::sleep(IDLE_SETTLE);
+    our_idle_traffic(&mesh, window)
+}
+
 fn binary() -> PathBuf {
     let here = std::env::current_exe().expect("own path");
     // target/release/examples/overlay_vs_peers -> target/release/x0tta6bl4
@@ -511,8 +636,21 @@ fn main() {
     };
     let seconds = value("--seconds", 10);
     let reps = value("--reps", 3) as usize;
+    let idle_window = Duration::from_secs(value("--idle-seconds", 20));
     let binary = binary();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
+
+    if args.iter().any(|arg| arg == "--idle-only") {
+        let (ours, kinds) = our_ring_idle(&binary, idle_window);
+        let babeld = babeld_idle_at_our_rate(idle_window);
+        println!(
+            "idle control tx per node on a 6-node ring over {} s: x0tta6bl4 (100 ms probes) {ours:.0} B/s, babeld (100 ms hellos) {babeld:.0} B/s, {:.2}x babeld at equal rate",
+            idle_window.as_secs(),
+            ours / babeld
+        );
+        println!("{kinds}");
+        return;
+    }
 
     // ---- throughput over 3 hops ----
     eprintln!("throughput: raw kernel routing");
@@ -601,56 +739,7 @@ fn main() {
         let mut mesh = NetnsMesh::start(&binary, 6, &ring(6), "").expect("our ring");
         let _ = mesh.wait_converged(Duration::from_secs(30));
         std::thread::sleep(IDLE_SETTLE);
-        let counters = |mesh: &NetnsMesh| -> Vec<serde_json::Value> {
-            (0..6)
-                .map(|node| {
-                    mesh.api(node, "status")
-                        .map(|status| status["links"].clone())
-                        .unwrap_or_default()
-                })
-                .collect()
-        };
-        let status_before = counters(&mesh);
-        let before: Vec<u64> = mesh
-            .nodes()
-            .iter()
-            .map(|node| tx_bytes(&node.namespace))
-            .collect();
-        std::thread::sleep(Duration::from_secs(10));
-        let after: Vec<u64> = mesh
-            .nodes()
-            .iter()
-            .map(|node| tx_bytes(&node.namespace))
-            .collect();
-        let status_after = counters(&mesh);
-        let per_node_s = |name: &str| -> f64 {
-            status_before
-                .iter()
-                .zip(&status_after)
-                .map(|(b, a)| {
-                    a[name]
-                        .as_u64()
-                        .unwrap_or(0)
-                        .saturating_sub(b[name].as_u64().unwrap_or(0)) as f64
-                })
-                .sum::<f64>()
-                / 60.0
-        };
-        let channel_bytes = per_node_s("channel_tx_bytes");
-        let channel_packets = per_node_s("channel_tx");
-        idle_kinds = format!(
-            "x0tta6bl4 idle by kind, per node: channel (probes with OGMs riding on them, hellos, table sync) {channel_packets:.1} packets/s, {:.0} B/s on the wire with IPv6/UDP/Ethernet headers; QUIC (keep-alives, directory streams) {:.0} B/s of UDP payload; hellos skipped on proven links {:.1}/s",
-            channel_bytes + channel_packets * 62.0,
-            per_node_s("link_udp_tx_bytes") - channel_bytes,
-            per_node_s("hellos_suppressed"),
-        );
-        ours_idle = before
-            .iter()
-            .zip(&after)
-            .map(|(b, a)| (a - b) as f64)
-            .sum::<f64>()
-            / 6.0
-            / 10.0;
+        (ours_idle, idle_kinds) = our_idle_traffic(&mesh, idle_window);
         let target = mesh.nodes()[3].id.overlay_addr().to_string();
         let namespace = mesh.nodes()[0].namespace.clone();
         for _ in 0..reps {
@@ -696,16 +785,7 @@ fn main() {
                 );
             }
             std::thread::sleep(IDLE_SETTLE);
-            let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-            std::thread::sleep(Duration::from_secs(10));
-            let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-            let idle = before
-                .iter()
-                .zip(&after)
-                .map(|(b, a)| (a - b) as f64)
-                .sum::<f64>()
-                / 6.0
-                / 10.0;
+            let idle = idle_bytes(&peers.topo.names, idle_window);
             drop(peers);
             for _ in 0..reps {
                 let mut peers = start();
@@ -745,22 +825,7 @@ fn main() {
         start_babeld("b", 6, &ring(6), "0.5")
     });
     // Idle traffic at an equal hello rate: babeld with 100 ms hellos, the interval of our probes.
-    let babel_idle_equal = {
-        eprintln!("idle: babeld (0.1 s hellos)");
-        let peers = start_babeld("b", 6, &ring(6), "0.1");
-        wait_ping(&peers.topo.names[0], &peers.addresses[3], PEER_CONVERGE);
-        std::thread::sleep(IDLE_SETTLE);
-        let before: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-        std::thread::sleep(Duration::from_secs(10));
-        let after: Vec<u64> = peers.topo.names.iter().map(|ns| tx_bytes(ns)).collect();
-        before
-            .iter()
-            .zip(&after)
-            .map(|(b, a)| (a - b) as f64)
-            .sum::<f64>()
-            / 6.0
-            / 10.0
-    };
+    let babel_idle_equal = babeld_idle_at_our_rate(idle_window);
     let best_peer = |a: f64, b: f64| a.min(b);
     for (label, ours, ygg, babel) in [
         (

@@ -20,7 +20,8 @@
 //! # Protocol
 //!
 //! Every `sync_interval_ms` the replica sends each peer a DIGEST: one 64-bit hash per
-//! collection. A peer whose hash differs answers with its version vector (VECTOR pages: per
+//! collection. While a peer's digest and ours stay equal, the pause to that peer doubles up to
+//! `max_sync_interval_ms`; any change or mismatch brings it back. A peer whose hash differs answers with its version vector (VECTOR pages: per
 //! origin, the contiguous events seen and a hash of the live entries). The first replica then
 //! sends, per origin, the range of events the peer lacks as DELTA chunks; when both have seen
 //! the same events but hold different entries (a removal travelled only one way), it resends
@@ -57,6 +58,12 @@ use crate::store::{Cover, DotStore, Entry};
 /// Default pause between digest rounds. The issue targets 200 to 500 ms per sync; one DIGEST
 /// per peer and round is a few dozen bytes, so the short end costs little.
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 250;
+
+/// Default longest pause between digests to a peer that is in sync. Digests to such a peer
+/// back off from `sync_interval_ms`, doubling each round, up to this; any change or mismatch
+/// brings them back to `sync_interval_ms` at once. Fresh writes are pushed at once and relayed,
+/// so the back-off only delays the repair of a push lost while nothing else changes.
+pub const DEFAULT_MAX_SYNC_INTERVAL_MS: u64 = 4_000;
 
 /// Default age before a tombstone may be collected: one day. Long enough that a peer that was
 /// briefly away (a reboot, a partition) still receives the deletion itself.
@@ -110,6 +117,10 @@ pub struct ReplicaConfig {
     pub collections: Vec<(String, Kind)>,
     /// Pause between digest rounds, milliseconds (at least 1).
     pub sync_interval_ms: u64,
+    /// Longest pause between digests to a peer whose state equals ours (see
+    /// [`DEFAULT_MAX_SYNC_INTERVAL_MS`]); below `sync_interval_ms` it counts as
+    /// `sync_interval_ms` (no back-off).
+    pub max_sync_interval_ms: u64,
     /// How far ahead of the local wall clock a remote timestamp may be.
     pub max_drift_ms: u64,
     /// Minimum age of a collectable tombstone.
@@ -132,6 +143,7 @@ impl ReplicaConfig {
                 ("policies".to_owned(), Kind::Map),
             ],
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
+            max_sync_interval_ms: DEFAULT_MAX_SYNC_INTERVAL_MS,
             max_drift_ms: DEFAULT_MAX_DRIFT_MS,
             tombstone_horizon_ms: DEFAULT_TOMBSTONE_HORIZON_MS,
             peer_forget_ms: DEFAULT_TOMBSTONE_HORIZON_MS,
@@ -314,6 +326,13 @@ struct Peer {
     /// from evidence (its vectors, its chunks, an equal digest), so it may lag but never lead;
     /// garbage collection relies on that. At most [`MAX_ORIGINS`] origins per collection.
     acked: Vec<BTreeMap<NodeId, u64>>,
+    /// Per collection, the digest last sent to the peer (empty before the first).
+    digests_sent: Vec<u64>,
+    /// Current pause between digests to the peer: `sync_interval_ms` while anything differs,
+    /// doubling while both sides stay equal.
+    digest_interval_ms: u64,
+    /// When the peer is next due a digest while both sides stay equal.
+    next_digest_ms: u64,
 }
 
 /// One node's replicas of the configured collections and its anti-entropy with peers.
@@ -455,6 +474,10 @@ impl Replica {
                 digest: collection.digest(),
             })
             .collect();
+        if let Some(known) = self.peers.get_mut(&peer) {
+            known.digests_sent = digests.iter().map(|item| item.digest).collect();
+            known.digest_interval_ms = self.config.sync_interval_ms;
+        }
         self.enqueue(peer, &Message::Digest(digests));
     }
 
@@ -681,8 +704,31 @@ impl Replica {
                 digest: collection.digest(),
             })
             .collect();
-        let peers: Vec<NodeId> = self.peers.keys().copied().collect();
-        for peer in peers {
+        let values: Vec<u64> = digests.iter().map(|item| item.digest).collect();
+        let fastest = interval;
+        let slowest = self.config.max_sync_interval_ms.max(fastest);
+        let mut due = Vec::new();
+        for (id, peer) in &mut self.peers {
+            // Equal on both sides: our state is what we last told the peer, and the peer's
+            // last digest matched it. Anything else (a local change, a mismatch, a new peer)
+            // makes every round send again.
+            let quiet = peer.digests_sent == values && peer.in_sync.iter().all(|equal| *equal);
+            if !quiet {
+                peer.digest_interval_ms = fastest;
+            } else if now_ms < peer.next_digest_ms
+                && peer.next_digest_ms <= now_ms.saturating_add(slowest)
+            {
+                // Not due yet (a deadline beyond the longest pause means the wall clock went
+                // back: send now).
+                continue;
+            } else {
+                peer.digest_interval_ms = peer.digest_interval_ms.saturating_mul(2).min(slowest);
+            }
+            peer.next_digest_ms = now_ms.saturating_add(peer.digest_interval_ms);
+            peer.digests_sent.clone_from(&values);
+            due.push(*id);
+        }
+        for peer in due {
             self.enqueue(peer, &Message::Digest(digests.clone()));
         }
     }
@@ -1110,6 +1156,9 @@ impl Replica {
                 last_heard_ms: now_ms,
                 in_sync: vec![false; self.collections.len()],
                 acked: vec![BTreeMap::new(); self.collections.len()],
+                digests_sent: Vec::new(),
+                digest_interval_ms: self.config.sync_interval_ms,
+                next_digest_ms: now_ms,
             },
         );
         true
@@ -1197,6 +1246,9 @@ impl Replica {
                         last_heard_ms,
                         in_sync: vec![false; self.collections.len()],
                         acked: vec![BTreeMap::new(); self.collections.len()],
+                        digests_sent: Vec::new(),
+                        digest_interval_ms: self.config.sync_interval_ms,
+                        next_digest_ms: 0,
                     },
                 );
             }

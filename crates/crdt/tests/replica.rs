@@ -126,6 +126,76 @@ fn a_digest_round_sends_one_digest_per_peer_and_equal_digests_send_nothing_more(
     );
 }
 
+/// Digests a replica sends during `rounds` rounds of 250 ms, everything delivered.
+fn digests_during(replicas: &mut [Replica], now: &mut u64, rounds: usize) -> usize {
+    let mut digests = 0;
+    for _ in 0..rounds {
+        *now += 250;
+        for replica in replicas.iter_mut() {
+            replica.handle_timeout(*now);
+        }
+        loop {
+            let mut moved = false;
+            for from in 0..replicas.len() {
+                while let Some(transmit) = replicas[from].poll_transmit() {
+                    moved = true;
+                    if from == 0
+                        && matches!(Message::decode(&transmit.payload), Ok(Message::Digest(_)))
+                    {
+                        digests += 1;
+                    }
+                    let sender = replicas[from].node();
+                    let to = replicas
+                        .iter()
+                        .position(|r| r.node() == transmit.to)
+                        .expect("a peer in the slice");
+                    let _ = replicas[to].handle_message(sender, &transmit.payload, *now);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    digests
+}
+
+#[test]
+fn digests_to_a_peer_in_sync_back_off_and_any_change_brings_them_back() {
+    let mut replicas = vec![replica(1, T0), replica(2, T0)];
+    peer_all(&mut replicas, T0);
+    let mut now = T0;
+    replicas[0]
+        .map_insert("directory", b"k", b"v", now)
+        .expect("fits");
+    sync(&mut replicas, &[0, 0], &mut now, 4);
+    // 20 s in sync: the pause doubles from 250 ms to 4 s, so about 7 digests instead of 80.
+    let idle = digests_during(&mut replicas, &mut now, 80);
+    assert!(idle <= 9, "{idle} digests in 20 s of equal state");
+    assert!(idle >= 4, "{idle} digests: the peer must still be checked");
+    // A write whose push is lost: the changed digest goes out in the next round, and the
+    // peer pulls the write at once.
+    replicas[0]
+        .map_insert("directory", b"lost", b"push", now)
+        .expect("fits");
+    while replicas[0].poll_transmit().is_some() {}
+    assert_eq!(digests_during(&mut replicas, &mut now, 1), 1);
+    assert_eq!(
+        replicas[1].map("directory").expect("map").get(b"lost"),
+        Some(&b"push"[..])
+    );
+    // The peer changing without telling us: its digest differs, so ours go fast again.
+    replicas[1]
+        .map_insert("directory", b"theirs", b"quiet", now)
+        .expect("fits");
+    while replicas[1].poll_transmit().is_some() {}
+    digests_during(&mut replicas, &mut now, 2);
+    assert_eq!(
+        replicas[0].map("directory").expect("map").get(b"theirs"),
+        Some(&b"quiet"[..])
+    );
+}
+
 #[test]
 fn writes_reach_a_peer_through_digest_vector_and_delta() {
     let mut a = replica(1, T0);

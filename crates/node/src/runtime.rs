@@ -246,6 +246,17 @@ struct LinkCounters {
     /// UDP bytes sent by links that have since closed (QUIC headers, acknowledgements and
     /// keep-alives included), so the total on the wire survives link turnover.
     closed_links_udp_tx_bytes: u64,
+    /// UDP datagrams sent by links that have since closed.
+    closed_links_udp_tx_datagrams: u64,
+}
+
+impl LinkCounters {
+    /// Keeps what a closing link sent in the totals.
+    fn retire(&mut self, connection: &quinn::Connection) {
+        let sent = connection.stats().udp_tx;
+        self.closed_links_udp_tx_bytes += sent.bytes;
+        self.closed_links_udp_tx_datagrams += sent.datagrams;
+    }
 }
 
 impl Node {
@@ -564,8 +575,7 @@ impl Node {
                     .is_some_and(|active| active.info.connection_id == connection_id)
                 {
                     if let Some(link) = self.active.remove(&node) {
-                        self.counters.closed_links_udp_tx_bytes +=
-                            link.connection.stats().udp_tx.bytes;
+                        self.counters.retire(&link.connection);
                     }
                     self.replication.remove_peer(node);
                     if let Some(kv) = &self.kv {
@@ -990,7 +1000,7 @@ impl Node {
             existing
                 .connection
                 .close(CLOSE_DUPLICATE.into(), b"duplicate");
-            self.counters.closed_links_udp_tx_bytes += existing.connection.stats().udp_tx.bytes;
+            self.counters.retire(&existing.connection);
         } else if self.active.len() >= MAX_LINKS {
             self.counters.links_table_full += 1;
             connection.close(CLOSE_DUPLICATE.into(), b"too many links");
@@ -1078,7 +1088,7 @@ impl Node {
         }
         for peer in denied {
             if let Some(link) = self.active.remove(&peer) {
-                self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
+                self.counters.retire(&link.connection);
                 link.connection
                     .close(transport::links::CLOSE_POLICY.into(), b"policy");
                 self.counters.links_closed_policy += 1;
@@ -1120,7 +1130,7 @@ impl Node {
         }
         self.channel.link_down(&node);
         if let Some(link) = self.active.remove(&node) {
-            self.counters.closed_links_udp_tx_bytes += link.connection.stats().udp_tx.bytes;
+            self.counters.retire(&link.connection);
             link.connection.close(CLOSE_REVOKED.into(), b"revoked");
             self.counters.links_closed_revoked += 1;
             tracing::warn!(peer = %node.short(), "link closed: peer revoked");
@@ -1679,11 +1689,23 @@ impl Node {
             links.insert(name.to_string(), value);
         }
         links.insert("links_active".to_string(), self.active.len() as u64);
-        let active_udp_tx: u64 = self
-            .active
-            .values()
-            .map(|link| link.connection.stats().udp_tx.bytes)
-            .sum();
+        let (active_udp_tx, active_udp_datagrams) =
+            self.active
+                .values()
+                .fold((0, 0), |(bytes, datagrams), link| {
+                    let sent = link.connection.stats().udp_tx;
+                    (bytes + sent.bytes, datagrams + sent.datagrams)
+                });
+        // QUIC alone (handshakes, keep-alives, acknowledgements, streams, offers), so the
+        // channel's share of link traffic can be told apart.
+        links.insert(
+            "link_quic_udp_tx_bytes".to_string(),
+            self.counters.closed_links_udp_tx_bytes + active_udp_tx,
+        );
+        links.insert(
+            "link_quic_udp_tx_datagrams".to_string(),
+            self.counters.closed_links_udp_tx_datagrams + active_udp_datagrams,
+        );
         // Everything links sent: QUIC (now mostly keep-alives and streams) and the channel.
         links.insert(
             "link_udp_tx_bytes".to_string(),
