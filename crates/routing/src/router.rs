@@ -408,6 +408,8 @@ pub struct Router {
     recent_requests: NodeMap<ForwardedRequest>,
     forced_origination_at: Option<Timestamp>,
     last_forced_origination: Option<Timestamp>,
+    /// Our periodic OGM, waiting to ride on the next probes (forced ones go at once).
+    own_ogm: Option<Ogm>,
     next_probe: Timestamp,
     next_ogm: Timestamp,
     next_hello: Timestamp,
@@ -474,6 +476,7 @@ impl Router {
             recent_requests: NodeMap::default(),
             forced_origination_at: None,
             last_forced_origination: None,
+            own_ogm: None,
             next_probe: first_probe,
             next_ogm: first_ogm,
             next_hello: now,
@@ -686,14 +689,15 @@ impl Router {
             self.send_hello();
             self.next_hello = now + self.jittered(self.config.hello_interval, 0.1);
         }
-        if now >= self.next_probe {
-            // Lazy OGM relays ride on the probes (B.A.T.M.A.N. aggregates OGMs the same way).
-            self.flush(now, true);
-            self.next_probe = now + self.jittered(self.config.probe_interval, 0.1);
-        }
         if now >= self.next_ogm {
             self.originate(now, false);
             self.next_ogm = now + self.jittered(self.config.ogm_interval, 0.05);
+        }
+        if now >= self.next_probe {
+            // Our own periodic OGM and lazy OGM relays ride on the probes (B.A.T.M.A.N.
+            // aggregates OGMs the same way), so they cost no packets of their own.
+            self.flush(now, true);
+            self.next_probe = now + self.jittered(self.config.probe_interval, 0.1);
         }
         if self.forced_origination_at.is_some_and(|at| now >= at) {
             self.forced_origination_at = None;
@@ -1642,6 +1646,10 @@ impl Router {
                 continue;
             }
             let mut count = 0u64;
+            if with_probes && let Some(own) = &self.own_ogm {
+                writer.push_ogm(own);
+                count += 1;
+            }
             let lossless = self.tq_used[usize::from(slot)] == u8::MAX;
             for advert in adverts {
                 if advert.is_repeat && lossless {
@@ -1690,6 +1698,9 @@ impl Router {
             }
             self.stats.ogms_tx += count;
             self.send_packets(slot, writer);
+        }
+        if with_probes {
+            self.own_ogm = None;
         }
         // Answers and dumps advertise routes too, so they bind our feasibility distance.
         for ogm in extra_adverts {
@@ -1762,6 +1773,14 @@ impl Router {
             flags: if forced { OGM_FLAG_URGENT } else { 0 },
             signature,
         };
+        if !forced {
+            // Periodic: rides on the next probes, at most a probe interval later. A newer one
+            // replaces one still waiting.
+            self.own_ogm = Some(ogm);
+            return;
+        }
+        // A periodic one still waiting is older than this one.
+        self.own_ogm = None;
         for slot in 0..self.links.len() as Slot {
             if self.usable_link_cost(slot).is_some() {
                 let mut writer = PacketWriter::new(self.local);

@@ -51,9 +51,17 @@ pub const EVENT_BACKLOG: usize = 256;
 const MAX_REPORT_ORIGINS: usize = heal::healer::MAX_VIEWS;
 /// Notices from neighbours kept for the API.
 const MAX_NOTICES: usize = 32;
-/// A report is re-sent at least this often even when nothing changed, so neighbours' views
-/// stay within `view_max_age`.
+/// A report is re-sent at least this often while it tells of something receivers act on (a bad
+/// link, nodes under action), so neighbours' evidence keeps growing.
 const REPORT_REFRESH: Duration = Duration::from_secs(1);
+/// A report that tells of nothing receivers act on (every link good, nothing under action) is
+/// re-sent only often enough that the neighbours' views of it stay within `view_max_age` even
+/// if one refresh is lost: every `view_max_age × 2 / 5` (4 s by default). Any change to the
+/// bad links, an action or a notice still sends a report at once. At idle these refreshes,
+/// flooded a few hops, would otherwise be the largest share of a node's control traffic.
+fn quiet_report_refresh(view_max_age: Duration) -> Duration {
+    (view_max_age * 2 / 5).max(REPORT_REFRESH)
+}
 
 /// Counters of the healing loop, in `/api/v1/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,6 +316,9 @@ pub struct Healing {
     next_hops: BTreeMap<NodeId, NodeId>,
     /// Bad links in the last report sent (a change triggers a report at once).
     reported_bad: BTreeSet<NodeId>,
+    /// Nodes under action in the last report sent (a change triggers a report at once, since
+    /// reports that tell of nothing are refreshed only every few seconds).
+    reported_under_action: BTreeSet<NodeId>,
     last_links: Vec<LinkSample>,
     /// Newest report time per origin.
     report_clock: BTreeMap<NodeId, u64>,
@@ -471,6 +482,7 @@ impl Healing {
             seen: BTreeMap::new(),
             next_hops: BTreeMap::new(),
             reported_bad: BTreeSet::new(),
+            reported_under_action: BTreeSet::new(),
             last_links: Vec::new(),
             report_clock: BTreeMap::new(),
             remote_under_action: BTreeMap::new(),
@@ -630,10 +642,16 @@ impl Healing {
         }
         self.drain(port, now);
         let report_due = instant >= self.next_report;
-        let bad_changed = self.bad_links() != self.reported_bad;
-        if report_due || bad_changed || !self.pending_notices.is_empty() {
-            self.next_report = instant + REPORT_REFRESH;
-            self.send_report(port);
+        let report_changed = self.bad_links() != self.reported_bad
+            || self.healer.nodes_under_action() != self.reported_under_action;
+        if report_due || report_changed || !self.pending_notices.is_empty() {
+            let quiet = self.send_report(port);
+            self.next_report = instant
+                + if quiet {
+                    quiet_report_refresh(self.config.heal.neighbourhood.view_max_age)
+                } else {
+                    REPORT_REFRESH
+                };
         }
     }
 
@@ -1095,12 +1113,15 @@ impl Healing {
             .collect()
     }
 
-    fn send_report(&mut self, port: &mut MeshPort<'_>) {
+    /// Sends this node's report to every linked peer; returns whether it told of nothing the
+    /// receivers act on (no bad link, nothing under action, no notice).
+    fn send_report(&mut self, port: &mut MeshPort<'_>) -> bool {
         if port.linked.is_empty() {
             self.pending_notices.clear();
-            return;
+            return false;
         }
         self.reported_bad = self.bad_links();
+        self.reported_under_action = self.healer.nodes_under_action();
         let notice = self
             .pending_notices
             .pop()
@@ -1138,12 +1159,17 @@ impl Healing {
             notice,
         };
         self.report_clock.insert(self.local, body.sent_us);
+        // Open incidents do not count: receivers record them nowhere, whereas bad links feed
+        // their evidence and nodes under action their blast radius.
+        let quiet =
+            self.reported_bad.is_empty() && body.under_action.is_empty() && body.notice.is_none();
         let Some(bytes) = report::encode(&body, self.config.report_hops, |m| (port.sign)(m)) else {
-            return;
+            return false;
         };
         self.counters.reports_sent += 1;
         for peer in &port.linked {
             port.outbox.push((*peer, bytes.clone()));
         }
+        quiet
     }
 }
