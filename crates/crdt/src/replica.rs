@@ -709,9 +709,14 @@ impl Replica {
         let slowest = self.config.max_sync_interval_ms.max(fastest);
         let mut due = Vec::new();
         for (id, peer) in &mut self.peers {
+            if peer.digests_sent != values {
+                // The peer's last digest matched our former state, not this one: only its
+                // next digest (or its silence after ours) can show it caught up.
+                peer.in_sync.fill(false);
+            }
             // Equal on both sides: our state is what we last told the peer, and the peer's
-            // last digest matched it. Anything else (a local change, a mismatch, a new peer)
-            // makes every round send again.
+            // digest matched it since. Anything else (a local change, a mismatch, a new peer,
+            // a peer we cannot hear) makes every round send again.
             let quiet = peer.digests_sent == values && peer.in_sync.iter().all(|equal| *equal);
             if !quiet {
                 peer.digest_interval_ms = fastest;

@@ -197,6 +197,39 @@ fn digests_to_a_peer_in_sync_back_off_and_any_change_brings_them_back() {
 }
 
 #[test]
+fn a_change_the_peer_cannot_hear_keeps_digests_fast_until_it_can() {
+    let mut replicas = vec![replica(1, T0), replica(2, T0)];
+    peer_all(&mut replicas, T0);
+    let mut now = T0;
+    sync(&mut replicas, &[0, 0], &mut now, 40);
+    // A change while the link is cut: nothing replica 0 sends arrives for 5 s.
+    replicas[0]
+        .map_insert("directory", b"during", b"partition", now)
+        .expect("fits");
+    let mut cut_digests = 0;
+    for _ in 0..20 {
+        now += 250;
+        replicas[0].handle_timeout(now);
+        replicas[1].handle_timeout(now);
+        while let Some(transmit) = replicas[0].poll_transmit() {
+            cut_digests += usize::from(matches!(
+                Message::decode(&transmit.payload),
+                Ok(Message::Digest(_))
+            ));
+        }
+        while replicas[1].poll_transmit().is_some() {}
+    }
+    // The peer never confirmed the new state, so no back-off: a digest every round.
+    assert_eq!(cut_digests, 20);
+    // Healed: the next round repairs it.
+    digests_during(&mut replicas, &mut now, 1);
+    assert_eq!(
+        replicas[1].map("directory").expect("map").get(b"during"),
+        Some(&b"partition"[..])
+    );
+}
+
+#[test]
 fn writes_reach_a_peer_through_digest_vector_and_delta() {
     let mut a = replica(1, T0);
     for i in 0..50u8 {
