@@ -6,7 +6,8 @@
 //! routing as the ceiling), CPU the daemons used during it, the outage of a 10 ms ping across a
 //! 6-node ring when (a) the relay's daemon is SIGKILLed with its links up and (b) all the
 //! relay's links go down, and idle control bytes per node per second (veth counters). Prints a
-//! table with ratios ours/theirs.
+//! table with ratios ours/theirs. `--idle-only` measures only idle traffic on the ring (ours with
+//! its breakdown by kind, with and without the healing loop, and babeld at our probe rate).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
