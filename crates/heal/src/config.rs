@@ -30,6 +30,10 @@ impl ConfigError {
 /// detection by more than a minute and a half at the default 1 s period.
 pub const MAX_RUN_SAMPLES: u32 = 100;
 
+/// Longest `detector.resource_sustain`: an overload that must last more than an hour before
+/// it counts is not watched at all.
+pub const MAX_RESOURCE_SUSTAIN: Duration = Duration::from_secs(3600);
+
 /// Cap on `execution.max_actions_per_window`; the circuit breaker remembers one timestamp per
 /// action in the window, so this is also the size of its history.
 pub const MAX_ACTIONS_PER_WINDOW: u32 = 1024;
@@ -220,6 +224,16 @@ pub struct DetectorConfig {
     /// Whether CPU, memory and disk also get the adaptive detector. Off by default: a busy but
     /// healthy node is not overloaded, and static thresholds say what overload means.
     pub adaptive_node_metrics: bool,
+    /// How long CPU, memory or disk must stay beyond its threshold (every sample of the run)
+    /// before it is a symptom. A compile or a burst of requests takes a node to 100 % CPU for
+    /// seconds without anything being wrong; overload is a state that lasts. The seeds sample
+    /// these metrics once a minute, so their threshold never judged less than a minute either.
+    #[serde(with = "duration_text")]
+    pub resource_sustain: Duration,
+    /// Once a CPU, memory or disk symptom is active, samples count as normal only this many
+    /// percentage points below the threshold, so a metric hovering at the threshold does not
+    /// open and close incidents in turn.
+    pub resource_clear_margin: f64,
 }
 
 impl Default for DetectorConfig {
@@ -235,6 +249,8 @@ impl Default for DetectorConfig {
             min_rtt_deviation_ms: 10.0,
             cause_horizon: Duration::from_secs(10),
             adaptive_node_metrics: false,
+            resource_sustain: Duration::from_secs(30),
+            resource_clear_margin: 5.0,
         }
     }
 }
@@ -337,10 +353,26 @@ impl HealConfig {
             ("mapk.detector.min_deviation", d.min_deviation),
             ("mapk.detector.relative_deviation", d.relative_deviation),
             ("mapk.detector.min_rtt_deviation_ms", d.min_rtt_deviation_ms),
+            (
+                "mapk.detector.resource_clear_margin",
+                d.resource_clear_margin,
+            ),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(ConfigError::new(field, "must be zero or positive"));
             }
+        }
+        if d.resource_clear_margin >= 100.0 {
+            return Err(ConfigError::new(
+                "mapk.detector.resource_clear_margin",
+                "must be below 100 percentage points",
+            ));
+        }
+        if d.resource_sustain > MAX_RESOURCE_SUSTAIN {
+            return Err(ConfigError::new(
+                "mapk.detector.resource_sustain",
+                format!("must be at most {} s", MAX_RESOURCE_SUSTAIN.as_secs()),
+            ));
         }
         if d.cause_horizon.is_zero() {
             return Err(ConfigError::new(

@@ -1,6 +1,8 @@
 //! Detectors for one scalar metric: a static threshold, an EWMA mean/variance z-score with
 //! warm-up, and the hysteresis that turns anomalous samples into a symptom and back.
 
+use std::time::Duration;
+
 use crate::config::{DetectorConfig, MAX_RUN_SAMPLES};
 use crate::observation::Harmful;
 use crate::time::Timestamp;
@@ -90,12 +92,14 @@ pub struct Hysteresis {
 pub const MAX_EVIDENCE: u32 = 10_000;
 
 impl Hysteresis {
-    /// Feeds one sample's verdict.
+    /// Feeds one sample's verdict. A symptom opens after `open_after` anomalous samples in a
+    /// row that also span at least `min_duration` from the first of them.
     pub fn feed(
         &mut self,
         anomalous: bool,
         now: Timestamp,
         cfg: &DetectorConfig,
+        min_duration: Duration,
     ) -> Option<Transition> {
         if anomalous {
             self.normal_run = 0;
@@ -108,8 +112,10 @@ impl Hysteresis {
                 self.evidence = (self.evidence + 1).min(MAX_EVIDENCE);
                 return None;
             }
-            if self.anomalous_run >= cfg.open_after {
-                let first_at = self.run_started.unwrap_or(now);
+            let first_at = self.run_started.unwrap_or(now);
+            if self.anomalous_run >= cfg.open_after
+                && now.saturating_since(first_at) >= min_duration
+            {
                 self.active_since = Some(first_at);
                 self.evidence = self.anomalous_run;
                 return Some(Transition::Opened { first_at });
@@ -157,6 +163,27 @@ pub enum Verdict {
     },
 }
 
+/// The rule of node resources (CPU, memory, disk): beyond the threshold for a while before it
+/// is a symptom, and back below it by a margin before the symptom clears.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sustain {
+    /// How long a run of samples beyond the threshold must last.
+    pub duration: Duration,
+    /// Distance below the threshold (in the metric's unit) a sample must reach to count as
+    /// normal while the symptom is active.
+    pub clear_margin: f64,
+}
+
+impl Sustain {
+    /// The rule from the detector settings.
+    pub fn from_config(cfg: &DetectorConfig) -> Sustain {
+        Sustain {
+            duration: cfg.resource_sustain,
+            clear_margin: cfg.resource_clear_margin,
+        }
+    }
+}
+
 /// Everything tracked for one metric.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricDetector {
@@ -183,20 +210,30 @@ impl Verdict {
 
 impl MetricDetector {
     /// Judges and absorbs one sample. `limit` is the static threshold (if the metric has one);
-    /// `adaptive` says whether the z-score applies.
+    /// `adaptive` says whether the z-score applies; `sustain` is the node resources' rule.
     ///
     /// Anomalous samples do not update the baseline: otherwise a sustained fault would become
     /// the new normal and its symptom would clear although nothing was repaired.
+    #[allow(clippy::too_many_arguments)]
     pub fn feed(
         &mut self,
         value: f64,
         harmful: Harmful,
         limit: Option<f64>,
         adaptive: bool,
+        sustain: Option<Sustain>,
         cfg: &DetectorConfig,
         now: Timestamp,
     ) -> (Verdict, Option<Transition>) {
         self.last_value = value;
+        // While the symptom is active the threshold moves by the margin towards normal.
+        let limit = match (limit, sustain) {
+            (Some(limit), Some(rule)) if self.hysteresis.is_active() => Some(match harmful {
+                Harmful::High => limit - rule.clear_margin,
+                Harmful::Low => limit + rule.clear_margin,
+            }),
+            (limit, _) => limit,
+        };
         let beyond = |limit: f64| match harmful {
             Harmful::High => value > limit,
             Harmful::Low => value < limit,
@@ -218,7 +255,11 @@ impl MetricDetector {
         } else {
             self.baseline.update(value, cfg.alpha);
         }
-        (verdict, self.hysteresis.feed(anomalous, now, cfg))
+        let min_duration = sustain.map_or(Duration::ZERO, |rule| rule.duration);
+        (
+            verdict,
+            self.hysteresis.feed(anomalous, now, cfg, min_duration),
+        )
     }
 }
 
@@ -251,9 +292,18 @@ mod tests {
         let verdict_after = |samples: u32| {
             let mut d = MetricDetector::default();
             for i in 0..samples {
-                d.feed(10.0, Harmful::High, None, true, &cfg, at(u64::from(i)));
+                d.feed(
+                    10.0,
+                    Harmful::High,
+                    None,
+                    true,
+                    None,
+                    &cfg,
+                    at(u64::from(i)),
+                );
             }
-            d.feed(1_000.0, Harmful::High, None, true, &cfg, at(100)).0
+            d.feed(1_000.0, Harmful::High, None, true, None, &cfg, at(100))
+                .0
         };
         assert_eq!(
             verdict_after(cfg.warm_up_samples - 1),
@@ -265,7 +315,7 @@ mod tests {
             Verdict::ZScore { .. }
         ));
         let mut d = MetricDetector::default();
-        let (verdict, _) = d.feed(95.0, Harmful::High, Some(90.0), true, &cfg, at(0));
+        let (verdict, _) = d.feed(95.0, Harmful::High, Some(90.0), true, None, &cfg, at(0));
         assert_eq!(
             verdict,
             Verdict::Threshold {
@@ -284,18 +334,95 @@ mod tests {
             ..DetectorConfig::default()
         };
         let mut h = Hysteresis::default();
-        assert_eq!(h.feed(true, at(1), &cfg), None);
-        assert_eq!(h.feed(false, at(2), &cfg), None);
-        assert_eq!(h.feed(true, at(3), &cfg), None);
-        assert_eq!(h.feed(true, at(4), &cfg), None);
+        assert_eq!(h.feed(true, at(1), &cfg, Duration::ZERO), None);
+        assert_eq!(h.feed(false, at(2), &cfg, Duration::ZERO), None);
+        assert_eq!(h.feed(true, at(3), &cfg, Duration::ZERO), None);
+        assert_eq!(h.feed(true, at(4), &cfg, Duration::ZERO), None);
         assert_eq!(
-            h.feed(true, at(5), &cfg),
+            h.feed(true, at(5), &cfg, Duration::ZERO),
             Some(Transition::Opened { first_at: at(3) })
         );
-        assert_eq!(h.feed(false, at(6), &cfg), None);
-        assert_eq!(h.feed(true, at(7), &cfg), None);
+        assert_eq!(h.feed(false, at(6), &cfg, Duration::ZERO), None);
+        assert_eq!(h.feed(true, at(7), &cfg, Duration::ZERO), None);
         assert_eq!(h.evidence, 4);
-        assert_eq!(h.feed(false, at(8), &cfg), None);
-        assert_eq!(h.feed(false, at(9), &cfg), Some(Transition::Closed));
+        assert_eq!(h.feed(false, at(8), &cfg, Duration::ZERO), None);
+        assert_eq!(
+            h.feed(false, at(9), &cfg, Duration::ZERO),
+            Some(Transition::Closed)
+        );
+    }
+
+    /// Feeds CPU samples one per second under the node-resource rule; returns the seconds at
+    /// which the symptom opened and closed.
+    fn resource_run(samples: &[f64], cfg: &DetectorConfig) -> Vec<(u64, &'static str)> {
+        let mut d = MetricDetector::default();
+        let rule = Some(Sustain::from_config(cfg));
+        let mut changes = Vec::new();
+        for (second, value) in samples.iter().enumerate() {
+            let now = at(second as u64);
+            match d
+                .feed(*value, Harmful::High, Some(90.0), false, rule, cfg, now)
+                .1
+            {
+                Some(Transition::Opened { .. }) => changes.push((second as u64, "opened")),
+                Some(Transition::Closed) => changes.push((second as u64, "closed")),
+                None => {}
+            }
+        }
+        changes
+    }
+
+    #[test]
+    fn a_burst_of_full_cpu_shorter_than_the_sustain_never_opens_a_symptom() {
+        let cfg = DetectorConfig::default();
+        let sustain = cfg.resource_sustain.as_secs() as usize;
+        // Bursts just shorter than the sustain, separated by one quiet sample, for ten minutes.
+        let mut samples = Vec::new();
+        while samples.len() < 600 {
+            samples.extend(std::iter::repeat_n(100.0, sustain - 1));
+            samples.push(40.0);
+        }
+        assert_eq!(resource_run(&samples, &cfg), vec![]);
+    }
+
+    #[test]
+    fn a_sustained_overload_opens_once_and_clears_only_below_the_margin() {
+        let cfg = DetectorConfig::default();
+        let sustain = cfg.resource_sustain.as_secs();
+        let mut samples = vec![30.0; 10];
+        // Overload from second 10 on, then hovering around the threshold: 91, 88, 91, 88...
+        samples.extend(std::iter::repeat_n(99.0, sustain as usize + 5));
+        for i in 0..60 {
+            samples.push(if i % 2 == 0 { 91.0 } else { 88.0 });
+        }
+        let recovered_at = samples.len() as u64;
+        samples.extend(std::iter::repeat_n(50.0, 20));
+        let changes = resource_run(&samples, &cfg);
+        assert_eq!(
+            changes,
+            vec![
+                (10 + sustain, "opened"),
+                (recovered_at + u64::from(cfg.close_after) - 1, "closed")
+            ],
+            "one symptom for the whole overload, hovering at the threshold included"
+        );
+    }
+
+    #[test]
+    fn without_the_resource_rule_hysteresis_counts_samples_only() {
+        let cfg = DetectorConfig::default();
+        let mut d = MetricDetector::default();
+        let opened = (0..10u64)
+            .find_map(|s| {
+                match d
+                    .feed(99.0, Harmful::High, Some(90.0), false, None, &cfg, at(s))
+                    .1
+                {
+                    Some(Transition::Opened { first_at }) => Some((s, first_at)),
+                    _ => None,
+                }
+            })
+            .expect("opens");
+        assert_eq!(opened, (u64::from(cfg.open_after) - 1, at(0)));
     }
 }

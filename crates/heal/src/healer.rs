@@ -51,6 +51,9 @@ pub const MAX_PENDING_ACTIONS: usize = MAX_OPEN_INCIDENTS;
 pub const MAX_PLAN_CHOICES: usize = 16;
 /// Peers this node holds isolated or penalised; the routing core's neighbour limit.
 pub const MAX_HELD_PEERS: usize = 254;
+/// Cache names the node may tell the loop about; more are ignored (and `clear_cache` plans
+/// naming them are not candidates).
+pub const MAX_CACHES: usize = 256;
 
 /// Something the node may want to persist, show or gossip.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +186,21 @@ pub struct Healer {
     next_incident: u64,
     next_action: u64,
     stats: Stats,
+    /// Caches present on the node, when it said; `clear_cache` of another is no candidate.
+    caches: Option<BTreeSet<String>>,
+}
+
+/// What a [`Healer::reload`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    /// Checks declared now.
+    pub checks: usize,
+    /// Checks new or changed (their state starts over).
+    pub checks_changed: Vec<String>,
+    /// Checks no longer declared.
+    pub checks_removed: Vec<String>,
+    /// Playbooks loaded now.
+    pub playbooks: usize,
 }
 
 impl Healer {
@@ -223,7 +241,75 @@ impl Healer {
             next_incident: 1,
             next_action: 1,
             stats: Stats::default(),
+            caches: None,
         })
+    }
+
+    /// Replaces the checks and playbooks with a validated new set, all or nothing: when the
+    /// checks are refused, nothing changes. A check whose declaration is unchanged keeps its
+    /// state (a failing service stays failing); a changed or new one starts over. Plans
+    /// already running keep the steps they were chosen with; later choices use the new set.
+    /// Incidents about a removed check close, since nothing watches their symptom any more,
+    /// and say why.
+    pub fn reload(
+        &mut self,
+        checks: Vec<CheckSpec>,
+        playbooks: PlaybookSet,
+        now: Timestamp,
+    ) -> Result<ReloadSummary, ConfigError> {
+        if checks.len() > MAX_CHECKS {
+            return Err(ConfigError::new(
+                "checks",
+                format!("more than {MAX_CHECKS} checks"),
+            ));
+        }
+        let mut summary = ReloadSummary {
+            checks: checks.len(),
+            playbooks: playbooks.len(),
+            ..ReloadSummary::default()
+        };
+        let mut old = std::mem::take(&mut self.checks);
+        for spec in checks {
+            let state = match old.remove(&spec.name) {
+                Some((previous, state)) if previous == spec => state,
+                _ => {
+                    summary.checks_changed.push(spec.name.clone());
+                    CheckState::default()
+                }
+            };
+            self.checks.insert(spec.name.clone(), (spec, state));
+        }
+        summary.checks_removed = old.into_keys().collect();
+        for t in self.incidents.values_mut() {
+            if let crate::cause::Entity::Service { check, .. } = &t.incident.root_cause
+                && summary.checks_removed.contains(check)
+            {
+                t.incident
+                    .note(format!("check {check} removed by a configuration reload"));
+            }
+        }
+        self.playbooks = playbooks;
+        self.analyze(now);
+        self.drive_all(now);
+        Ok(summary)
+    }
+
+    /// The playbooks in force.
+    pub fn playbooks(&self) -> &PlaybookSet {
+        &self.playbooks
+    }
+
+    /// The checks in force.
+    pub fn checks(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.checks.values().map(|(spec, _)| spec)
+    }
+
+    /// The caches present on the node (names under its cache root). Once told, a plan with a
+    /// `clear_cache` step (or rollback) for another cache is no candidate: there is nothing
+    /// to clear, and the incident says so rather than failing a step. At most [`MAX_CACHES`]
+    /// names are kept.
+    pub fn set_caches(&mut self, caches: impl IntoIterator<Item = String>) {
+        self.caches = Some(caches.into_iter().take(MAX_CACHES).collect());
     }
 
     /// The configuration in force (thresholds may have been adjusted).

@@ -64,7 +64,7 @@ pub use cause::{Entity, Symptom};
 pub use check::{CheckDecl, CheckKind, CheckSpec, CheckStatus, validate_checks};
 pub use config::{ConfigError, HealConfig, ThresholdName, Thresholds};
 pub use execute::{ActionId, ActionRequest, ActionResult, MeshContext};
-pub use healer::{Event, Healer, Stats};
+pub use healer::{Event, Healer, ReloadSummary, Stats};
 pub use incident::{
     Incident, IncidentId, IncidentState, IncidentType, PlanOutcome, Severity, StepOutcome,
 };

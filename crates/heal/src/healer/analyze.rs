@@ -43,9 +43,19 @@ impl Healer {
                 .min_deviation
                 .max(detector_config.min_rtt_deviation_ms);
         }
+        let sustain = key
+            .is_node_resource()
+            .then(|| crate::detect::Sustain::from_config(&detector_config));
         let detector = self.metrics.entry(key).or_default();
-        let _: (Verdict, Option<Transition>) =
-            detector.feed(value, harmful, limit, adaptive, &detector_config, now);
+        let _: (Verdict, Option<Transition>) = detector.feed(
+            value,
+            harmful,
+            limit,
+            adaptive,
+            sustain,
+            &detector_config,
+            now,
+        );
     }
 
     pub(super) fn observe_mesh(

@@ -66,7 +66,12 @@ impl Healer {
                 continue;
             }
             match resolve_steps(playbook, service.as_deref(), peer) {
-                Ok(steps) => candidates.push((playbook, steps)),
+                Ok(steps) => match missing_cache(&steps, self.caches.as_ref()) {
+                    Some(cache) => {
+                        skipped.push(format!("{} (no cache `{cache}` on this node)", playbook.id))
+                    }
+                    None => candidates.push((playbook, steps)),
+                },
                 Err(missing) => {
                     skipped.push(format!("{} (no {missing} for this incident)", playbook.id))
                 }
@@ -585,6 +590,21 @@ impl Healer {
 
 /// A playbook's steps with the incident's placeholders filled in; `Err` names the placeholder
 /// the incident cannot fill (a `$peer` for a local service, say).
+/// The first cache a plan's steps or rollbacks would clear that the node does not have.
+fn missing_cache<'a>(
+    steps: &'a [ResolvedStep],
+    caches: Option<&BTreeSet<String>>,
+) -> Option<&'a str> {
+    let caches = caches?;
+    steps
+        .iter()
+        .flat_map(|s| std::iter::once(&s.action).chain(s.rollback.as_ref()))
+        .find_map(|action| match action {
+            Action::ClearCache { cache } if !caches.contains(cache) => Some(cache.as_str()),
+            _ => None,
+        })
+}
+
 fn resolve_steps(
     playbook: &Playbook,
     service: Option<&str>,

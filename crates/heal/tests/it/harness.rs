@@ -10,12 +10,15 @@ pub fn node(i: u64) -> NodeId {
     NodeId::from_index(i)
 }
 
-/// Detector settings short enough for tests: 5 warm-up samples, open after 3, close after 3.
+/// Detector settings short enough for tests: 5 warm-up samples, open after 3, close after 3,
+/// and node resources judged by samples alone (no sustain, no clear margin).
 pub fn test_config() -> HealConfig {
     let mut c = HealConfig::default();
     c.detector.warm_up_samples = 5;
     c.detector.open_after = 3;
     c.detector.close_after = 3;
+    c.detector.resource_sustain = std::time::Duration::ZERO;
+    c.detector.resource_clear_margin = 0.0;
     c
 }
 

@@ -784,3 +784,187 @@ fn rtt_jitter_of_a_busy_host_opens_nothing_but_a_slow_link_does() {
     assert_eq!(opened.len(), 1, "{opened:#?}");
     assert_eq!(opened[0].kind, IncidentType::LinkDegraded);
 }
+
+fn cpu(percent: f64) -> Observation {
+    Observation::Node {
+        cpu_percent: percent,
+        memory_percent: 40.0,
+        disk_percent: 40.0,
+    }
+}
+
+#[test]
+fn with_default_detectors_build_bursts_of_full_cpu_open_no_incident() {
+    let mut h = Harness::new(
+        heal::HealConfig::default(),
+        &[],
+        PlaybookSet::defaults().expect("defaults"),
+    );
+    // Ten minutes of a busy host: 20 s at 100 % (a compile), 5 s idle, over and over.
+    for second in 0..600 {
+        h.observe(cpu(if second % 25 < 20 { 100.0 } else { 15.0 }));
+    }
+    assert!(h.opened().is_empty(), "{:#?}", h.opened());
+}
+
+#[test]
+fn with_default_detectors_a_sustained_overload_opens_one_cpu_incident_that_closes_after() {
+    let config = heal::HealConfig::default();
+    let sustain = config.detector.resource_sustain.as_secs();
+    let mut h = Harness::new(config, &[], PlaybookSet::empty());
+    for _ in 0..10 {
+        h.observe(cpu(20.0));
+    }
+    h.observe(cpu(99.0));
+    let onset = h.now;
+    for _ in 0..sustain - 1 {
+        h.observe(cpu(99.0));
+    }
+    assert!(h.opened().is_empty(), "opened before the sustain elapsed");
+    h.observe(cpu(99.0));
+    let opened = h.opened();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    assert_eq!(opened[0].kind, IncidentType::CpuOverload);
+    assert_eq!(
+        opened[0].first_symptom_at, onset,
+        "MTTD counts from the onset"
+    );
+    // Hovering just under the threshold keeps it one incident; well below closes it.
+    for i in 0..30 {
+        h.observe(cpu(if i % 2 == 0 { 92.0 } else { 87.0 }));
+    }
+    assert!(
+        h.closed().is_empty(),
+        "closed while still near the threshold"
+    );
+    for _ in 0..10 {
+        h.observe(cpu(30.0));
+    }
+    assert_eq!(h.opened().len(), 1);
+    let closed = h.closed();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!(closed[0].state, IncidentState::Resolved);
+}
+
+const SERVICE_CHECK_A: &str = "name: a\ntcp: 127.0.0.1:9001\nfailure_threshold: 1\n";
+
+fn spec(yaml: &str) -> heal::CheckSpec {
+    let decl: heal::CheckDecl = serde_saphyr::from_str(yaml).expect("check parses");
+    heal::validate_checks(&[decl]).expect("valid").remove(0)
+}
+
+#[test]
+fn a_reload_keeps_unchanged_checks_state_and_uses_the_new_playbooks_for_later_choices() {
+    let restart = "recovery_plan:\n  id: restart\n  incident_type: SERVICE_DOWN\n  steps:\n    - action: restart_service\n      params: {service: $service}\n";
+    let command = "recovery_plan:\n  id: command\n  incident_type: SERVICE_DOWN\n  steps:\n    - action: run_command\n      params: {command: \"true\"}\n";
+    let mut h = Harness::new(
+        test_config(),
+        &[SERVICE_CHECK_A, WEB_CHECK],
+        Harness::with_playbooks(&[restart]),
+    );
+    h.observe(Observation::Check {
+        name: "a".into(),
+        passed: false,
+    });
+    assert_eq!(h.opened().len(), 1);
+    assert_eq!(
+        h.action_names(),
+        vec![("restart_service".to_string(), false)]
+    );
+    // New set: check `a` unchanged, `web` changed, `db` new; one playbook, another id.
+    let summary = h
+        .healer
+        .reload(
+            vec![
+                spec(SERVICE_CHECK_A),
+                spec("name: web\ntcp: 127.0.0.1:8081\n"),
+                spec("name: db\ntcp: 127.0.0.1:5432\n"),
+            ],
+            Harness::with_playbooks(&[command]),
+            h.now,
+        )
+        .expect("a valid set is taken");
+    assert_eq!(summary.checks, 3);
+    assert_eq!(
+        summary.checks_changed,
+        vec!["web".to_string(), "db".to_string()]
+    );
+    assert!(summary.checks_removed.is_empty());
+    assert_eq!(summary.playbooks, 1);
+    // Check `a` kept its failing state: the incident is still open, its running plan goes on.
+    assert_eq!(h.healer.open_incidents().count(), 1);
+    h.reply(0, ActionResult::Failed("still down".into()));
+    h.wait(1);
+    let names: Vec<String> = h.action_names().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        vec!["restart_service", "run_command"],
+        "the next plan comes from the new set"
+    );
+    // A set with too many checks is refused and changes nothing.
+    let too_many: Vec<heal::CheckSpec> = (0..=heal::healer::MAX_CHECKS)
+        .map(|i| spec(&format!("name: c{i}\ntcp: 127.0.0.1:9\n")))
+        .collect();
+    assert!(
+        h.healer
+            .reload(too_many, PlaybookSet::empty(), h.now)
+            .is_err()
+    );
+    assert_eq!(h.healer.checks().count(), 3);
+    assert_eq!(h.healer.playbooks().len(), 1);
+}
+
+#[test]
+fn a_removed_check_closes_its_incident_with_a_note() {
+    let mut h = Harness::new(test_config(), &[SERVICE_CHECK_A], PlaybookSet::empty());
+    h.observe(Observation::Check {
+        name: "a".into(),
+        passed: false,
+    });
+    assert_eq!(h.opened().len(), 1);
+    let summary = h
+        .healer
+        .reload(vec![], PlaybookSet::empty(), h.now)
+        .expect("valid");
+    assert_eq!(summary.checks_removed, vec!["a".to_string()]);
+    h.wait(0);
+    let closed = h.closed();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert!(
+        closed[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("removed by a configuration reload")),
+        "{:?}",
+        closed[0].notes
+    );
+}
+
+#[test]
+fn a_clear_cache_plan_is_no_candidate_where_its_cache_does_not_exist() {
+    let clear = "recovery_plan:\n  id: clear\n  incident_type: SERVICE_DOWN\n  steps:\n    - action: clear_cache\n      params: {cache: $service}\n";
+    let run = |caches: &[&str]| {
+        let mut h = Harness::new(
+            test_config(),
+            &[SERVICE_CHECK_A],
+            Harness::with_playbooks(&[clear]),
+        );
+        h.healer.set_caches(caches.iter().map(|c| c.to_string()));
+        h.observe(Observation::Check {
+            name: "a".into(),
+            passed: false,
+        });
+        let incident = h.healer.open_incidents().next().expect("open").clone();
+        (h.action_names(), incident.notes)
+    };
+    let (actions, notes) = run(&["other"]);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("clear (no cache `a` on this node)")),
+        "{notes:?}"
+    );
+    let (actions, _) = run(&["a"]);
+    assert_eq!(actions, vec![("clear_cache".to_string(), false)]);
+}
