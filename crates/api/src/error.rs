@@ -33,6 +33,10 @@ pub enum ApiError {
     /// The feature is off or its backend is busy (the healing loop, its database).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A configuration reload was refused: the file, line and reason; the node keeps the
+    /// set it had.
+    #[error("reload refused: {0}; the node keeps its previous checks and playbooks")]
+    ReloadRefused(node::healing::ReloadRefused),
 }
 
 impl From<&ApiError> for StatusCode {
@@ -64,6 +68,7 @@ impl From<&ApiError> for StatusCode {
                 KvFailure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -75,6 +80,12 @@ impl IntoResponse for ApiError {
             ApiError::Kv(failure) => serde_json::json!({
                 "error": self.to_string(),
                 "retryable": failure.is_retryable(),
+            }),
+            ApiError::ReloadRefused(refused) => serde_json::json!({
+                "error": self.to_string(),
+                "file": refused.file,
+                "line": refused.line,
+                "reason": refused.reason,
             }),
             _ => serde_json::json!({ "error": self.to_string() }),
         };

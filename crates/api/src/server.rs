@@ -63,6 +63,7 @@ pub fn app(handle: NodeHandle) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/notices", get(notices))
+        .route("/api/v1/heal/reload", post(reload_healing))
         .route("/api/v1/events", get(events))
         .fallback(not_found)
         .with_state(handle)
@@ -221,6 +222,20 @@ async fn incident(
     {
         Some(record) => Ok(Json(incident_json(&record))),
         None => Err(ApiError::NotFound(format!("incident {record_id}"))),
+    }
+}
+
+/// `POST /api/v1/heal/reload`: reads node.yaml again and replaces the healing loop's checks
+/// and playbooks, or answers 422 with the file, line and reason and keeps the previous set.
+async fn reload_healing(
+    State(handle): State<NodeHandle>,
+) -> Result<Json<node::healing::ReloadOutcome>, ApiError> {
+    match ask(handle.reload_healing()).await? {
+        Ok(outcome) => Ok(Json(outcome)),
+        Err(node::ReloadError::Disabled) => Err(ApiError::Unavailable(
+            node::ReloadError::Disabled.to_string(),
+        )),
+        Err(node::ReloadError::Refused(refused)) => Err(ApiError::ReloadRefused(refused)),
     }
 }
 

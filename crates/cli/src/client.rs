@@ -320,6 +320,11 @@ impl ApiClient {
         self.get(&format!("/api/v1/incidents?{query}"))
     }
 
+    /// Reloads the healing loop's checks and playbooks (`POST /api/v1/heal/reload`).
+    pub fn reload_healing(&self) -> Result<serde_json::Value, ClientError> {
+        self.post("/api/v1/heal/reload", b"")
+    }
+
     /// One stored incident.
     pub fn incident(&self, record_id: i64) -> Result<serde_json::Value, ClientError> {
         self.get(&format!("/api/v1/incidents/{record_id}"))

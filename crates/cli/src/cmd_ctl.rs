@@ -99,6 +99,21 @@ pub enum CtlQuery {
         /// Its record id (the first column of `ctl incidents`).
         id: i64,
     },
+    /// The self-healing loop's configuration.
+    Heal {
+        /// The operation.
+        #[command(subcommand)]
+        op: HealOp,
+    },
+}
+
+/// What `ctl heal` can do.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum HealOp {
+    /// Read node.yaml and the playbook directories again and replace the checks and
+    /// playbooks; an invalid set is refused with its file, line and reason, and the node
+    /// keeps the previous one (the same as sending the node SIGHUP).
+    Reload,
 }
 
 /// What `ctl crdt` can show.
@@ -272,6 +287,14 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
                 return follow_events(&url, json);
             }
             return Ok(());
+        }
+        (CtlQuery::Heal { op: HealOp::Reload }, json) => {
+            let outcome = client.reload_healing()?;
+            if json {
+                to_json(&outcome)
+            } else {
+                render::reload(&outcome)
+            }
         }
         (CtlQuery::Incident { id }, true) => to_json(&client.incident(id)?),
         (CtlQuery::Incident { id }, false) => render::incident(&client.incident(id)?),

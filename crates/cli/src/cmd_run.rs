@@ -52,6 +52,7 @@ async fn serve(config: NodeConfig) -> Result<(), CliError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(CliError::Runtime)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(CliError::Runtime)?;
     let (node, handle) = Node::start(&config)?;
+    let handle_for_reload = handle.clone();
     let listener = TcpListener::bind(config.api_listen)
         .await
         .map_err(|source| CliError::ApiBind {
@@ -70,7 +71,20 @@ async fn serve(config: NodeConfig) -> Result<(), CliError> {
         };
         tracing::info!(signal = name, "shutting down");
     };
+    // SIGHUP reloads the healing loop's checks and playbooks from node.yaml; the node logs
+    // what it took or why it refused (file, line, reason) and keeps the last good set.
+    let mut hangup = signal(SignalKind::hangup()).map_err(CliError::Runtime)?;
+    let reload_handle = handle_for_reload;
+    let reloader = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading checks and playbooks");
+            if let Err(error) = reload_handle.reload_healing().await {
+                tracing::warn!(%error, "reload not run");
+            }
+        }
+    });
     let outcome = node.run(shutdown).await;
+    reloader.abort();
     drop(stop_api);
     match tokio::time::timeout(API_DRAIN_TIMEOUT, api).await {
         Ok(Ok(Ok(()))) => {}

@@ -540,3 +540,36 @@ pub fn event_line(text: &str) -> String {
     };
     format!("{at} {body}")
 }
+
+/// The answer of `ctl heal reload`.
+pub fn reload(outcome: &serde_json::Value) -> String {
+    let list = |field: &str| {
+        let names: Vec<&str> = outcome[field]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut text = format!(
+        "reloaded {}: {} checks (new or changed: {}; removed: {}), {} playbooks",
+        outcome["file"].as_str().unwrap_or("node.yaml"),
+        outcome["checks"],
+        list("checks_changed"),
+        list("checks_removed"),
+        outcome["playbooks"],
+    );
+    if outcome["restart_needed"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        text.push_str(&format!(
+            "\nchanged but applied only at restart: {}",
+            list("restart_needed")
+        ));
+    }
+    text
+}

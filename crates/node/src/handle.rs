@@ -40,6 +40,18 @@ pub(crate) enum Request {
     },
     Subscribe(oneshot::Sender<Option<tokio::sync::broadcast::Receiver<std::sync::Arc<str>>>>),
     Notices(oneshot::Sender<Vec<crate::healing::NoticeView>>),
+    ReloadHealing(oneshot::Sender<Result<crate::healing::ReloadOutcome, ReloadError>>),
+}
+
+/// Why the healing configuration was not reloaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The healing loop is disabled (`mapk.enabled: false`).
+    #[error("the healing loop is disabled (mapk.enabled: false)")]
+    Disabled,
+    /// The new set was refused; the node keeps the one it had.
+    #[error("{0}; the node keeps its previous checks and playbooks")]
+    Refused(crate::healing::ReloadRefused),
 }
 
 /// Why a snapshot could not be had.
@@ -155,6 +167,14 @@ impl NodeHandle {
     /// Incident notices received from other nodes.
     pub async fn notices(&self) -> Result<Vec<crate::healing::NoticeView>, HandleError> {
         self.ask(Request::Notices).await
+    }
+
+    /// Reads node.yaml again and replaces the healing loop's checks and playbooks with its
+    /// own, or refuses them with the file, line and reason and keeps the previous set.
+    pub async fn reload_healing(
+        &self,
+    ) -> Result<Result<crate::healing::ReloadOutcome, ReloadError>, HandleError> {
+        self.ask(Request::ReloadHealing).await
     }
 
     async fn ask<T>(

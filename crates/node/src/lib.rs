@@ -57,7 +57,7 @@ pub mod view;
 
 pub use config::{ConfigError, KvSettings, NodeConfig, TunMode};
 pub use error::NodeError;
-pub use handle::{HandleError, NodeHandle};
+pub use handle::{HandleError, NodeHandle, ReloadError};
 pub use init::{InitReport, init};
 pub use replication::CrdtView;
 pub use runtime::Node;

@@ -1597,6 +1597,39 @@ impl Node {
         }
     }
 
+    /// Reads node.yaml again and hands its checks and playbooks to the healing loop; a
+    /// refusal is logged with its file, line and reason, and the loop keeps its set.
+    fn reload_healing(
+        &mut self,
+    ) -> Result<crate::healing::ReloadOutcome, crate::handle::ReloadError> {
+        use crate::handle::ReloadError;
+        let Some(healing) = self.healing.as_mut() else {
+            return Err(ReloadError::Disabled);
+        };
+        let file = self.security.config.source.clone();
+        let result = crate::config::NodeConfig::load(&file)
+            .map_err(|e| crate::healing::ReloadRefused::from_config(&e))
+            .and_then(|config| healing.reload(&config.healing, &file, self.clock.now()));
+        match result {
+            Ok(outcome) => {
+                tracing::info!(
+                    file = %outcome.file,
+                    checks = outcome.checks,
+                    changed = ?outcome.checks_changed,
+                    removed = ?outcome.checks_removed,
+                    playbooks = outcome.playbooks,
+                    restart_needed = ?outcome.restart_needed,
+                    "healing checks and playbooks reloaded"
+                );
+                Ok(outcome)
+            }
+            Err(refused) => {
+                tracing::warn!(file = %refused.file, line = ?refused.line, reason = %refused.reason, "healing reload refused; keeping the previous checks and playbooks");
+                Err(ReloadError::Refused(refused))
+            }
+        }
+    }
+
     /// Counters the healing loop watches (drops, refusals, errors), by name.
     fn exported_counters(&self) -> std::collections::BTreeMap<String, u64> {
         let mut all = counters(self.router.stats());
@@ -1642,6 +1675,7 @@ impl Node {
                         .map(crate::healing::Healing::subscribe),
                 ),
             ),
+            Request::ReloadHealing(reply) => drop(reply.send(self.reload_healing())),
             Request::Notices(reply) => drop(
                 reply.send(
                     self.healing

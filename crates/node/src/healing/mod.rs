@@ -331,6 +331,103 @@ pub struct Healing {
     repair: BTreeMap<IncidentType, RepairSums>,
     incidents_total: u64,
     mesh_size: usize,
+    /// The loop's clock at its last step, on both scales, to turn the healer's deadlines
+    /// (step timeouts, verification windows) into wake-ups at their exact time.
+    anchor: Option<(tokio::time::Instant, heal::Timestamp)>,
+    /// Something changed outside a step (a reload): run a step at once.
+    step_now: bool,
+}
+
+/// What a reload of the checks and playbooks did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    /// The configuration file read.
+    pub file: String,
+    /// Checks in force now.
+    pub checks: usize,
+    /// Checks new or changed (their state starts over).
+    pub checks_changed: Vec<String>,
+    /// Checks no longer declared.
+    pub checks_removed: Vec<String>,
+    /// Playbooks in force now (shipped ones included).
+    pub playbooks: usize,
+    /// Sections that changed in the file but apply only when the node restarts.
+    pub restart_needed: Vec<String>,
+}
+
+/// A refused reload: the file, the line when known, and the reason. The node keeps the
+/// checks and playbooks it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{file}:{}: {reason}", line.map_or_else(String::new, |l| l.to_string()))]
+pub struct ReloadRefused {
+    /// The file at fault (node.yaml or a playbook).
+    pub file: String,
+    /// The line at fault, when known.
+    pub line: Option<u64>,
+    /// Why.
+    pub reason: String,
+}
+
+impl ReloadRefused {
+    /// From a refused node.yaml.
+    pub fn from_config(error: &crate::config::ConfigError) -> ReloadRefused {
+        use crate::config::ConfigError;
+        let (file, line, reason) = match error {
+            ConfigError::Parse {
+                path,
+                field,
+                message,
+            } => {
+                let reason = if field.is_empty() || field == "." {
+                    message.clone()
+                } else {
+                    format!("{field}: {message}")
+                };
+                (path.display().to_string(), line_in(message), reason)
+            }
+            ConfigError::Invalid {
+                path,
+                field,
+                line,
+                reason,
+            } => (
+                path.display().to_string(),
+                *line,
+                format!("{field}: {reason}"),
+            ),
+            ConfigError::Read { path, source } => (
+                path.display().to_string(),
+                None,
+                format!("cannot read: {source}"),
+            ),
+            ConfigError::TooLarge { path } => (
+                path.display().to_string(),
+                None,
+                format!("larger than {} bytes", crate::config::MAX_CONFIG_BYTES),
+            ),
+        };
+        ReloadRefused { file, line, reason }
+    }
+
+    /// From a refused playbook.
+    pub fn from_playbook(error: &heal::PlaybookError) -> ReloadRefused {
+        ReloadRefused {
+            file: error.source_name.clone(),
+            line: error.line,
+            reason: if error.field.is_empty() {
+                error.reason.clone()
+            } else {
+                format!("{}: {}", error.field, error.reason)
+            },
+        }
+    }
+}
+
+/// The line in a parser message such as "... at line 7, column 3".
+fn line_in(message: &str) -> Option<u64> {
+    let rest = &message[message.find("line ")? + "line ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 impl std::fmt::Debug for Healing {
@@ -446,10 +543,6 @@ impl Healing {
             Some(Supervisor::start(config.services.clone())?)
         };
         let handle = supervisor.as_ref().map(Supervisor::handle);
-        let cache_root = config
-            .cache_root
-            .exists()
-            .then(|| config.cache_root.clone());
         let sampler = match NodeSampler::new(data_dir) {
             Ok(sampler) => Some(Box::new(sampler)),
             Err(error) => {
@@ -460,12 +553,12 @@ impl Healing {
         let (completions_tx, completions) = mpsc::channel(COMPLETIONS);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let now = tokio::time::Instant::now();
-        Ok(Healing {
+        let mut healing = Healing {
             config: config.clone(),
             healer,
             local,
             supervisor,
-            executor: Executor::new(handle, cache_root),
+            executor: Executor::new(handle, Some(config.cache_root.clone())),
             checks: CheckSchedule::new(config.checks.clone(), now.into_std()),
             checks_running: BTreeSet::new(),
             sampler,
@@ -493,7 +586,81 @@ impl Healing {
             repair: BTreeMap::new(),
             incidents_total: 0,
             mesh_size: 0,
+            anchor: None,
+            step_now: false,
+        };
+        healing.list_caches();
+        Ok(healing)
+    }
+
+    /// Replaces the checks and playbooks with those of `new` (node.yaml read again), all or
+    /// nothing: a playbook that does not load, or checks the healer refuses, leave the loop
+    /// with the set it had. Supervised services are started with the node, so a file whose
+    /// `services` changed is refused as a whole rather than watched half-applied; other
+    /// `mapk` settings that changed are named in `restart_needed`.
+    pub fn reload(
+        &mut self,
+        new: &HealingConfig,
+        file: &std::path::Path,
+        now: routing::Timestamp,
+    ) -> Result<ReloadOutcome, ReloadRefused> {
+        let refused = |reason: String| ReloadRefused {
+            file: file.display().to_string(),
+            line: None,
+            reason,
+        };
+        if new.services != self.config.services {
+            return Err(refused(
+                "node_config.services: changed; supervised services start with the node, restart it to apply them (checks and playbooks unchanged)".to_string(),
+            ));
+        }
+        let playbooks = new
+            .load_playbooks()
+            .map_err(|e| ReloadRefused::from_playbook(&e))?;
+        let summary = self
+            .healer
+            .reload(new.checks.clone(), playbooks, heal_time(now))
+            .map_err(|e| refused(format!("node_config.{e}")))?;
+        let mut restart_needed = Vec::new();
+        if new.heal != self.config.heal || new.mesh_interval != self.config.mesh_interval {
+            restart_needed.push("node_config.mapk".to_string());
+        }
+        if new.incidents_db != self.config.incidents_db || new.db != self.config.db {
+            restart_needed.push("node_config.mapk.incidents_db".to_string());
+        }
+        if new.enabled != self.config.enabled {
+            restart_needed.push("node_config.mapk.enabled".to_string());
+        }
+        self.checks = CheckSchedule::new(new.checks.clone(), tokio::time::Instant::now().into_std());
+        self.checks_running
+            .retain(|name| new.checks.iter().any(|c| c.name == *name));
+        self.config.checks = new.checks.clone();
+        self.config.playbook_dirs = new.playbook_dirs.clone();
+        self.step_now = true;
+        Ok(ReloadOutcome {
+            file: file.display().to_string(),
+            checks: summary.checks,
+            checks_changed: summary.checks_changed,
+            checks_removed: summary.checks_removed,
+            playbooks: summary.playbooks,
+            restart_needed,
         })
+    }
+
+    /// Tells the healer which caches exist under the cache root (subdirectories with valid
+    /// names), so plans clearing another one are not chosen.
+    fn list_caches(&mut self) {
+        let names: Vec<String> = match std::fs::read_dir(&self.config.cache_root) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| executor::cache_dir(&self.config.cache_root, name).is_ok())
+                .take(heal::healer::MAX_CACHES)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.healer.set_caches(names);
     }
 
     /// The supervisor's handle, if services are declared.
@@ -584,9 +751,15 @@ impl Healing {
     }
 
     fn deadline(&self) -> tokio::time::Instant {
+        if self.step_now {
+            return tokio::time::Instant::now();
+        }
         let mut at = self.next_mesh.min(self.next_node).min(self.next_report);
         if let Some(due) = self.checks.next_due() {
             at = at.min(tokio::time::Instant::from_std(due));
+        }
+        if let (Some(due), Some((instant, timestamp))) = (self.healer.poll_timeout(), self.anchor) {
+            at = at.min(instant + due.saturating_since(timestamp));
         }
         at
     }
@@ -595,6 +768,8 @@ impl Healing {
     /// the healer asks for and routes its events.
     pub fn handle(&mut self, wake: Wake, port: &mut MeshPort<'_>) {
         let now = heal_time(port.now);
+        self.step_now = false;
+        self.anchor = Some((tokio::time::Instant::now(), now));
         match wake {
             Wake::Done(Completion::Check(run)) => {
                 self.checks_running.remove(&run.name);
@@ -632,6 +807,7 @@ impl Healing {
         }
         if instant >= self.next_node {
             self.next_node = instant + self.config.heal.cycle_interval;
+            self.list_caches();
             self.sample_node();
         }
         for spec in self.checks.due(instant.into_std()) {
