@@ -160,6 +160,9 @@ struct IncidentQuery {
     state: Option<String>,
     /// At most this many (default 50, at most 1000).
     limit: Option<usize>,
+    /// `local` (default): this node's incident database; `mesh`: the open and recently
+    /// closed incidents of every node, from the replicated incident summaries.
+    scope: Option<String>,
 }
 
 /// A stored incident with its times on the wall clock, so that tools can compare them with
@@ -202,6 +205,27 @@ async fn incidents(
     }
     if let Some(limit) = query.limit {
         filter.limit = limit.clamp(1, knowledge::record::MAX_QUERY_LIMIT);
+    }
+    match query.scope.as_deref() {
+        None | Some("local") => {}
+        Some("mesh") => {
+            let kind = filter.kind.map(|k| k.as_str());
+            let state = query.state.as_deref().map(str::to_ascii_lowercase);
+            let views = ask(handle.mesh_incidents()).await?;
+            let listed = views
+                .into_iter()
+                .filter(|v| kind.is_none_or(|k| v.incident.kind == k))
+                .filter(|v| state.as_deref().is_none_or(|s| v.incident.state == s))
+                .take(filter.limit)
+                .map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+                .collect();
+            return Ok(Json(listed));
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "scope {other:?} is neither `local` nor `mesh`"
+            )));
+        }
     }
     let records = ask(handle.incidents(filter))
         .await?

@@ -93,6 +93,10 @@ pub enum CtlQuery {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// The open and recently closed incidents of every node of the mesh (from the
+        /// replicated incident summaries) instead of this node's database.
+        #[arg(long, conflicts_with = "follow")]
+        mesh: bool,
     },
     /// One incident in full: evidence, root cause, plans with their reasons, every step.
     Incident {
@@ -266,10 +270,14 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
                 kind,
                 state,
                 limit,
+                mesh,
             },
             json,
         ) => {
             let mut query = format!("limit={limit}");
+            if mesh {
+                query.push_str("&scope=mesh");
+            }
             if let Some(kind) = kind {
                 query.push_str(&format!("&type={kind}"));
             }
@@ -279,6 +287,8 @@ pub fn run(args: &CtlArgs) -> Result<(), CliError> {
             let records = client.incidents(&query)?;
             let text = if json {
                 to_json(&records)
+            } else if mesh {
+                render::mesh_incidents(&records, &label)
             } else {
                 render::incidents(&records)
             };

@@ -573,3 +573,50 @@ pub fn reload(outcome: &serde_json::Value) -> String {
     }
     text
 }
+
+/// The mesh's incidents (`ctl incidents --mesh`): one row per incident of any node, with
+/// how long ago it opened and closed.
+pub fn mesh_incidents(records: &[serde_json::Value], label: &impl Fn(&NodeId) -> String) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let ago = |value: &serde_json::Value| {
+        value.as_u64().map_or_else(
+            || "-".to_string(),
+            |ms| format!("{} s ago", now_ms.saturating_sub(ms) / 1000),
+        )
+    };
+    let mut table = table(&[
+        "node",
+        "id",
+        "type",
+        "severity",
+        "state",
+        "root cause",
+        "opened",
+        "closed",
+    ]);
+    for record in records {
+        let text = |field: &str| record[field].as_str().unwrap_or("-").to_string();
+        let node = record["node"]
+            .as_str()
+            .and_then(|s| s.parse::<NodeId>().ok())
+            .map_or_else(|| text("node"), |id| label(&id));
+        let node = if record["node_reachable"].as_bool() == Some(false) {
+            format!("{node} (unreachable)")
+        } else {
+            node
+        };
+        table.add_row(vec![
+            node,
+            record["id"].to_string(),
+            text("kind"),
+            text("severity"),
+            text("state"),
+            text("root_cause"),
+            ago(&record["opened_unix_ms"]),
+            ago(&record["closed_unix_ms"]),
+        ]);
+    }
+    table.to_string()
+}

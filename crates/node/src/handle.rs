@@ -41,6 +41,7 @@ pub(crate) enum Request {
     Subscribe(oneshot::Sender<Option<tokio::sync::broadcast::Receiver<std::sync::Arc<str>>>>),
     Notices(oneshot::Sender<Vec<crate::healing::NoticeView>>),
     ReloadHealing(oneshot::Sender<Result<crate::healing::ReloadOutcome, ReloadError>>),
+    MeshIncidents(oneshot::Sender<Vec<crate::healing::summary::MeshIncidentView>>),
 }
 
 /// Why the healing configuration was not reloaded.
@@ -175,6 +176,14 @@ impl NodeHandle {
         &self,
     ) -> Result<Result<crate::healing::ReloadOutcome, ReloadError>, HandleError> {
         self.ask(Request::ReloadHealing).await
+    }
+
+    /// Open and recently closed incidents of every node of the mesh, from the replicated
+    /// incident summaries (open ones first, newest first).
+    pub async fn mesh_incidents(
+        &self,
+    ) -> Result<Vec<crate::healing::summary::MeshIncidentView>, HandleError> {
+        self.ask(Request::MeshIncidents).await
     }
 
     async fn ask<T>(

@@ -15,6 +15,10 @@
 //! - `policies`: key `link`, value = the link policy signed by the CA key (the same authority
 //!   that admits and revokes members). The CA node publishes its `security.policy_file`; every
 //!   other node applies the newest CA-signed policy it holds in place of its own file.
+//! - `incidents`: key = node id, value = that node's incident summary signed with its Ed25519
+//!   key (`healing::summary`). Only the node itself may write its key, and the signature is
+//!   checked with the key of its record in `directory`; bounds and garbage collection are in
+//!   `healing::summary`.
 //!
 //! A record stays in `directory` until its node overwrites or deletes it: records of revoked
 //! or departed nodes remain there (the directory table drops revoked ones), bounded by the
@@ -103,10 +107,25 @@ struct Refusals {
     records: AtomicU64,
     revocations: AtomicU64,
     policies: AtomicU64,
+    incidents: AtomicU64,
     verified_overflow: AtomicU64,
 }
 
 type Pending = Arc<Mutex<VecDeque<Verified>>>;
+
+/// Ed25519 keys of the nodes whose records verified, for the incident summaries' check. One
+/// per directory entry, so bounded by the directory's entry limit.
+type Signers = Arc<Mutex<BTreeMap<NodeId, [u8; 32]>>>;
+
+fn add_signer(signers: &Signers, record: &NodeRecord) {
+    let mut table = match signers.lock() {
+        Ok(table) => table,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if table.len() < crdt::limits::MAX_ENTRIES || table.contains_key(&record.node_id) {
+        table.insert(record.node_id, record.keys.ed25519);
+    }
+}
 
 /// The node's replica and what surrounds it.
 pub struct Replication {
@@ -114,6 +133,7 @@ pub struct Replication {
     path: PathBuf,
     pending: Pending,
     refusals: Arc<Refusals>,
+    signers: Signers,
     /// Applied-delta count at the last snapshot; a difference means remote changes to save.
     persisted_changes: u64,
     last_persist_ms: u64,
@@ -150,7 +170,11 @@ impl Replication {
         seed: u64,
     ) -> Result<Replication, ReplicationError> {
         let path = data_dir.join(SNAPSHOT_NAME);
-        let config = ReplicaConfig::standard(node);
+        let mut config = ReplicaConfig::standard(node);
+        config.collections.push((
+            crate::healing::summary::COLLECTION.to_owned(),
+            crdt::Kind::Map,
+        ));
         let mut replica = match read_snapshot(&path)? {
             Some(bytes) => Replica::restore(config, &bytes, now_ms).map_err(|error| {
                 ReplicationError::Corrupt {
@@ -162,13 +186,15 @@ impl Replication {
         };
         let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
         let refusals = Arc::new(Refusals::default());
-        install_checks(&mut replica, &state, &pending, &refusals)?;
+        let signers: Signers = Arc::new(Mutex::new(BTreeMap::new()));
+        install_checks(&mut replica, &state, &pending, &refusals, &signers)?;
         let mut replication = Replication {
             persisted_changes: replica.stats().deltas_applied,
             replica,
             path,
             pending,
             refusals,
+            signers,
             last_persist_ms: now_ms,
             snapshot_writes: 0,
             snapshot_errors: 0,
@@ -192,6 +218,7 @@ impl Replication {
         if let Some(map) = self.replica.map("directory") {
             for (_, value) in map.iter() {
                 if let Ok(record) = NodeRecord::verify(value, state, now) {
+                    add_signer(&self.signers, &record);
                     restored.push(Verified::Record(Box::new(record), value.to_vec()));
                 }
             }
@@ -284,6 +311,32 @@ impl Replication {
         let key = self.replica.node().0;
         self.replica.map_insert("directory", &key, record, now_ms)?;
         self.persist(now_ms)
+    }
+
+    /// Publishes this node's signed incident summary (key = its node id) and saves the
+    /// snapshot, since a written event number must never be reused after a restart.
+    pub fn publish_incidents(
+        &mut self,
+        summary: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ReplicationError> {
+        let key = self.replica.node().0;
+        self.replica
+            .map_insert(crate::healing::summary::COLLECTION, &key, summary, now_ms)?;
+        self.persist(now_ms)
+    }
+
+    /// Every node's incident summary as held (signed bytes, unverified), by node.
+    pub fn incident_summaries(&self) -> Vec<(NodeId, Vec<u8>)> {
+        let Some(map) = self.replica.map(crate::healing::summary::COLLECTION) else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter_map(|(key, value)| {
+                let id: [u8; NodeId::LEN] = key.try_into().ok()?;
+                Some((NodeId(id), value.to_vec()))
+            })
+            .collect()
     }
 
     /// Publishes a revocation the CA signed, unless the same one is held; returns whether it
@@ -438,6 +491,7 @@ impl Replication {
                 refused(&self.refusals.revocations),
             ),
             ("crdt_refused_policies", refused(&self.refusals.policies)),
+            ("crdt_refused_incidents", refused(&self.refusals.incidents)),
             (
                 "crdt_verified_overflow",
                 refused(&self.refusals.verified_overflow),
@@ -572,8 +626,10 @@ fn install_checks(
     state: &Arc<VerifierState>,
     pending: &Pending,
     refusals: &Arc<Refusals>,
+    signers: &Signers,
 ) -> Result<(), crdt::CrdtError> {
     let (verifier, queue, refused) = (state.clone(), pending.clone(), refusals.clone());
+    let record_signers = signers.clone();
     replica.set_entry_check(
         "directory",
         EntryCheck::new(move |writer, entry| {
@@ -586,6 +642,7 @@ fn install_checks(
                 Some((record, value))
                     if record.node_id == writer && entry.key == writer.0.as_slice() =>
                 {
+                    add_signer(&record_signers, &record);
                     push_bounded(
                         &queue,
                         &refused,
@@ -642,6 +699,31 @@ fn install_checks(
                 }
                 _ => {
                     refused.policies.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            }
+        }),
+    )?;
+    let (signers, refused) = (signers.clone(), refusals.clone());
+    replica.set_entry_check(
+        crate::healing::summary::COLLECTION,
+        EntryCheck::new(move |writer, entry| {
+            if entry.key != writer.0.as_slice() {
+                refused.incidents.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            let Some(value) = entry.value.as_ref() else {
+                // A node may delete its own summary.
+                return true;
+            };
+            let key = match signers.lock() {
+                Ok(table) => table.get(&writer).copied(),
+                Err(poisoned) => poisoned.into_inner().get(&writer).copied(),
+            };
+            match crate::healing::summary::decode(value, |_| key) {
+                Ok(summary) if summary.node == writer => true,
+                _ => {
+                    refused.incidents.fetch_add(1, Ordering::Relaxed);
                     false
                 }
             }

@@ -1590,11 +1590,65 @@ impl Node {
             healing.receive_report(from, bytes, &mut port);
         }
         let outbox = std::mem::take(&mut port.outbox);
+        let unix_ms = port.unix_ms;
+        let summary = healing.summary_due(unix_ms);
         for (peer, bytes) in outbox {
             if let Some(link) = self.active.get(&peer) {
                 self.links.send_stream(&link.connection, bytes);
             }
         }
+        if let Some(summary) = summary {
+            let signed = crate::healing::summary::encode(&summary, |message| {
+                self.security.keys.sign_ed25519(message)
+            });
+            let published = match signed {
+                Some(bytes) => self
+                    .replication
+                    .publish_incidents(&bytes, unix_ms)
+                    .map_err(|e| e.to_string()),
+                None => Err("larger than the summary bound".to_string()),
+            };
+            if let Err(error) = published {
+                tracing::warn!(%error, "incident summary not published to the mesh");
+            }
+        }
+    }
+
+    /// The incidents of every node, from the summaries in the replicated `incidents` map
+    /// whose signatures verify with the directory's keys; open ones first, newest first.
+    fn mesh_incidents(&self) -> Vec<crate::healing::summary::MeshIncidentView> {
+        use crate::healing::summary::{self, MeshIncidentView};
+        let local = self.security.keys.node_id();
+        let mut all = Vec::new();
+        for (node, bytes) in self.replication.incident_summaries() {
+            let key_of = |id: &NodeId| self.directory.record(id).map(|r| r.keys.ed25519);
+            let Ok(summary) = summary::decode(&bytes, key_of) else {
+                continue;
+            };
+            if summary.node != node {
+                continue;
+            }
+            let reachable = node == local || self.router.next_hop(&node).is_some();
+            for incident in summary.incidents {
+                all.push(MeshIncidentView {
+                    node,
+                    node_reachable: reachable,
+                    published_unix_ms: summary.published_unix_ms,
+                    incident,
+                });
+            }
+        }
+        all.sort_by(|a, b| {
+            (
+                a.incident.closed_unix_ms.is_some(),
+                std::cmp::Reverse(a.incident.opened_unix_ms),
+            )
+                .cmp(&(
+                    b.incident.closed_unix_ms.is_some(),
+                    std::cmp::Reverse(b.incident.opened_unix_ms),
+                ))
+        });
+        all
     }
 
     /// Reads node.yaml again and hands its checks and playbooks to the healing loop; a
@@ -1676,6 +1730,7 @@ impl Node {
                 ),
             ),
             Request::ReloadHealing(reply) => drop(reply.send(self.reload_healing())),
+            Request::MeshIncidents(reply) => drop(reply.send(self.mesh_incidents())),
             Request::Notices(reply) => drop(
                 reply.send(
                     self.healing

@@ -4,6 +4,7 @@
 mod bad_input;
 mod ctl;
 mod demo;
+mod healing;
 mod kv;
 mod mesh;
 mod netns;

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod report;
 pub mod store;
+pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -336,6 +337,12 @@ pub struct Healing {
     anchor: Option<(tokio::time::Instant, heal::Timestamp)>,
     /// Something changed outside a step (a reload): run a step at once.
     step_now: bool,
+    /// Detection time (Unix ms) of each open incident, for the mesh summary.
+    opened_unix: BTreeMap<u64, u64>,
+    /// Recently closed incidents for the mesh summary, oldest first.
+    mesh_closed: VecDeque<summary::SummaryIncident>,
+    /// The incident list last published to the mesh, and when.
+    published: Option<(Vec<summary::SummaryIncident>, u64)>,
 }
 
 /// What a reload of the checks and playbooks did.
@@ -491,6 +498,23 @@ fn held_by(incident: &Incident) -> Vec<NodeId> {
     held
 }
 
+/// An incident as the mesh summary carries it.
+fn summary_of(
+    incident: &Incident,
+    opened_unix_ms: u64,
+    closed: Option<u64>,
+) -> summary::SummaryIncident {
+    summary::SummaryIncident {
+        id: incident.id.0,
+        kind: incident.kind.as_str().to_string(),
+        severity: format!("{:?}", incident.severity).to_uppercase(),
+        state: summary::state_name(&incident.state).to_string(),
+        root_cause: summary::describe(&incident.root_cause),
+        opened_unix_ms,
+        closed_unix_ms: closed,
+    }
+}
+
 /// A counter struct as a name -> value map.
 fn counters_of(stats: &impl Serialize) -> BTreeMap<String, u64> {
     match serde_json::to_value(stats) {
@@ -588,6 +612,9 @@ impl Healing {
             mesh_size: 0,
             anchor: None,
             step_now: false,
+            opened_unix: BTreeMap::new(),
+            mesh_closed: VecDeque::new(),
+            published: None,
         };
         healing.list_caches();
         Ok(healing)
@@ -631,7 +658,8 @@ impl Healing {
         if new.enabled != self.config.enabled {
             restart_needed.push("node_config.mapk.enabled".to_string());
         }
-        self.checks = CheckSchedule::new(new.checks.clone(), tokio::time::Instant::now().into_std());
+        self.checks =
+            CheckSchedule::new(new.checks.clone(), tokio::time::Instant::now().into_std());
         self.checks_running
             .retain(|name| new.checks.iter().any(|c| c.name == *name));
         self.config.checks = new.checks.clone();
@@ -644,6 +672,45 @@ impl Healing {
             checks_removed: summary.checks_removed,
             playbooks: summary.playbooks,
             restart_needed,
+        })
+    }
+
+    /// This node's incident summary for the mesh when it changed since the last one
+    /// published (and at least [`summary::MIN_PUBLISH_GAP_MS`] passed), or at the first call;
+    /// the runtime signs it and writes it into the replicated `incidents` map.
+    pub fn summary_due(&mut self, unix_ms: u64) -> Option<summary::MeshSummary> {
+        let kept_ms = u64::try_from(summary::CLOSED_KEPT.as_millis()).unwrap_or(u64::MAX);
+        self.mesh_closed.retain(|i| {
+            i.closed_unix_ms
+                .is_some_and(|c| unix_ms.saturating_sub(c) < kept_ms)
+        });
+        let open: Vec<summary::SummaryIncident> = self
+            .healer
+            .open_incidents()
+            .map(|i| {
+                let opened = self.opened_unix.get(&i.id.0).copied().unwrap_or(unix_ms);
+                summary_of(i, opened, None)
+            })
+            .collect();
+        let total = open.len() + self.mesh_closed.len();
+        let mut incidents: Vec<summary::SummaryIncident> = open
+            .into_iter()
+            .take(summary::MAX_SUMMARY_INCIDENTS)
+            .collect();
+        let room = summary::MAX_SUMMARY_INCIDENTS - incidents.len();
+        incidents.extend(self.mesh_closed.iter().rev().take(room).cloned());
+        if let Some((last, at)) = &self.published
+            && (*last == incidents || unix_ms.saturating_sub(*at) < summary::MIN_PUBLISH_GAP_MS)
+        {
+            return None;
+        }
+        let omitted = u32::try_from(total - incidents.len()).unwrap_or(u32::MAX);
+        self.published = Some((incidents.clone(), unix_ms));
+        Some(summary::MeshSummary {
+            node: self.local,
+            published_unix_ms: unix_ms,
+            incidents,
+            omitted,
         })
     }
 
@@ -1224,6 +1291,9 @@ impl Healing {
     fn on_event(&mut self, event: Event, unix_ms: u64) {
         match &event {
             Event::IncidentOpened(incident) => {
+                if self.opened_unix.len() < heal::healer::MAX_OPEN_INCIDENTS {
+                    self.opened_unix.insert(incident.id.0, unix_ms);
+                }
                 self.incidents_total += 1;
                 let sums = self.repair.entry(incident.kind).or_default();
                 let mttd = incident
@@ -1237,6 +1307,12 @@ impl Healing {
                 tracing::warn!(incident = incident.id.0, kind = incident.kind.as_str(), root_cause = ?incident.root_cause, confidence = incident.confidence, "incident opened");
             }
             Event::IncidentClosed(incident) => {
+                let opened = self.opened_unix.remove(&incident.id.0).unwrap_or(unix_ms);
+                if self.mesh_closed.len() >= summary::MAX_SUMMARY_INCIDENTS {
+                    self.mesh_closed.pop_front();
+                }
+                self.mesh_closed
+                    .push_back(summary_of(incident, opened, Some(unix_ms)));
                 if let Some(resolved) = incident.resolved_at {
                     let sums = self.repair.entry(incident.kind).or_default();
                     let mttr = resolved
