@@ -3,8 +3,10 @@
 //! nodes through the mesh for the given minutes, and counts the incidents every node opened.
 //! On a healthy mesh every incident is a false one. Run through `bench/heal-quiet`.
 //!
-//! Prints one JSON object: minutes, datagrams sent, incidents per type, and each incident's
-//! node, type and root cause.
+//! Prints one JSON object: minutes, datagrams sent, incidents per type, each incident's
+//! node, type and root cause, and the host's load during the run (from /proc: load
+//! averages, CPU busy share per second, and the longest run of seconds at or above 90 %
+//! busy), so a CPU_OVERLOAD incident can be told from a false one.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,6 +19,71 @@ fn binary() -> PathBuf {
     // target/<profile>/examples/heal_quiet -> target/<profile>/x0tta6bl4
     let dir = here.parent().and_then(Path::parent).expect("target dir");
     dir.join("x0tta6bl4")
+}
+
+/// Busy and total jiffies of all CPUs, from the first line of /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Per-second host CPU busy shares.
+#[derive(Default)]
+struct HostLoad {
+    last: Option<(u64, u64)>,
+    seconds: Vec<f64>,
+}
+
+impl HostLoad {
+    fn sample(&mut self) {
+        let Some(now) = cpu_jiffies() else {
+            return;
+        };
+        if let Some((busy, total)) = self.last
+            && now.1 > total
+        {
+            self.seconds
+                .push(100.0 * (now.0 - busy) as f64 / (now.1 - total) as f64);
+        }
+        self.last = Some(now);
+    }
+
+    fn summary(&self, start_load: &str) -> serde_json::Value {
+        let n = self.seconds.len().max(1) as f64;
+        let mean = self.seconds.iter().sum::<f64>() / n;
+        let at_90 = self.seconds.iter().filter(|s| **s >= 90.0).count();
+        let mut longest = 0usize;
+        let mut run = 0usize;
+        for busy in &self.seconds {
+            run = if *busy >= 90.0 { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        serde_json::json!({
+            "load_average_start": start_load,
+            "load_average_end": load_average(),
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "cpu_busy_mean_percent": (mean * 10.0).round() / 10.0,
+            "seconds_at_or_above_90_percent": at_90,
+            "longest_run_at_or_above_90_percent_s": longest,
+            "seconds_sampled": self.seconds.len(),
+        })
+    }
 }
 
 fn main() {
@@ -50,6 +117,10 @@ fn main() {
         net.root().display()
     );
     let ids: Vec<wire::NodeId> = net.nodes().iter().map(|n| n.id).collect();
+    let start_load = load_average();
+    let mut host = HostLoad::default();
+    host.sample();
+    let mut next_host_sample = Instant::now() + Duration::from_secs(1);
     let started = Instant::now();
     let run_for = Duration::from_secs(minutes * 60);
     let mut sent = 0u64;
@@ -70,6 +141,10 @@ fn main() {
                 Ok(_) => sent += 1,
                 Err(_) => failed += 1,
             }
+        }
+        if Instant::now() >= next_host_sample {
+            host.sample();
+            next_host_sample += Duration::from_secs(1);
         }
         next += gap;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -102,6 +177,7 @@ fn main() {
         "datagrams_refused": failed,
         "false_incidents": incidents.len(),
         "by_type": by_type,
+        "host": host.summary(&start_load),
         "incidents": incidents,
     });
     println!("{summary}");

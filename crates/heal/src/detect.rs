@@ -226,8 +226,9 @@ impl MetricDetector {
         now: Timestamp,
     ) -> (Verdict, Option<Transition>) {
         self.last_value = value;
-        // While the symptom is active the threshold moves by the margin towards normal.
-        let limit = match (limit, sustain) {
+        // While the symptom is active the threshold moves by the margin towards normal; the
+        // verdict still names the threshold itself.
+        let judged = match (limit, sustain) {
             (Some(limit), Some(rule)) if self.hysteresis.is_active() => Some(match harmful {
                 Harmful::High => limit - rule.clear_margin,
                 Harmful::Low => limit + rule.clear_margin,
@@ -238,8 +239,8 @@ impl MetricDetector {
             Harmful::High => value > limit,
             Harmful::Low => value < limit,
         };
-        let verdict = match limit {
-            Some(limit) if beyond(limit) => Verdict::Threshold { value, limit },
+        let verdict = match (judged, limit) {
+            (Some(judged), Some(limit)) if beyond(judged) => Verdict::Threshold { value, limit },
             _ => match self
                 .baseline
                 .z_score(value, harmful, cfg)

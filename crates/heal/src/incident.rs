@@ -189,6 +189,8 @@ pub enum PlanOutcome {
     Rejected,
     /// Approval did not come in time.
     Expired,
+    /// The symptoms cleared while the plan awaited approval; it never ran.
+    Withdrawn,
 }
 
 /// An incident: detection, diagnosis, handling and timing.

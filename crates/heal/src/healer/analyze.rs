@@ -12,7 +12,7 @@ use super::{
 use crate::cause::{self, Entity, Symptom};
 use crate::check::CheckStatus;
 use crate::detect::{Transition, Verdict};
-use crate::incident::{Incident, IncidentId, IncidentState, IncidentType};
+use crate::incident::{Incident, IncidentId, IncidentState, IncidentType, PlanOutcome};
 use crate::observation::{LinkSample, MetricKey};
 use crate::time::Timestamp;
 
@@ -456,10 +456,20 @@ impl Healer {
                     None => return,
                 };
                 t.cleared_at.get_or_insert(recovered);
+                let awaiting_approval = t.execution.as_ref().is_some_and(|e| {
+                    matches!(e.phase, crate::execute::Phase::AwaitingApproval { .. })
+                });
                 if t.execution.is_none() {
                     t.incident.state = IncidentState::Resolved;
                     t.incident.resolved_at = Some(recovered.max(t.incident.detected_at));
                     self.close(id);
+                } else if awaiting_approval {
+                    // A plan nobody approved yet is moot once the fault is gone; holding the
+                    // incident open for the approval timeout would also hold its peer's
+                    // routing penalty and report a recovery minutes late.
+                    t.incident
+                        .note("symptoms cleared while the plan awaited approval; plan withdrawn");
+                    self.finish_plan(id, PlanOutcome::Withdrawn, now);
                 }
             }
         }

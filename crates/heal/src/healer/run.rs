@@ -588,8 +588,6 @@ impl Healer {
     }
 }
 
-/// A playbook's steps with the incident's placeholders filled in; `Err` names the placeholder
-/// the incident cannot fill (a `$peer` for a local service, say).
 /// The first cache a plan's steps or rollbacks would clear that the node does not have.
 fn missing_cache<'a>(
     steps: &'a [ResolvedStep],
@@ -605,6 +603,8 @@ fn missing_cache<'a>(
         })
 }
 
+/// A playbook's steps with the incident's placeholders filled in; `Err` names the placeholder
+/// the incident cannot fill (a `$peer` for a local service, say).
 fn resolve_steps(
     playbook: &Playbook,
     service: Option<&str>,

@@ -837,6 +837,11 @@ fn with_default_detectors_a_sustained_overload_opens_one_cpu_incident_that_close
         h.closed().is_empty(),
         "closed while still near the threshold"
     );
+    let detail = &h.healer.open_incidents().next().expect("open").evidence[0].detail;
+    assert_eq!(
+        detail, "cpu %: 87.0 beyond threshold 90",
+        "names the threshold itself"
+    );
     for _ in 0..10 {
         h.observe(cpu(30.0));
     }
@@ -967,4 +972,29 @@ fn a_clear_cache_plan_is_no_candidate_where_its_cache_does_not_exist() {
     );
     let (actions, _) = run(&["a"]);
     assert_eq!(actions, vec![("clear_cache".to_string(), false)]);
+}
+
+#[test]
+fn a_plan_awaiting_approval_is_withdrawn_when_the_symptoms_clear_and_the_incident_resolves() {
+    let mut h = partition(None);
+    let id = h.opened()[0].id;
+    // The routes come back before anyone approved the plan.
+    for _ in 0..3 {
+        h.observe(mesh(vec![link(node(1), 0.0)], 20));
+    }
+    assert_eq!(plan_outcomes(&h), vec![PlanOutcome::Withdrawn]);
+    let closed = h.closed();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!(closed[0].id, id);
+    assert_eq!(closed[0].state, IncidentState::Resolved);
+    assert!(closed[0].resolved_at.is_some());
+    assert!(h.actions.is_empty(), "the plan never ran");
+    assert!(
+        !h.healer.handle_approval(id, true, h.now),
+        "nothing left to approve"
+    );
+    assert!(
+        h.healer.knowledge().is_empty(),
+        "a plan that never ran says nothing about its success"
+    );
 }
