@@ -1638,15 +1638,11 @@ impl Node {
                 });
             }
         }
-        all.sort_by(|a, b| {
+        all.sort_by_key(|v| {
             (
-                a.incident.closed_unix_ms.is_some(),
-                std::cmp::Reverse(a.incident.opened_unix_ms),
+                v.incident.closed_unix_ms.is_some(),
+                std::cmp::Reverse(v.incident.opened_unix_ms),
             )
-                .cmp(&(
-                    b.incident.closed_unix_ms.is_some(),
-                    std::cmp::Reverse(b.incident.opened_unix_ms),
-                ))
         });
         all
     }
