@@ -153,6 +153,18 @@ impl std::fmt::Debug for Replication {
     }
 }
 
+/// The replica settings of a node: the standard collections (`directory`, `revocations`,
+/// `policies`) plus `incidents`, with the default timings. Tools that read a node's snapshot
+/// must restore it with these.
+pub fn replica_config(node: NodeId) -> ReplicaConfig {
+    let mut config = ReplicaConfig::standard(node);
+    config.collections.push((
+        crate::healing::summary::COLLECTION.to_owned(),
+        crdt::Kind::Map,
+    ));
+    config
+}
+
 /// Whether a link datagram is a CRDT message.
 pub fn is_crdt(bytes: &[u8]) -> bool {
     bytes.starts_with(&crdt::codec::MESSAGE_MAGIC)
@@ -170,11 +182,7 @@ impl Replication {
         seed: u64,
     ) -> Result<Replication, ReplicationError> {
         let path = data_dir.join(SNAPSHOT_NAME);
-        let mut config = ReplicaConfig::standard(node);
-        config.collections.push((
-            crate::healing::summary::COLLECTION.to_owned(),
-            crdt::Kind::Map,
-        ));
+        let config = replica_config(node);
         let mut replica = match read_snapshot(&path)? {
             Some(bytes) => Replica::restore(config, &bytes, now_ms).map_err(|error| {
                 ReplicationError::Corrupt {

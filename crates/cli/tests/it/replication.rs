@@ -168,7 +168,7 @@ fn a_forged_revocation_from_a_compromised_node_is_dropped_counted_and_revokes_no
     net.kill(liar).unwrap();
     let path = net.node(liar).dir.join("data").join("crdt.snapshot");
     let bytes = std::fs::read(&path).unwrap();
-    let config = crdt::ReplicaConfig::standard(net.node(liar).id);
+    let config = node::replication::replica_config(net.node(liar).id);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
