@@ -58,7 +58,7 @@ impl From<&ApiError> for StatusCode {
                 | KvFailure::Unavailable(_)
                 | KvFailure::ShuttingDown
                 | KvFailure::Corrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
-                KvFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                KvFailure::Timeout(_) | KvFailure::Indeterminate(_) => StatusCode::GATEWAY_TIMEOUT,
                 KvFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 KvFailure::BadRequest(_) => StatusCode::BAD_REQUEST,
                 KvFailure::Rejected(reason) if reason.contains("store full") => {

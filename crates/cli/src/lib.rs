@@ -22,6 +22,7 @@ pub mod cmd_run;
 pub mod cmd_sign;
 pub mod demo;
 pub mod error;
+pub mod kv_jepsen;
 pub mod localnet;
 pub mod netns;
 pub mod render;

@@ -24,7 +24,8 @@ pub const NETNS_TRUST_DOMAIN: &str = "netns.local";
 
 /// Port of the links and of the API inside every namespace (each has its own port space).
 const LINK_PORT: u16 = 7400;
-const API_PORT: u16 = 7401;
+/// Port of the API inside every namespace (on its own 127.0.0.1).
+pub const API_PORT: u16 = 7401;
 
 static MESH_COUNTER: AtomicU32 = AtomicU32::new(0);
 

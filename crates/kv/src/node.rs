@@ -106,6 +106,10 @@ pub enum KvError {
     /// No answer within the request timeout. A write may still be applied.
     #[error("no answer within {0:?}; a write may or may not have been applied")]
     Timeout(Duration),
+    /// The write was proposed but its fate is unknown (leadership changed while it was in
+    /// flight): it may or may not be applied. Never repeated on the client's behalf.
+    #[error("{0}; a write may or may not have been applied")]
+    Indeterminate(String),
     /// The request breaks a size limit.
     #[error(transparent)]
     Limit(#[from] LimitError),
@@ -134,7 +138,10 @@ impl KvError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            KvError::NotLeader { .. } | KvError::Unavailable(_) | KvError::Timeout(_)
+            KvError::NotLeader { .. }
+                | KvError::Unavailable(_)
+                | KvError::Timeout(_)
+                | KvError::Indeterminate(_)
         )
     }
 }
@@ -366,7 +373,10 @@ impl KvNode {
             match answer.await {
                 Ok(Ok(Reply::Rejected { reason, .. })) => Err(KvError::Rejected(reason)),
                 Ok(result) => result,
-                Err(_) => Err(KvError::ShuttingDown),
+                // The batch task may have proposed the command before it stopped.
+                Err(_) => Err(KvError::Indeterminate(
+                    "the node stopped while the write was in flight".into(),
+                )),
             }
         })
         .await
@@ -664,14 +674,50 @@ async fn batch_proposals(me: NodeId, raft: Raft<TypeConfig>, mut queue: mpsc::Re
     }
 }
 
-async fn propose(me: NodeId, raft: &Raft<TypeConfig>, mut batch: Vec<Proposal>) {
+/// Proposes `batch` as one log entry, or answers every command without proposing when this
+/// node does not lead.
+///
+/// A proposal is only made while this node's metrics say it leads. That makes "not the
+/// leader" a definite answer (nothing was proposed, so the caller may send the command to the
+/// leader), while losing leadership after the proposal (openraft then answers
+/// `ForwardToLeader` for an entry it truncated, which a later leader may still hold and
+/// commit) is reported as [`KvError::Indeterminate`], never as a hint to repeat the write.
+async fn propose(me: NodeId, raft: &Raft<TypeConfig>, batch: Vec<Proposal>) {
+    let refusal = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader;
+        (leader != Some(me)).then(|| {
+            let node = leader.and_then(|leader| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .cloned()
+            });
+            leader_hint(me, leader, node)
+        })
+    };
+    if let Some(refusal) = refusal {
+        for proposal in batch {
+            let _ = proposal.reply.send(Err(refusal.clone()));
+        }
+        return;
+    }
+    let in_flight = |e| match write_error(me, e) {
+        KvError::NotLeader { .. } | KvError::Unavailable(_) => {
+            KvError::Indeterminate("leadership changed while the write was in flight".into())
+        }
+        other => other,
+    };
+    let mut batch = batch;
     if batch.len() == 1 {
         if let Some(one) = batch.pop() {
             let result = raft
                 .client_write(one.command)
                 .await
                 .map(|r| r.data)
-                .map_err(|e| write_error(me, e));
+                .map_err(in_flight);
             // The caller may have timed out; nobody waits then.
             let _ = one.reply.send(result);
         }
@@ -694,7 +740,7 @@ async fn propose(me: NodeId, raft: &Raft<TypeConfig>, mut batch: Vec<Proposal>) 
             }
         },
         Err(e) => {
-            let e = write_error(me, e);
+            let e = in_flight(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }

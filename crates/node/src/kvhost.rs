@@ -25,9 +25,11 @@
 //! forwards to the leader it knows, a node with no leader known (an election) retries every
 //! [`RETRY_PAUSE`], and when the time is up the caller gets a retryable error. One forwarding
 //! attempt is given up after twice the election timeout, or as soon as this node's replica
-//! sees another leader; reads, puts and deletes then go on at the new leader (repeating a put
-//! or delete has the same effect), while a compare-and-swap or membership change answers that
-//! it may or may not have been applied.
+//! sees another leader. Reads then go on at the new leader; a write is repeated only when the
+//! earlier attempt provably did not reach a leader (no link or route, a relay could not pass it
+//! on, or an answer "not the leader" from a node that proposed nothing). Otherwise it answers
+//! that it may or may not have been applied ([`KvFailure::Indeterminate`]): repeating a put
+//! that took effect late would overwrite later writes, which is not linearizable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -301,6 +303,10 @@ pub enum KvFailure {
     /// No answer in time; a write may or may not have been applied. Retry.
     #[error("no answer within {0} ms; a write may or may not have been applied; retry")]
     Timeout(u64),
+    /// The write was proposed but its fate is unknown (leadership changed, or the leader
+    /// stopped answering, while it was in flight). Retry only if repeating it is harmless.
+    #[error("{0}; a write may or may not have been applied; retry")]
+    Indeterminate(String),
     /// The request breaks a size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -331,6 +337,7 @@ impl KvFailure {
             self,
             KvFailure::Unavailable(_)
                 | KvFailure::Timeout(_)
+                | KvFailure::Indeterminate(_)
                 | KvFailure::NotLeader { .. }
                 | KvFailure::NotMember
                 | KvFailure::ShuttingDown
@@ -385,6 +392,34 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why a request to another node got no answer.
+#[derive(Debug)]
+enum SendFailure {
+    /// It never left this node whole (no link or route, a relay could not pass it on): the
+    /// destination did not act on it.
+    NotSent(String),
+    /// It was sent but no answer came: the destination may have acted on it.
+    Lost(String),
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::NotSent(why) | SendFailure::Lost(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Whether `request` only reads, so repeating it after an attempt without an answer cannot
+/// change anything. Writes are never repeated then: a put that took effect late would
+/// overwrite writes made after it (or bring back a value deleted in between).
+fn is_read(request: &ClientRequest) -> bool {
+    matches!(
+        request,
+        ClientRequest::Get { .. } | ClientRequest::List { .. } | ClientRequest::Status
+    )
 }
 
 /// What one attempt of a request came to.
@@ -667,7 +702,11 @@ impl KvHost {
                         () = self.leader_moved_from(node) => self.abandoned(node, &request, "the leader changed")?,
                         () = tokio::time::sleep_until(attempt_deadline) => {
                             if Instant::now() >= deadline {
-                                return Err(last.unwrap_or_else(timed_out));
+                                // An earlier failure does not describe a write still in flight.
+                                return Err(match last {
+                                    Some(failure) if is_read(&request) => failure,
+                                    _ => timed_out(),
+                                });
                             }
                             self.abandoned(node, &request, "no answer")?
                         }
@@ -783,20 +822,14 @@ impl KvHost {
         request: &ClientRequest,
         why: &str,
     ) -> Result<Attempt, KvFailure> {
-        let repeatable = !matches!(
-            request,
-            ClientRequest::Cas { .. }
-                | ClientRequest::AddVoter { .. }
-                | ClientRequest::RemoveVoter { .. }
-        );
-        if repeatable {
+        if is_read(request) {
             Ok(Attempt::Unreachable(KvFailure::Unavailable(format!(
                 "leader {node}: {why}"
             ))))
         } else {
-            Err(KvFailure::Timeout(
-                u64::try_from(self.attempt_bound().as_millis()).unwrap_or(u64::MAX),
-            ))
+            Err(KvFailure::Indeterminate(format!(
+                "leader {node}: {why} while the request was in flight"
+            )))
         }
     }
 
@@ -849,10 +882,20 @@ impl KvHost {
                     "undecodable answer from {node}: {error}"
                 ))),
             },
-            Err(error) => {
+            Err(SendFailure::NotSent(error)) => {
                 return Attempt::Unreachable(KvFailure::Unavailable(format!(
                     "leader {node} not reachable: {error}"
                 )));
+            }
+            Err(SendFailure::Lost(error)) if is_read(request) => {
+                return Attempt::Unreachable(KvFailure::Unavailable(format!(
+                    "leader {node} did not answer: {error}"
+                )));
+            }
+            Err(SendFailure::Lost(error)) => {
+                return Attempt::Done(Err(KvFailure::Indeterminate(format!(
+                    "leader {node} did not answer: {error}"
+                ))));
             }
         };
         match decoded {
@@ -1162,7 +1205,11 @@ impl KvHost {
             .await
         {
             Ok(answer) => answer,
-            Err(error) => status_answer(STATUS_UNDELIVERABLE, error.as_bytes()),
+            Err(SendFailure::NotSent(error)) => {
+                status_answer(STATUS_UNDELIVERABLE, error.as_bytes())
+            }
+            // The destination may have taken it: the origin must not assume it did not.
+            Err(SendFailure::Lost(error)) => status_answer(STATUS_FAILED, error.as_bytes()),
         }
     }
 }
@@ -1216,6 +1263,7 @@ fn failure(error: KvError) -> KvFailure {
         KvError::Membership(why) => KvFailure::Membership(why),
         KvError::BadRpc(why) => KvFailure::BadRequest(why),
         KvError::ShuttingDown => KvFailure::ShuttingDown,
+        KvError::Indeterminate(why) => KvFailure::Indeterminate(why),
     }
 }
 
@@ -1287,16 +1335,21 @@ impl Shared {
         op: u8,
         body: &[u8],
         deadline: Instant,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, SendFailure> {
         let mut request = Header::encode(destination, self.local, op);
         request.extend_from_slice(body);
         let answer = self.send_raw(destination, &request, deadline).await?;
         match answer.split_first() {
             Some((&STATUS_OK, body)) => Ok(body.to_vec()),
-            Some((&STATUS_FAILED, reason)) | Some((&STATUS_UNDELIVERABLE, reason)) => {
-                Err(String::from_utf8_lossy(reason).into_owned())
-            }
-            _ => Err(format!("malformed answer from {destination}")),
+            Some((&STATUS_UNDELIVERABLE, reason)) => Err(SendFailure::NotSent(
+                String::from_utf8_lossy(reason).into_owned(),
+            )),
+            Some((&STATUS_FAILED, reason)) => Err(SendFailure::Lost(
+                String::from_utf8_lossy(reason).into_owned(),
+            )),
+            _ => Err(SendFailure::Lost(format!(
+                "malformed answer from {destination}"
+            ))),
         }
     }
 
@@ -1306,8 +1359,13 @@ impl Shared {
         destination: NodeId,
         request: &[u8],
         deadline: Instant,
-    ) -> Result<Vec<u8>, String> {
-        let connection = self.link_towards(&destination)?;
+    ) -> Result<Vec<u8>, SendFailure> {
+        let connection = self
+            .link_towards(&destination)
+            .map_err(SendFailure::NotSent)?;
+        // Until the stream is finished the receiver cannot have read the whole request (it
+        // reads to the end), so failures up to then mean "not sent".
+        let sent = std::sync::atomic::AtomicBool::new(false);
         let exchange = async {
             let (mut send, mut receive) = LinkEndpoint::open_request(&connection)
                 .await
@@ -1316,14 +1374,22 @@ impl Shared {
                 .await
                 .map_err(|error| error.to_string())?;
             send.finish().map_err(|error| error.to_string())?;
+            sent.store(true, Ordering::Relaxed);
             receive
                 .read_to_end(1 + kv::limits::MAX_RPC_BYTES)
                 .await
                 .map_err(|error| error.to_string())
         };
-        tokio::time::timeout_at(deadline, exchange)
+        let outcome = tokio::time::timeout_at(deadline, exchange)
             .await
-            .map_err(|_| format!("no answer from {destination} in time"))?
+            .unwrap_or_else(|_| Err(format!("no answer from {destination} in time")));
+        outcome.map_err(|why| {
+            if sent.load(Ordering::Relaxed) {
+                SendFailure::Lost(why)
+            } else {
+                SendFailure::NotSent(why)
+            }
+        })
     }
 }
 
@@ -1356,7 +1422,7 @@ impl RaftTransport for MeshTransport {
             let answer = host
                 .send_raw(destination, &framed, deadline)
                 .await
-                .map_err(|why| TransportError::Unreachable(target, why))?;
+                .map_err(|why| TransportError::Unreachable(target, why.to_string()))?;
             match answer.split_first() {
                 Some((&STATUS_OK, body)) => Ok(body.to_vec()),
                 Some((&STATUS_UNDELIVERABLE, reason)) => Err(TransportError::Unreachable(
