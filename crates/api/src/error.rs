@@ -57,15 +57,18 @@ impl From<&ApiError> for StatusCode {
                 | KvFailure::NotMember
                 | KvFailure::Unavailable(_)
                 | KvFailure::ShuttingDown
-                | KvFailure::Corrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
-                KvFailure::Timeout(_) | KvFailure::Indeterminate(_) => StatusCode::GATEWAY_TIMEOUT,
+                | KvFailure::Corrupted(_)
+                // The node cannot write now (a full disk, an I/O error): retry later or
+                // through another node; the message says why.
+                | KvFailure::Storage(_)
+                | KvFailure::Indeterminate(_) => StatusCode::SERVICE_UNAVAILABLE,
+                KvFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 KvFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 KvFailure::BadRequest(_) => StatusCode::BAD_REQUEST,
                 KvFailure::Rejected(reason) if reason.contains("store full") => {
                     StatusCode::INSUFFICIENT_STORAGE
                 }
                 KvFailure::Rejected(_) | KvFailure::Membership(_) => StatusCode::CONFLICT,
-                KvFailure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,

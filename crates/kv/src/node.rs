@@ -708,6 +708,8 @@ async fn propose(me: NodeId, raft: &Raft<TypeConfig>, batch: Vec<Proposal>) {
         KvError::NotLeader { .. } | KvError::Unavailable(_) => {
             KvError::Indeterminate("leadership changed while the write was in flight".into())
         }
+        // The entry may have reached followers before this node's log write failed.
+        KvError::Storage(why) => KvError::Indeterminate(format!("storage failure: {why}")),
         other => other,
     };
     let mut batch = batch;

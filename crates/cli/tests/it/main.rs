@@ -6,6 +6,7 @@ mod ctl;
 mod demo;
 mod healing;
 mod kv;
+mod kv_disk_full;
 mod kv_jepsen;
 mod mesh;
 mod netns;
