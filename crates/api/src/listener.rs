@@ -51,6 +51,11 @@ impl axum::serve::Listener for LimitedListener {
             };
             match self.inner.accept().await {
                 Ok((stream, address)) => {
+                    // Answers are small and latency-bound: send them without waiting for the
+                    // peer to acknowledge earlier segments (Nagle).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "TCP_NODELAY not set");
+                    }
                     return (
                         LimitedStream {
                             stream,

@@ -12,7 +12,8 @@
 //!
 //! Durability: log appends, votes and snapshot installs commit with fsync (`Durability::Immediate`)
 //! before openraft is told they are done; log writes are group-committed by one writer thread
-//! (see [`LogStore`]). State-machine applies commit without fsync: after a crash `state.redb`
+//! (see [`LogStore`]). A commit that only records the committed log id has no fsync of its own
+//! (losing the latest committed id is harmless); the next fsync'd commit makes it durable. State-machine applies commit without fsync: after a crash `state.redb`
 //! is back at its last fsync'd commit, a consistent state whose `applied` id says where it is,
 //! and openraft re-applies the rest from the log. The log is purged only behind a snapshot, and
 //! storing a snapshot is an fsync'd commit of `state.redb` (which makes every earlier apply
@@ -451,7 +452,22 @@ fn log_writer(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<LogWrite>, 
 }
 
 fn write_batch(db: &Database, batch: &[LogWrite]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // A batch holding only committed-id updates is not worth an fsync (losing the latest one
+    // is harmless, see `save_committed`): it becomes durable with the next fsync'd commit. An
+    // fsync for it would sit on the write path, delaying the next append behind it.
+    let only_committed = batch.iter().all(|write| {
+        matches!(
+            write,
+            LogWrite::Sync {
+                write: SyncWrite::Meta("committed", _),
+                ..
+            }
+        )
+    });
+    if only_committed {
+        txn.set_durability(Durability::None)?;
+    }
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(RAFT_META)?;
