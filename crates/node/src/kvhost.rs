@@ -24,8 +24,9 @@
 //! Every client call is bounded by `kv.request_timeout_ms`: a node that is not the leader
 //! forwards to the leader it knows, a node with no leader known (an election) retries every
 //! [`RETRY_PAUSE`], and when the time is up the caller gets a retryable error. One forwarding
-//! attempt is given up after twice the election timeout, or as soon as this node's replica
-//! sees another leader. Reads then go on at the new leader; a write is repeated only when the
+//! attempt of a read is given up after twice the election timeout, or as soon as this node's
+//! replica sees another leader, and the read goes on at the new leader; a forwarded write waits
+//! for its answer until the request's time is up. A write is repeated only when the
 //! earlier attempt provably did not reach a leader (no link or route, a relay could not pass it
 //! on, or an answer "not the leader" from a node that proposed nothing). Otherwise it answers
 //! that it may or may not have been applied ([`KvFailure::Indeterminate`]): repeating a put
@@ -696,10 +697,19 @@ impl KvHost {
             let attempt = match target {
                 None => self.attempt_here(&request).await,
                 Some(node) => {
-                    let attempt_deadline = deadline.min(Instant::now() + self.attempt_bound());
+                    // A write sent to a leader cannot be repeated elsewhere, so it waits for
+                    // its answer as long as the request may take (the entry may still commit,
+                    // and then the answer is definite); a read is given up on sooner and
+                    // repeated at the next leader.
+                    let read = is_read(&request);
+                    let attempt_deadline = if read {
+                        deadline.min(Instant::now() + self.attempt_bound())
+                    } else {
+                        deadline
+                    };
                     tokio::select! {
                         attempt = self.attempt_at(node, &request, attempt_deadline) => attempt,
-                        () = self.leader_moved_from(node) => self.abandoned(node, &request, "the leader changed")?,
+                        () = self.leader_moved_from(node), if read => self.abandoned(node, &request, "the leader changed")?,
                         () = tokio::time::sleep_until(attempt_deadline) => {
                             if Instant::now() >= deadline {
                                 // An earlier failure does not describe a write still in flight.
