@@ -513,7 +513,7 @@ fn failure_kind(error: &ClientError) -> (&'static str, bool) {
 }
 
 fn client_loop(recorder: &Recorder, api: &ApiClient, id: u32, seed: u64) -> ClientTally {
-    let mut rng = Rng(seed ^ (u64::from(id) << 40) ^ 0xC11E_47);
+    let mut rng = Rng(seed ^ (u64::from(id) << 40) ^ 0x00C1_1E47);
     let mut tally = ClientTally::default();
     let mut counter = 0u64;
     let mut last_seen: Vec<Option<u64>> = vec![None; KEYS as usize];
