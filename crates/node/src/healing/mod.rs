@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc};
 use wire::NodeId;
 
 use self::config::HealingConfig;
-use self::report::{IncidentSummary, ReportBody};
+use self::report::ReportBody;
 use self::store::{Job, StoreWorker};
 use crate::executor::{self, Executor, IncidentNotice, MeshControl, Report, Route};
 use crate::monitor::{self, CheckRun, CheckSchedule, NodeSample, NodeSampler};
@@ -55,6 +55,9 @@ const MAX_NOTICES: usize = 32;
 /// A report is re-sent at least this often while it tells of something receivers act on (a bad
 /// link, nodes under action), so neighbours' evidence keeps growing.
 const REPORT_REFRESH: Duration = Duration::from_secs(1);
+/// Hops a quiet report travels (see `send_report`).
+const QUIET_REPORT_HOPS: u8 = 2;
+
 /// A report that tells of nothing receivers act on (every link good, nothing under action) is
 /// re-sent only often enough that the neighbours' views of it stay within `view_max_age` even
 /// if one refresh is lost: every `view_max_age × 2 / 5` (4 s by default). Any change to the
@@ -1397,25 +1400,21 @@ impl Healing {
                 .into_iter()
                 .take(report::MAX_REPORT_UNDER_ACTION)
                 .collect(),
-            incidents: self
-                .healer
-                .open_incidents()
-                .take(report::MAX_REPORT_INCIDENTS)
-                .map(|i| IncidentSummary {
-                    id: i.id.0,
-                    kind: i.kind.as_str().to_string(),
-                    severity: format!("{:?}", i.severity).to_uppercase(),
-                    root_cause: format!("{:?}", i.root_cause),
-                })
-                .collect(),
             notice,
         };
         self.report_clock.insert(self.local, body.sent_us);
-        // Open incidents do not count: receivers record them nowhere, whereas bad links feed
-        // their evidence and nodes under action their blast radius.
+        // Bad links feed receivers' evidence and nodes under action their blast radius; open
+        // incidents travel mesh-wide in the replicated incidents map instead.
         let quiet =
             self.reported_bad.is_empty() && body.under_action.is_empty() && body.notice.is_none();
-        let Some(bytes) = report::encode(&body, self.config.report_hops, |m| (port.sign)(m)) else {
+        // A quiet report only keeps neighbours' views fresh for the neighbourhood detector, and
+        // any two neighbours of a suspect are at most two hops apart: it goes no further.
+        let hops = if quiet {
+            self.config.report_hops.min(QUIET_REPORT_HOPS)
+        } else {
+            self.config.report_hops
+        };
+        let Some(bytes) = report::encode(&body, hops, |m| (port.sign)(m)) else {
             return false;
         };
         self.counters.reports_sent += 1;
