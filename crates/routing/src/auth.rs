@@ -162,6 +162,11 @@ pub(crate) enum HoldOutcome {
 }
 
 impl HoldQueue {
+    /// Bytes held by the queue.
+    pub fn allocated_bytes(&self) -> usize {
+        self.held.capacity() * std::mem::size_of::<Held>()
+    }
+
     /// Holds `item`, keeping one OGM per (neighbour, originator): the newest.
     pub fn hold(&mut self, item: Held) -> HoldOutcome {
         let mut same_originator = 0;

@@ -29,7 +29,7 @@ pub use auth::{OgmAuth, OgmSigner, OgmVerifier, Verdict};
 pub use config::{ConfigError, RouterConfig};
 pub use link::NeighbourInfo;
 pub use router::{
-    Destination, DropReason, Event, ISOLATED, InvariantViolation, RouteInfo, Router, Stats,
-    Transmit,
+    Destination, DropReason, Event, ISOLATED, InvariantViolation, MemoryUse, RouteInfo, Router,
+    Stats, Transmit,
 };
 pub use time::Timestamp;

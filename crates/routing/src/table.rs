@@ -390,7 +390,6 @@ impl<T> Chunked<T> {
         self.chunks.iter_mut().flatten()
     }
 
-    #[cfg(test)]
     fn capacity(&self) -> usize {
         self.chunks.iter().map(Vec::capacity).sum()
     }
@@ -544,7 +543,6 @@ impl RouteTable {
     }
 
     /// Bytes held by the table.
-    #[cfg(test)]
     pub fn allocated_bytes(&self) -> usize {
         self.ids.capacity() * std::mem::size_of::<NodeId>()
             + self.entries.capacity() * std::mem::size_of::<RouteEntry>()

@@ -6,7 +6,16 @@
 use std::time::Instant;
 
 use crate::config::{MAX_DURATION_S, MAX_LATENCY_MS};
-use crate::{SimConfig, SimError, SimReport, TopologyKind};
+use crate::{Progress, SimConfig, SimError, SimReport, TopologyKind};
+
+/// Runs of more nodes than this print progress lines without `--progress`: they take minutes.
+pub const PROGRESS_DEFAULT_ABOVE_NODES: usize = 1_000;
+
+/// A progress line is printed at every simulated second, and at the first callback after this
+/// many wall seconds without one (the start-up of a large mesh takes minutes per
+/// simulated second).
+const PROGRESS_EVERY_SIMULATED_US: u64 = 1_000_000;
+const PROGRESS_EVERY_WALL_S: f64 = 10.0;
 
 /// Flags of `x0tta6bl4 sim`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -42,6 +51,11 @@ pub struct SimArgs {
     /// per OGM are sent and counted either way).
     #[arg(long = "sign-ogms")]
     pub sign_ogms: bool,
+    /// Print a progress line on stderr per simulated second and at least every 10 wall
+    /// seconds (on by default above 1,000 nodes): virtual time, phase, queued events, packets
+    /// in flight, memory by part, resident set size and wall time.
+    #[arg(long)]
+    pub progress: bool,
     /// The CRDT run (`--crdt` and its flags).
     #[command(flatten)]
     pub crdt: crate::crdt_run::CrdtArgs,
@@ -61,6 +75,7 @@ impl Default for SimArgs {
             json: false,
             no_fisheye: false,
             sign_ogms: false,
+            progress: false,
             crdt: crate::crdt_run::CrdtArgs::default(),
         }
     }
@@ -122,7 +137,22 @@ pub fn run(args: &SimArgs) -> Result<String, SimError> {
     // The crate's only clock read. wall_ms is measured around the run and only reported, so
     // the simulation itself stays a pure function of its arguments.
     let started = Instant::now(); // tidy: wall-clock measurement only
-    let outcome = crate::run(&config);
+    let outcome = if args.progress || config.nodes > PROGRESS_DEFAULT_ABOVE_NODES {
+        let mut next_line_us = PROGRESS_EVERY_SIMULATED_US;
+        let mut next_line_wall_s = PROGRESS_EVERY_WALL_S;
+        crate::run_with_progress(&config, |simulation| {
+            let wall_s = started.elapsed().as_secs_f64();
+            if simulation.now_us() >= next_line_us || wall_s >= next_line_wall_s {
+                eprintln!("{}", progress_line(&simulation.progress(), wall_s));
+                while next_line_us <= simulation.now_us() {
+                    next_line_us += PROGRESS_EVERY_SIMULATED_US;
+                }
+                next_line_wall_s = wall_s + PROGRESS_EVERY_WALL_S;
+            }
+        })
+    } else {
+        crate::run(&config)
+    };
     let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
         Ok(report) => render(&report, args.json, wall_ms),
@@ -183,4 +213,38 @@ fn render(report: &SimReport, json: bool, wall_ms: u64) -> Result<String, SimErr
         .map_err(|e| SimError::Render(e.to_string()))?;
     line.push('\n');
     Ok(line)
+}
+
+/// One progress line: where the run is, what it holds, and the process's resident set.
+fn progress_line(progress: &Progress, wall_s: f64) -> String {
+    const MB: f64 = 1_048_576.0;
+    let routers = &progress.routers;
+    let rss =
+        resident_set_bytes().map_or_else(|| "?".to_string(), |b| format!("{:.0}", b as f64 / MB));
+    format!(
+        "sim t={:.1}s phase={} events={} queued={} in_flight={} sent_mb={:.0} \
+         mem_mb: tables={:.0} queues={:.0} requests={:.0} signatures={:.0} links={:.0} \
+         engine={:.0} rss={rss} wall={wall_s:.1}s",
+        progress.now_us as f64 / 1e6,
+        progress.phase,
+        progress.events,
+        progress.queued_events,
+        progress.packets_in_flight,
+        progress.bytes_sent as f64 / MB,
+        routers.table as f64 / MB,
+        routers.queues as f64 / MB,
+        routers.requests as f64 / MB,
+        routers.signatures as f64 / MB,
+        routers.links as f64 / MB,
+        progress.engine_bytes as f64 / MB,
+    )
+}
+
+/// The process's resident set in bytes, from `/proc/self/statm` (Linux; `None` elsewhere).
+fn resident_set_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The kernel's page size on every Linux target this runs on (x86_64, aarch64 with 4 KiB
+    // pages); a 64 KiB-page kernel would make the figure 16 times too small.
+    Some(resident_pages * 4096)
 }

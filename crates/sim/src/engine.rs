@@ -8,11 +8,11 @@
 
 use std::cell::Cell;
 
-use routing::{Destination, DropReason, Event, Router, Timestamp, Transmit};
+use routing::{Destination, DropReason, Event, MemoryUse, Router, Timestamp, Transmit};
 use wire::NodeId;
 
 use crate::config::IPV6_UDP_HEADER_BYTES;
-use crate::queue::{Action, EventQueue, PayloadSlab};
+use crate::queue::{Action, EventQueue, MAX_QUEUED_DELIVERIES, PayloadSlab};
 use crate::rng::{SimRng, Stream};
 use crate::routed::RoutedPairs;
 use crate::walk::{Finding, MeshView, NextHop, Walker};
@@ -64,6 +64,32 @@ const SNAPSHOT_FOREIGN: u16 = u16::MAX - 1;
 /// below the two sentinels, and [`crate::config::MAX_NODES`] is far below this.
 const SNAPSHOT_MAX_NODES: usize = SNAPSHOT_FOREIGN as usize;
 
+/// Dispatched events between two calls of the progress callback between check instants.
+pub const TICK_EVENTS: u64 = 1 << 18;
+
+/// Where the run is and what it holds, for progress lines (the run's figures are in
+/// [`SimReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Virtual time in microseconds.
+    pub now_us: u64,
+    /// `converge`, `idle` (settling and the idle window), `recover`, `recovered` (waiting for
+    /// the heal phase) or `heal`.
+    pub phase: &'static str,
+    /// Router steps so far.
+    pub events: u64,
+    /// Pending events (wake-ups and packet copies).
+    pub queued_events: usize,
+    /// Packet copies on the links.
+    pub packets_in_flight: u64,
+    /// Bytes sent so far, headers included.
+    pub bytes_sent: u64,
+    /// Bytes of all routers' collections, summed by part.
+    pub routers: MemoryUse,
+    /// Bytes of the event queue and the packets in flight.
+    pub engine_bytes: usize,
+}
+
 /// `timer_armed_at_us` value of a node with no pending wake-up.
 const NOT_ARMED: u64 = u64::MAX;
 
@@ -113,11 +139,14 @@ struct Counters {
     packets_delivered: u64,
     packets_lost: u64,
     packets_to_dead_nodes: u64,
+    packets_dropped_queue_full: u64,
     dropped_neighbour_limit: u64,
     loops_before_convergence: u64,
     audits: u64,
     unstable_audits: u64,
     peak_queued_events: usize,
+    /// Packet copies scheduled for delivery and not delivered yet.
+    packets_in_flight: u64,
 }
 
 /// The simulation of one run. Build it with [`Simulation::new`], drive it with
@@ -540,15 +569,34 @@ impl Simulation {
     /// (multiples of the check interval, plus the end) the phase's check. Events due at a
     /// check instant run before the check.
     pub fn run_to_end(&mut self) -> Result<(), SimError> {
+        self.run_to_end_with_progress(|_| {})
+    }
+
+    /// [`Simulation::run_to_end`], calling `tick` after every check instant and every
+    /// [`TICK_EVENTS`] dispatched events (a check instant of a large start-up can be minutes
+    /// away); it may take a [`Simulation::progress`] snapshot (a pass over the routers, not
+    /// their tables).
+    pub fn run_to_end_with_progress(
+        &mut self,
+        mut tick: impl FnMut(&Simulation),
+    ) -> Result<(), SimError> {
         let end_us = self.config.duration_us;
         let interval_us = self.config.check_interval_us();
         let mut next_check_us = interval_us.min(end_us);
+        let mut dispatched: u64 = 0;
         loop {
             match self.queue.peek_time() {
-                Some(at_us) if at_us <= next_check_us => self.dispatch_next()?,
+                Some(at_us) if at_us <= next_check_us => {
+                    self.dispatch_next()?;
+                    dispatched += 1;
+                    if dispatched % TICK_EVENTS == 0 {
+                        tick(self);
+                    }
+                }
                 _ => {
                     self.now_us = next_check_us;
                     self.check_instant()?;
+                    tick(self);
                     if next_check_us >= end_us {
                         self.unreachable_pairs_after = self.audit();
                         return Ok(());
@@ -556,6 +604,43 @@ impl Simulation {
                     next_check_us = (next_check_us + interval_us).min(end_us);
                 }
             }
+        }
+    }
+
+    /// Virtual time now, in microseconds.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// The progress snapshot of now.
+    pub fn progress(&self) -> Progress {
+        let phase = match self.phase {
+            Phase::Converging => "converge",
+            Phase::Idle { .. } => "idle",
+            Phase::Recovering => "recover",
+            Phase::Healed if self.heal_from_us.is_some_and(|heal| self.now_us < heal) => {
+                "recovered"
+            }
+            Phase::Healed => "heal",
+        };
+        let mut routers = MemoryUse::default();
+        for router in &self.routers {
+            let used = router.memory_use();
+            routers.table += used.table;
+            routers.queues += used.queues;
+            routers.requests += used.requests;
+            routers.signatures += used.signatures;
+            routers.links += used.links;
+        }
+        Progress {
+            now_us: self.now_us,
+            phase,
+            events: self.counters.events,
+            queued_events: self.queue.len(),
+            packets_in_flight: self.counters.packets_in_flight,
+            bytes_sent: self.counters.bytes_sent,
+            routers,
+            engine_bytes: self.queue.allocated_bytes() + self.payloads.allocated_bytes(),
         }
     }
 
@@ -610,6 +695,7 @@ impl Simulation {
     /// A packet copy arrives at `to`.
     fn deliver(&mut self, to: u32, payload: u32) -> Result<(), SimError> {
         let i = to as usize;
+        self.counters.packets_in_flight -= 1;
         if self.component[i] == CRASHED || !self.started[i] {
             self.counters.packets_to_dead_nodes += 1;
             self.payloads.release(payload);
@@ -699,6 +785,13 @@ impl Simulation {
             self.fanout.retain(|_| rng.unit() >= loss);
             self.counters.packets_lost += (before - self.fanout.len()) as u64;
         }
+        // The event queue is bounded: past its share for deliveries, copies are dropped and
+        // counted like a congested link's, so wake-ups always find room.
+        let room = MAX_QUEUED_DELIVERIES.saturating_sub(self.queue.len());
+        if self.fanout.len() > room {
+            self.counters.packets_dropped_queue_full += (self.fanout.len() - room) as u64;
+            self.fanout.truncate(room);
+        }
         if self.fanout.is_empty() {
             return Ok(());
         }
@@ -714,6 +807,7 @@ impl Simulation {
                     cap,
                     at_s: seconds(self.now_us),
                 })?;
+            self.counters.packets_in_flight += 1;
         }
         Ok(())
     }
@@ -1286,6 +1380,7 @@ impl Simulation {
             packets_delivered: self.counters.packets_delivered,
             packets_lost: self.counters.packets_lost,
             packets_to_dead_nodes: self.counters.packets_to_dead_nodes,
+            packets_dropped_queue_full: self.counters.packets_dropped_queue_full,
             dropped_neighbour_limit: self.counters.dropped_neighbour_limit,
             route_changes,
             fast_reroutes,

@@ -72,7 +72,7 @@ pub mod topology;
 pub mod walk;
 
 pub use config::SimConfig;
-pub use engine::Simulation;
+pub use engine::{Progress, Simulation};
 pub use error::SimError;
 pub use report::SimReport;
 pub use topology::{Topology, TopologyKind};
@@ -81,16 +81,35 @@ pub use topology::{Topology, TopologyKind};
 /// recovered from the crash, ended with every connected surviving pair working, and no
 /// invariant was violated; otherwise [`SimError::Unhealthy`] carries the report.
 pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
+    run_with_progress(config, |_| {})
+}
+
+/// Like [`run`], calling `tick` after every check instant and every
+/// [`engine::TICK_EVENTS`] events (for progress lines).
+pub fn run_with_progress(
+    config: &SimConfig,
+    tick: impl FnMut(&Simulation),
+) -> Result<SimReport, SimError> {
     config.validate()?;
     let topology = Topology::build(config.topology, config.nodes, config.seed)?;
-    run_on(config, topology)
+    run_on_with_progress(config, topology, tick)
 }
 
 /// Like [`run`], on an explicit topology (which must have `config.nodes` nodes and be
 /// connected); `config.topology` only labels the report.
 pub fn run_on(config: &SimConfig, topology: Topology) -> Result<SimReport, SimError> {
+    run_on_with_progress(config, topology, |_| {})
+}
+
+/// Like [`run_on`], calling `tick` after every check instant and every
+/// [`engine::TICK_EVENTS`] events.
+pub fn run_on_with_progress(
+    config: &SimConfig,
+    topology: Topology,
+    tick: impl FnMut(&Simulation),
+) -> Result<SimReport, SimError> {
     let mut simulation = Simulation::new(config, topology)?;
-    simulation.run_to_end()?;
+    simulation.run_to_end_with_progress(tick)?;
     let report = simulation.report();
     let problems = report.problems(config.failed_node_count());
     if problems.is_empty() {

@@ -6,9 +6,17 @@ use std::collections::BinaryHeap;
 /// Most events that may be pending at once. In steady state the queue holds one timer per node
 /// plus the packets in flight, which is the packets sent during one link latency: about
 /// 10,000 nodes x 6 links x 10 probes/s x 5.5 ms = 3,300 probes plus OGM batches, far below
-/// this cap. Only a router flooding without bound reaches it, and then the run stops with
-/// `SimError::QueueFull` instead of eating the machine's memory (2^24 events are ~0.5 GiB).
+/// this cap. Only a router flooding without bound gets near it: packet copies are then dropped
+/// (see [`MAX_QUEUED_DELIVERIES`]) instead of eating the machine's memory (2^24 events are
+/// ~0.5 GiB); only wake-ups beyond the cap stop the run with `SimError::QueueFull`.
 pub const MAX_QUEUED_EVENTS: usize = 1 << 24;
+
+/// Most pending events once a packet copy is to be queued: beyond it the engine drops the copy
+/// and counts it (`packets_dropped_queue_full`), as a congested link would. The rest of
+/// [`MAX_QUEUED_EVENTS`] is left to wake-ups (a node queues a new one only when its deadline
+/// moves earlier than the earliest it has queued, so they stay a few per node), whose loss
+/// would stop a node for good.
+pub const MAX_QUEUED_DELIVERIES: usize = MAX_QUEUED_EVENTS - (1 << 20);
 
 /// What happens at a scheduled instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +242,15 @@ impl EventQueue {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Bytes the queue's buckets and heaps hold (capacity).
+    pub fn allocated_bytes(&self) -> usize {
+        let entries = self.current.capacity()
+            + self.overflow.capacity()
+            + self.ring.iter().map(Vec::capacity).sum::<usize>();
+        entries * std::mem::size_of::<Scheduled>()
+            + self.ring.capacity() * std::mem::size_of::<Vec<Scheduled>>()
+    }
 }
 
 /// Packets in flight, shared by all the copies of one transmission (a discovery packet goes to
@@ -243,6 +260,8 @@ impl EventQueue {
 pub struct PayloadSlab {
     slots: Vec<PayloadSlot>,
     free: Vec<u32>,
+    /// Bytes of the payloads currently stored (their capacity).
+    live_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -262,6 +281,7 @@ impl PayloadSlab {
             pending > 0,
             "a payload nobody will receive must not be stored"
         );
+        self.live_bytes += bytes.capacity();
         let slot = PayloadSlot {
             bytes,
             sender,
@@ -300,6 +320,7 @@ impl PayloadSlab {
         );
         slot.pending = slot.pending.saturating_sub(1);
         if slot.pending == 0 {
+            self.live_bytes -= slot.bytes.capacity();
             slot.bytes = Vec::new();
             self.free.push(index);
         }
@@ -308,6 +329,13 @@ impl PayloadSlab {
     /// Slots currently holding bytes.
     pub fn live_slots(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+
+    /// Bytes held: the stored payloads plus the slot and free lists.
+    pub fn allocated_bytes(&self) -> usize {
+        self.live_bytes
+            + self.slots.capacity() * std::mem::size_of::<PayloadSlot>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
     }
 }
 

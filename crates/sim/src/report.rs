@@ -92,6 +92,9 @@ pub struct SimReport {
     pub packets_lost: u64,
     /// Copies that arrived at a crashed or not yet started node.
     pub packets_to_dead_nodes: u64,
+    /// Copies dropped because the engine's event queue held its most pending deliveries
+    /// ([`crate::queue::MAX_QUEUED_DELIVERIES`]); 0 unless routers flood without bound.
+    pub packets_dropped_queue_full: u64,
     /// Copies a receiver refused because its neighbour table was full.
     pub dropped_neighbour_limit: u64,
     /// Sum over routers of their next-hop changes.
@@ -233,11 +236,12 @@ impl SimReport {
         }
         let _ = writeln!(
             out,
-            "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes; {} route changes, {} fast reroutes",
+            "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes, {} dropped by the full event queue; {} route changes, {} fast reroutes",
             self.events,
             self.packets_sent,
             self.packets_lost,
             self.packets_to_dead_nodes,
+            self.packets_dropped_queue_full,
             self.route_changes,
             self.fast_reroutes
         );
