@@ -176,6 +176,9 @@ pub struct Simulation {
     last_wake_us: Vec<u64>,
     wake_streak: Vec<u32>,
     queue: EventQueue,
+    /// Pending events past which packet copies are dropped: [`MAX_QUEUED_DELIVERIES`] (tests
+    /// lower it).
+    delivery_cap: usize,
     payloads: PayloadSlab,
     network_rng: SimRng,
     /// Scratch: the receivers of the transmit being routed.
@@ -530,6 +533,7 @@ impl Simulation {
             last_wake_us: vec![NOT_ARMED; n],
             wake_streak: vec![0; n],
             queue,
+            delivery_cap: MAX_QUEUED_DELIVERIES,
             payloads: PayloadSlab::default(),
             network_rng: SimRng::for_stream(config.seed, Stream::Network),
             fanout: Vec::new(),
@@ -787,7 +791,7 @@ impl Simulation {
         }
         // The event queue is bounded: past its share for deliveries, copies are dropped and
         // counted like a congested link's, so wake-ups always find room.
-        let room = MAX_QUEUED_DELIVERIES.saturating_sub(self.queue.len());
+        let room = self.delivery_cap.saturating_sub(self.queue.len());
         if self.fanout.len() > room {
             self.counters.packets_dropped_queue_full += (self.fanout.len() - room) as u64;
             self.fanout.truncate(room);
@@ -1462,6 +1466,37 @@ mod tests {
         assert_eq!(node_index(&NodeId::from_index(7), 10), Some(7));
         assert_eq!(node_index(&NodeId::from_index(10), 10), None);
         assert_eq!(node_index(&NodeId::from_public_key(b"k"), 10), None);
+    }
+
+    #[test]
+    fn a_full_event_queue_drops_and_counts_packet_copies() {
+        let config = SimConfig {
+            nodes: 30,
+            duration_us: 3_000_000,
+            ..SimConfig::default()
+        };
+        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
+        let mut simulation = Simulation::new(&config, topology).unwrap();
+        let cap = 200;
+        simulation.delivery_cap = cap;
+        simulation.run_to_end().unwrap();
+        let report = simulation.report();
+        assert!(report.packets_dropped_queue_full > 0, "{report:?}");
+        // Past the cap only wake-ups (at most one per node that is not stale) get in.
+        assert!(
+            report.peak_queued_events <= cap + 2 * config.nodes,
+            "{} events queued",
+            report.peak_queued_events
+        );
+        assert_eq!(
+            report.packets_sent,
+            report.packets_delivered
+                + report.packets_lost
+                + report.packets_to_dead_nodes
+                + report.packets_dropped_queue_full
+                + simulation.counters.packets_in_flight,
+            "every copy is accounted for"
+        );
     }
 
     #[test]
