@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use transport::channel::{Batch, ChannelSocket, LinkCipher, Offer, OpenError};
+use transport::fragment::{self, Reassembler};
 use wire::NodeId;
 
 /// After this long with the peer's offer in hand and nothing heard on the channel, the peer
@@ -62,6 +63,16 @@ pub struct ChannelCounters {
     pub channel_fallbacks: u64,
     /// Offers received.
     pub channel_offers_rx: u64,
+    /// Packets sent in fragments.
+    pub channel_fragmented_tx: u64,
+    /// Fragments sent.
+    pub channel_fragments_tx: u64,
+    /// Packets put back together from fragments.
+    pub channel_reassembled: u64,
+    /// Fragments refused as malformed.
+    pub channel_fragments_bad: u64,
+    /// Reassemblies dropped unfinished (a fragment lost, or pushed out by newer ones).
+    pub channel_reassembly_dropped: u64,
 }
 
 struct PeerChannel {
@@ -76,6 +87,8 @@ struct PeerChannel {
     heard: bool,
     /// The channel stayed silent; use QUIC.
     silent: bool,
+    /// Largest datagram towards the peer (the link's path MTU as QUIC found it).
+    datagram_bytes: usize,
     batch: Batch,
 }
 
@@ -89,6 +102,9 @@ pub struct ChannelLinks {
     port: u16,
     local: NodeId,
     scratch: Vec<u8>,
+    sealed: Vec<u8>,
+    reassembler: Reassembler,
+    enabled: bool,
     /// Counters, shown in the status.
     pub counters: ChannelCounters,
 }
@@ -102,8 +118,9 @@ impl std::fmt::Debug for ChannelLinks {
 }
 
 impl ChannelLinks {
-    /// State for a node whose channel socket is `socket`.
-    pub fn new(socket: &ChannelSocket, local: NodeId) -> ChannelLinks {
+    /// State for a node whose channel socket is `socket`; with `enabled` false, links carry
+    /// everything in QUIC datagrams.
+    pub fn new(socket: &ChannelSocket, local: NodeId, enabled: bool) -> ChannelLinks {
         ChannelLinks {
             peers: HashMap::new(),
             by_index: HashMap::new(),
@@ -113,6 +130,9 @@ impl ChannelLinks {
             port: socket.port(),
             local,
             scratch: Vec::new(),
+            sealed: Vec::new(),
+            reassembler: Reassembler::default(),
+            enabled,
             counters: ChannelCounters::default(),
         }
     }
@@ -126,6 +146,9 @@ impl ChannelLinks {
         dialled: bool,
     ) -> Option<Offer> {
         self.link_down(&peer);
+        if !self.enabled {
+            return None;
+        }
         let cipher = match LinkCipher::new(Box::new(connection.clone()), dialled) {
             Ok(cipher) => cipher,
             Err(error) => {
@@ -154,6 +177,8 @@ impl ChannelLinks {
                 offered_at_ms: 0,
                 heard: false,
                 silent: false,
+                datagram_bytes: usize::from(connection.stats().path.current_mtu)
+                    .clamp(1200, transport::channel::MAX_DATAGRAM_BYTES),
                 batch: Batch::default(),
             },
         );
@@ -248,6 +273,39 @@ impl ChannelLinks {
             payload
         };
         let length = payload.len() + transport::channel::OVERHEAD_BYTES;
+        if length > channel.datagram_bytes {
+            // One seal for the whole packet, then fragments of equal size (the last may be
+            // shorter), so that they leave together in one GSO send.
+            let Some((stride, count)) = fragment::plan(length, channel.datagram_bytes) else {
+                return false;
+            };
+            self.sealed.clear();
+            if let Err(error) = channel
+                .cipher
+                .seal_into(peer_index, payload, &mut self.sealed)
+            {
+                tracing::debug!(%error, "channel seal failed");
+                return false;
+            }
+            self.counters.channel_tx += 1;
+            self.counters.channel_fragmented_tx += 1;
+            for index in 0..count {
+                let size = fragment::HEADER_BYTES + (length - index * stride).min(stride);
+                if !channel.batch.accepts(size, self.max_segments) {
+                    if self.ready.len() >= MAX_READY_BATCHES {
+                        self.counters.channel_queue_full += 1;
+                        return true;
+                    }
+                    let full =
+                        std::mem::replace(&mut channel.batch, self.spare.pop().unwrap_or_default());
+                    self.ready.push((address, full));
+                }
+                fragment::write(&mut channel.batch.bytes, &self.sealed, index, count, stride);
+                channel.batch.appended(size);
+                self.counters.channel_fragments_tx += 1;
+            }
+            return true;
+        }
         if !channel.batch.accepts(length, self.max_segments) {
             if self.ready.len() >= MAX_READY_BATCHES {
                 self.counters.channel_queue_full += 1;
@@ -314,6 +372,47 @@ impl ChannelLinks {
         packet.extend_from_slice(&peer.0);
         packet.extend_from_slice(&payload[4..]);
         Some(packet)
+    }
+
+    /// The largest payload `peer`'s channel carries; `None` if the peer is reached over QUIC.
+    pub fn room(&self, peer: &NodeId) -> Option<usize> {
+        self.peers
+            .get(peer)
+            .filter(|channel| channel.remote.is_some())
+            .map(|_| transport::channel::MAX_PAYLOAD_BYTES)
+    }
+
+    /// Adds a received fragment; returns the sealed packet it completed (open it with
+    /// [`ChannelLinks::open`], then hand the buffer back with [`ChannelLinks::recycle`]).
+    /// Fragments naming no current link are refused before they take a buffer.
+    pub fn reassemble(&mut self, fragment: &[u8], now_ms: u64) -> Option<Vec<u8>> {
+        if let Some(index) = fragment::receiver_index(fragment)
+            && !self.by_index.contains_key(&index)
+        {
+            self.counters.channel_unknown_index += 1;
+            return None;
+        }
+        let packet = self.reassembler.push(fragment, now_ms);
+        self.sync_reassembly_counters();
+        packet
+    }
+
+    /// Takes back a buffer [`ChannelLinks::reassemble`] returned.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.reassembler.recycle(buffer);
+    }
+
+    /// Drops reassemblies that waited too long for their last fragment.
+    pub fn expire_reassemblies(&mut self, now_ms: u64) {
+        self.reassembler.expire(now_ms);
+        self.sync_reassembly_counters();
+    }
+
+    fn sync_reassembly_counters(&mut self) {
+        let counters = self.reassembler.counters;
+        self.counters.channel_reassembled = counters.completed;
+        self.counters.channel_fragments_bad = counters.malformed;
+        self.counters.channel_reassembly_dropped = counters.dropped;
     }
 
     /// Opens a received channel datagram in place: the authenticated peer and the payload's

@@ -233,8 +233,14 @@ struct NetworkSection {
     tun: String,
     /// Name of the TUN interface. Default: `x6tun0`.
     tun_name: String,
-    /// MTU of the TUN interface (1280 to 1400). Default: 1340.
+    /// MTU of the TUN interface (1280 to 65535). Default: 64000 (see `dataplane`).
     tun_mtu: u16,
+    /// Whether links carry data on the link channel (a plain UDP socket, packets sealed with
+    /// keys from the link's TLS session, large packets in fragments). `false` keeps everything
+    /// in QUIC datagrams, for networks that pass QUIC but not the channel's port; the overlay
+    /// path MTU then falls to what one QUIC datagram carries (Packet Too Big says so).
+    /// Default: true.
+    link_channel: bool,
 }
 
 impl Default for NetworkSection {
@@ -247,6 +253,7 @@ impl Default for NetworkSection {
             tun: "auto".to_string(),
             tun_name: "x6tun0".to_string(),
             tun_mtu: crate::dataplane::DEFAULT_OVERLAY_MTU,
+            link_channel: true,
         }
     }
 }
@@ -352,6 +359,8 @@ pub struct NodeConfig {
     pub tun_name: String,
     /// `network.tun_mtu`.
     pub tun_mtu: u16,
+    /// `network.link_channel`.
+    pub link_channel: bool,
     /// `kv`; `None` when the node runs no key-value store.
     pub kv: Option<KvSettings>,
     /// `mapk`, `services` and `checks`, validated.
@@ -546,10 +555,13 @@ impl Validator<'_> {
                 ),
             ));
         }
-        if !(1280..=1400).contains(&file.network.tun_mtu) {
+        if file.network.tun_mtu < 1280 {
             return Err(self.invalid(
                 "node_config.network.tun_mtu",
-                format!("{} is out of range; IPv6 needs at least 1280 and a link datagram carries at most 1400", file.network.tun_mtu),
+                format!(
+                    "{} is below IPv6's minimum MTU of 1280",
+                    file.network.tun_mtu
+                ),
             ));
         }
         let kv = match &file.kv {
@@ -581,6 +593,7 @@ impl Validator<'_> {
             tun,
             tun_name: tun_name.clone(),
             tun_mtu: file.network.tun_mtu,
+            link_channel: file.network.link_channel,
             kv,
         })
     }

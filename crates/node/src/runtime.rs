@@ -339,7 +339,7 @@ impl Node {
         }
         let (tun, offload) = open_tun(config, keys.node_id())?;
         let channel_socket = transport::channel::ChannelSocket::bind(config.listen.ip())?;
-        let channel = ChannelLinks::new(&channel_socket, keys.node_id());
+        let channel = ChannelLinks::new(&channel_socket, keys.node_id(), config.link_channel);
         let sessions = session::Sessions::new(
             session::SessionConfig::default(),
             SharedSigner(keys.clone()),
@@ -633,8 +633,7 @@ impl Node {
         let room = self
             .router
             .next_hop(&destination)
-            .and_then(|hop| self.active.get(&hop))
-            .and_then(|link| link.connection.max_datagram_size())
+            .and_then(|hop| self.link_room(&hop))
             .map(|room| room.min(session::MAX_PACKET_BYTES + dataplane::DATA_HEADER_BYTES));
         let outcome = match room {
             Some(room)
@@ -846,15 +845,25 @@ impl Node {
         else {
             return DataSend::NoRoute;
         };
-        let room = link.connection.max_datagram_size().unwrap_or(0);
+        let hop = link.info.node_id();
+        let room = self.link_room(&hop).unwrap_or(0);
         if packet.len() > room {
             return DataSend::TooBig(room);
         }
-        let hop = link.info.node_id();
         if self.channel.queue(&hop, packet) || self.links.send_datagram(&link.connection, packet) {
             self.data.data_sent += 1;
         }
         DataSend::Sent
+    }
+
+    /// The largest data packet the link to the neighbour `hop` carries: what the link channel
+    /// carries (in fragments if need be), or else one QUIC datagram.
+    fn link_room(&self, hop: &NodeId) -> Option<usize> {
+        self.channel.room(hop).or_else(|| {
+            self.active
+                .get(hop)
+                .and_then(|link| link.connection.max_datagram_size())
+        })
     }
 
     fn answer_icmp(&mut self, offending: &[u8], kind: u8, code: u8, field: u32) {
@@ -876,10 +885,21 @@ impl Node {
     /// like the same payload arriving as a QUIC datagram on that link.
     fn on_channel_datagrams(&mut self, received: &transport::channel::Received) {
         self.channel.counters.channel_rx_batches += 1;
+        let now_ms = unix_millis();
         for index in 0..received.len() {
             let Some((datagram, _source)) = self.channel_socket.datagram(received, index) else {
                 continue;
             };
+            if transport::fragment::is_fragment(datagram) {
+                let Some(mut packet) = self.channel.reassemble(datagram, now_ms) else {
+                    continue;
+                };
+                if let Some((peer, range)) = self.channel.open(&mut packet) {
+                    self.on_channel_payload(peer, &mut packet[range]);
+                }
+                self.channel.recycle(packet);
+                continue;
+            }
             let Some((peer, range)) = self.channel.open(datagram) else {
                 continue;
             };
@@ -900,6 +920,21 @@ impl Node {
                     .unwrap_or_else(|| payload.to_vec());
                 self.on_datagram(peer, &bytes);
             }
+        }
+    }
+
+    /// An opened channel payload that does not borrow the receive buffers (a reassembled
+    /// packet): handled like the same payload in one datagram.
+    fn on_channel_payload(&mut self, peer: NodeId, payload: &mut [u8]) {
+        if replication::is_crdt(payload) {
+            self.replication
+                .handle_datagram(peer, payload, unix_millis());
+        } else if dataplane::is_data(payload) {
+            self.on_data(peer, payload);
+        } else {
+            let bytes =
+                ChannelLinks::restore_routing(&peer, payload).unwrap_or_else(|| payload.to_vec());
+            self.on_datagram(peer, &bytes);
         }
     }
 
@@ -1221,6 +1256,7 @@ impl Node {
             discovery.send_discovery(&advert.encode()).await;
         }
         let now_ms = u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX);
+        self.channel.expire_reassemblies(unix_millis());
         for (peer, offer) in self.channel.offers_due(now_ms) {
             if let Some(link) = self.active.get(&peer) {
                 self.links.send_datagram(&link.connection, &offer.encode());

@@ -22,6 +22,9 @@ const ORIGINAL_BYTES: usize = VIRTIO_NET_HDR_LEN + 65_535;
 /// datagrams); beyond it packets are dropped and counted.
 const MAX_PENDING_WRITES: usize = 512;
 
+/// Write buffers kept for reuse (each up to one overlay packet, 64 KB).
+const MAX_SPARE_WRITE_BUFFERS: usize = 64;
+
 /// Packets read from the TUN interface in one call.
 #[derive(Default)]
 pub struct TunReader {
@@ -154,7 +157,7 @@ impl TunWriter {
             result
         };
         for buffer in self.pending.drain(..) {
-            if self.spare.len() < MAX_PENDING_WRITES && buffer.capacity() <= 4096 {
+            if self.spare.len() < MAX_SPARE_WRITE_BUFFERS {
                 self.spare.push(buffer);
             }
         }

@@ -16,6 +16,10 @@ pub const MAX_QUEUE_PER_PEER: usize = 1024;
 /// about 5.6 MB of 1,370-byte payloads.
 pub const MAX_QUEUED_TOTAL: usize = 4096;
 
+/// Most payload bytes queued across all peers: with 64 KB overlay packets, the count alone
+/// would allow a quarter of a gigabyte.
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+
 /// Undrained outgoing datagrams: a caller that stops calling `poll_transmit` cannot grow memory
 /// without bound. One flush of every per-peer queue fits.
 pub const MAX_TRANSMITS: usize = MAX_QUEUED_TOTAL + 1024;

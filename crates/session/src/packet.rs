@@ -7,8 +7,9 @@
 
 use wire::NodeId;
 
-/// Version of the session wire format.
-pub const VERSION: u8 = 1;
+/// Version of the session wire format: 2 since data packets use AES-256-GCM and carry up to
+/// 64 KB (version 1 sealed with ChaCha20-Poly1305, at most 1,400 bytes).
+pub const VERSION: u8 = 2;
 /// Packet type: one of the two fragments of a handshake initiation.
 pub const TYPE_INIT_FRAGMENT: u8 = 1;
 /// Packet type: a handshake response.
@@ -42,11 +43,11 @@ pub const RESPONSE_SIGNED_BYTES: usize = RESPONSE_BYTES - SIGNATURE_BYTES;
 /// Header of a data packet: version, type, receiver index, counter. It is the AEAD's
 /// associated data.
 pub const DATA_HEADER_BYTES: usize = 2 + 4 + 8;
-/// Poly1305 tag size.
+/// AES-256-GCM tag size.
 pub const TAG_BYTES: usize = 16;
-/// Largest session packet: the routing layer's 1,400-byte packet bound. Anything longer is
-/// dropped before it is parsed.
-pub const MAX_PACKET_BYTES: usize = 1400;
+/// Largest session packet: one overlay packet of up to 65,535 bytes with its payload kind,
+/// the data header and the tag, rounded up. Anything longer is dropped before it is parsed.
+pub const MAX_PACKET_BYTES: usize = 65_600;
 /// Largest payload one data packet carries.
 pub const MAX_PLAINTEXT_BYTES: usize = MAX_PACKET_BYTES - DATA_HEADER_BYTES - TAG_BYTES;
 /// Counters at or above this are never sent nor accepted: WireGuard's REJECT_AFTER_MESSAGES,
@@ -368,7 +369,7 @@ mod tests {
         assert_eq!(INIT_BYTES, 1324);
         assert_eq!(INIT_FRAGMENT_BYTES, 667);
         assert_eq!(RESPONSE_BYTES, 1194);
-        assert_eq!(MAX_PLAINTEXT_BYTES, 1370);
+        assert_eq!(MAX_PLAINTEXT_BYTES, 65_570);
     }
 
     #[test]

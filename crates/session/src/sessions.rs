@@ -35,8 +35,8 @@ use std::collections::{HashMap, VecDeque};
 use wire::NodeId;
 
 use crate::config::{
-    CONFIRM_KEEPALIVE_INTERVAL_US, ConfigError, MAX_QUEUED_TOTAL, MAX_REASSEMBLIES, MAX_TRANSMITS,
-    REASSEMBLY_TIMEOUT_US, SessionConfig,
+    CONFIRM_KEEPALIVE_INTERVAL_US, ConfigError, MAX_QUEUED_BYTES, MAX_QUEUED_TOTAL,
+    MAX_REASSEMBLIES, MAX_TRANSMITS, REASSEMBLY_TIMEOUT_US, SessionConfig,
 };
 use crate::crypto::{self, CryptoError, Ephemeral, KemSecret, NodeSigner, PacketKey, PeerIdentity};
 use crate::packet::{
@@ -433,6 +433,7 @@ pub struct Sessions {
     reassembly: HashMap<(NodeId, u32), Partial>,
     transmits: VecDeque<Transmit>,
     queued_total: usize,
+    queued_bytes: usize,
     last_init_timestamp_sent: u64,
     stats: Stats,
 }
@@ -465,6 +466,7 @@ impl Sessions {
             reassembly: HashMap::new(),
             transmits: VecDeque::new(),
             queued_total: 0,
+            queued_bytes: 0,
             last_init_timestamp_sent: 0,
             stats: Stats::default(),
         })
@@ -537,12 +539,16 @@ impl Sessions {
             }
             return Ok(Outgoing::Sealed(sealed));
         }
-        if entry.queue.len() >= config.queue_per_peer || self.queued_total >= MAX_QUEUED_TOTAL {
+        if entry.queue.len() >= config.queue_per_peer
+            || self.queued_total >= MAX_QUEUED_TOTAL
+            || self.queued_bytes + plaintext.len() > MAX_QUEUED_BYTES
+        {
             self.stats.queue_dropped += 1;
             return Err(SessionError::QueueFull);
         }
         entry.queue.push_back(plaintext.to_vec());
         self.queued_total += 1;
+        self.queued_bytes += plaintext.len();
         if entry.pending.is_none() && !entry.awaiting_confirmation(now, config) {
             self.start_handshake(peer, now)?;
         }
@@ -829,6 +835,7 @@ impl Sessions {
                     self.stats.handshake_timeouts += 1;
                     self.stats.queue_dropped += entry.queue.len() as u64;
                     self.queued_total -= entry.queue.len();
+                    self.queued_bytes -= entry.queue.iter().map(Vec::len).sum::<usize>();
                     entry.queue.clear();
                 } else {
                     to_start.push(*id);
@@ -927,6 +934,17 @@ impl Sessions {
         if queued != self.queued_total || queued > MAX_QUEUED_TOTAL {
             return Err(format!("queued {queued}, counted {}", self.queued_total));
         }
+        let bytes: usize = self
+            .peers
+            .values()
+            .flat_map(|e| e.queue.iter().map(Vec::len))
+            .sum();
+        if bytes != self.queued_bytes || bytes > MAX_QUEUED_BYTES {
+            return Err(format!(
+                "queued {bytes} bytes, counted {}",
+                self.queued_bytes
+            ));
+        }
         if self.peers.len() > self.config.max_peers
             || self.reassembly.len() > MAX_REASSEMBLIES
             || self.transmits.len() > MAX_TRANSMITS
@@ -1013,6 +1031,7 @@ impl Sessions {
         };
         let queue = std::mem::take(&mut entry.queue);
         self.queued_total -= queue.len();
+        self.queued_bytes -= queue.iter().map(Vec::len).sum::<usize>();
         let mut sealed = Vec::with_capacity(queue.len());
         for plaintext in &queue {
             match keys.seal(plaintext) {
@@ -1067,6 +1086,7 @@ impl Sessions {
                     self.indices.remove(&index);
                 }
                 self.queued_total -= evicted.queue.len();
+                self.queued_bytes -= evicted.queue.iter().map(Vec::len).sum::<usize>();
                 self.stats.queue_dropped += evicted.queue.len() as u64;
                 self.stats.peers_evicted += 1;
             }

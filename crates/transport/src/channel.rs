@@ -13,9 +13,11 @@
 //! Packet (`"xl"`, all integers big-endian):
 //! `"xl"` | receiver index (4) | counter (8) | ciphertext | tag (16). The first 14 bytes are the
 //! associated data; the nonce is four zero bytes then the counter. The receiver index, chosen
-//! by the receiver and announced over the QUIC link ([`Offer`]), names the link. The key epoch
-//! is `counter >> EPOCH_BITS`, so keys roll every 2^28 packets (about 370 GB of full-size
-//! packets, within AES-GCM's per-key limit as TLS 1.3 counts it) with no extra field.
+//! by the receiver and announced over the QUIC link ([`Offer`]), names the link. A packet
+//! advances the counter by one per started KiB of payload, and the key epoch is
+//! `counter >> EPOCH_BITS`, so keys roll every 2^28 KiB at most (256 GiB, within AES-GCM's
+//! per-key limit as TLS 1.3 counts it) with no extra field. Packets larger than a datagram
+//! travel in fragments ([`crate::fragment`]).
 //!
 //! Sends and receives are batched with UDP GSO and GRO (quinn-udp): a relay in bulk receives
 //! dozens of datagrams per system call and sends those for one next hop in one.
@@ -44,11 +46,15 @@ pub const TAG_BYTES: usize = 16;
 /// Bytes a payload grows by on the channel.
 pub const OVERHEAD_BYTES: usize = HEADER_BYTES + TAG_BYTES;
 
-/// Packets per key epoch (2^28).
+/// Counter units (KiB of payload) per key epoch (2^28).
 pub const EPOCH_BITS: u32 = 28;
 
 /// Largest UDP payload the channel sends or receives in one datagram.
 pub const MAX_DATAGRAM_BYTES: usize = 1500;
+
+/// Largest payload the channel carries: a sealed packet longer than a datagram travels in
+/// fragments ([`crate::fragment`]).
+pub const MAX_PAYLOAD_BYTES: usize = crate::fragment::MAX_SEALED_BYTES - OVERHEAD_BYTES;
 
 /// Receive buffers per system call.
 const RECV_BUFFERS: usize = 4;
@@ -68,7 +74,8 @@ pub struct Offer {
 }
 
 const OFFER_MAGIC: [u8; 2] = *b"xo";
-const OFFER_VERSION: u8 = 1;
+/// Version 2: the sender reassembles fragments.
+const OFFER_VERSION: u8 = 2;
 /// Encoded size of an [`Offer`].
 pub const OFFER_BYTES: usize = 9;
 
@@ -161,6 +168,11 @@ fn epoch_keys(
     })
 }
 
+/// How far sealing a payload of `length` bytes advances the counter: one per started KiB.
+fn counter_units(length: usize) -> u64 {
+    length.div_ceil(1024).max(1) as u64
+}
+
 fn nonce(counter: u64) -> Nonce {
     let mut bytes = [0u8; 12];
     bytes[4..].copy_from_slice(&counter.to_be_bytes());
@@ -221,8 +233,10 @@ impl LinkCipher {
             self.send_key = epoch_keys(self.exporter.as_ref(), self.dialled, epoch)?.0;
             self.send_epoch = epoch;
         }
+        // A packet advances the counter by one per started KiB, so that an epoch bounds the
+        // bytes sealed under one key whatever the packet size (fragmented packets reach 64 KB).
         self.next_counter = counter
-            .checked_add(1)
+            .checked_add(counter_units(payload.len()))
             .ok_or_else(|| TransportError::Link("channel counter exhausted".to_string()))?;
         let start = out.len();
         out.extend_from_slice(&MAGIC);

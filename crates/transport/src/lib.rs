@@ -6,6 +6,8 @@
 //!   heard from, which turns the router's `Destination::Neighbour(id)` into a socket address.
 //! - [`channel`]: the link channel, link datagrams on a plain UDP socket sealed with keys
 //!   exported from each link's TLS session, sent and received in GSO/GRO batches.
+//! - [`fragment`]: channel packets larger than a datagram, split into fragments sent in one GSO
+//!   batch and reassembled (bounded, with a timeout) before they are opened.
 //! - [`error`]: `TransportError`, what can go wrong while binding.
 //!
 //! The transport knows nothing about routing: it moves opaque datagrams. It reads no clock;
@@ -21,6 +23,7 @@
 pub mod address_book;
 pub mod channel;
 pub mod error;
+pub mod fragment;
 pub mod links;
 pub mod udp;
 

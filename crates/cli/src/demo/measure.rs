@@ -21,8 +21,9 @@ pub struct Traffic {
     pub bytes_per_neighbour_s: f64,
     /// Packets sent per node per second.
     pub packets_per_node_s: f64,
-    /// UDP bytes on the wire per node per second: the same traffic with QUIC headers,
-    /// acknowledgements and keep-alives.
+    /// UDP bytes on the wire per node per second: the same traffic as it leaves the node,
+    /// on the link channel (its 30-byte seal) and on QUIC (headers, acknowledgements,
+    /// keep-alives).
     pub wire_bytes_per_node_s: f64,
 }
 

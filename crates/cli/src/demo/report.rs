@@ -179,7 +179,7 @@ impl Summary {
         row(
             "control",
             format!(
-                "{:.0} B/s per node, {:.0} B/s per neighbour, {:.1} packets/s per node (routing payload, idle, {:.1} s window); {:.0} B/s per node on the wire with QUIC",
+                "{:.0} B/s per node, {:.0} B/s per neighbour, {:.1} packets/s per node (routing payload, idle, {:.1} s window); {:.0} B/s per node on the wire (link channel and QUIC, all headers)",
                 self.control_bytes_per_node_s,
                 self.control_bytes_per_neighbour_s,
                 self.control_packets_per_node_s,

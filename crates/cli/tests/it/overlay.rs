@@ -39,6 +39,28 @@ fn ping_crosses_a_three_hop_line_and_unknown_destinations_are_unreachable() {
     }
     let status = mesh.api(3, "status").unwrap();
     assert!(status["links"]["data_to_tun"].as_u64().unwrap_or(0) >= 5);
+
+    // Packets far larger than a link datagram cross whole (-M do: no IPv6 fragmentation), in
+    // link fragments put back together at every hop.
+    let output = mesh
+        .command(0, "ping")
+        .args([
+            "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", "30000", &target,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains(" 0% packet loss"),
+        "30,000-byte pings over 3 hops:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = mesh.api(3, "status").unwrap();
+    assert!(
+        status["links"]["channel_reassembled"].as_u64().unwrap_or(0) >= 3,
+        "{}",
+        status["links"]
+    );
     // The packets travelled inside an end-to-end session (relays saw only sealed bytes).
     assert!(
         status["links"]["session_received"].as_u64().unwrap_or(0) >= 5,
@@ -192,6 +214,16 @@ fn tcp_crosses_three_hops_intact() {
     );
     assert_eq!(received, BYTES);
     assert!(intact, "the bytes arrived unchanged");
+    // With the default 64,000-byte overlay MTU the stream crossed in large packets, each
+    // carried over every link in fragments and put back together by the next node.
+    for relay in [1, 2, 3] {
+        let links = &mesh.api(relay, "status").unwrap()["links"];
+        assert!(
+            links["channel_reassembled"].as_u64().unwrap_or(0) >= 10,
+            "node {} reassembled large packets: {links}",
+            relay + 1
+        );
+    }
 }
 
 #[test]
@@ -200,10 +232,15 @@ fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
         eprintln!("skipped: {reason}");
         return;
     }
-    // A TUN MTU above what a link datagram carries, so the sender's node must answer with
-    // ICMPv6 Packet Too Big (the default MTU never needs it).
-    let mesh = NetnsMesh::start(&binary(), 4, &line(4), "    tun_mtu: 1400\n")
-        .unwrap_or_else(|error| panic!("{error}"));
+    // Links on QUIC datagrams only (no link channel, so no fragments) and a TUN MTU above what
+    // one datagram carries: the sender's node must answer with ICMPv6 Packet Too Big.
+    let mesh = NetnsMesh::start(
+        &binary(),
+        4,
+        &line(4),
+        "    tun_mtu: 1400\n    link_channel: false\n",
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     let target = mesh.nodes()[3].id.overlay_addr().to_string();
     // 1,352 bytes of ICMP payload make a 1,400-byte IPv6 packet; -M do forbids fragmenting it.
     let output = mesh
