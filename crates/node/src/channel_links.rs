@@ -272,62 +272,98 @@ impl ChannelLinks {
         } else {
             payload
         };
+        // Overlay data is sealed end to end already: the link seals only its routing header
+        // ("xh" packets), so relays never decrypt or re-encrypt the body.
+        let prefix_only = crate::dataplane::is_data(payload)
+            && payload.len() > transport::channel::SEALED_PREFIX_BYTES;
         let length = payload.len() + transport::channel::OVERHEAD_BYTES;
-        if length > channel.datagram_bytes {
-            // One seal for the whole packet, then fragments of equal size (the last may be
-            // shorter), so that they leave together in one GSO send.
-            let Some((stride, count)) = fragment::plan(length, channel.datagram_bytes) else {
-                return false;
-            };
-            self.sealed.clear();
-            if let Err(error) = channel
-                .cipher
-                .seal_into(peer_index, payload, &mut self.sealed)
-            {
-                tracing::debug!(%error, "channel seal failed");
-                return false;
-            }
-            self.counters.channel_tx += 1;
-            self.counters.channel_fragmented_tx += 1;
-            for index in 0..count {
-                let size = fragment::HEADER_BYTES + (length - index * stride).min(stride);
-                if !channel.batch.accepts(size, self.max_segments) {
-                    if self.ready.len() >= MAX_READY_BATCHES {
-                        self.counters.channel_queue_full += 1;
-                        return true;
-                    }
-                    let full =
-                        std::mem::replace(&mut channel.batch, self.spare.pop().unwrap_or_default());
-                    self.ready.push((address, full));
+        if !prefix_only && length <= channel.datagram_bytes {
+            if !channel.batch.accepts(length, self.max_segments) {
+                if self.ready.len() >= MAX_READY_BATCHES {
+                    self.counters.channel_queue_full += 1;
+                    return true;
                 }
-                fragment::write(&mut channel.batch.bytes, &self.sealed, index, count, stride);
-                channel.batch.appended(size);
+                let full =
+                    std::mem::replace(&mut channel.batch, self.spare.pop().unwrap_or_default());
+                self.ready.push((address, full));
+            }
+            return match channel
+                .cipher
+                .seal_into(peer_index, payload, &mut channel.batch.bytes)
+            {
+                Ok(()) => {
+                    channel.batch.appended(length);
+                    self.counters.channel_tx += 1;
+                    true
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "channel seal failed");
+                    false
+                }
+            };
+        }
+        // The packet is `head` (sealed) followed by `tail` (sent as it is).
+        self.sealed.clear();
+        let (sealed, tail) = if prefix_only {
+            let (prefix, rest) = payload.split_at(transport::channel::SEALED_PREFIX_BYTES);
+            (
+                channel
+                    .cipher
+                    .seal_prefix_into(peer_index, prefix, &mut self.sealed),
+                rest,
+            )
+        } else {
+            (
+                channel
+                    .cipher
+                    .seal_into(peer_index, payload, &mut self.sealed),
+                &[][..],
+            )
+        };
+        if let Err(error) = sealed {
+            tracing::debug!(%error, "channel seal failed");
+            return false;
+        }
+        let head = &self.sealed[..];
+        self.counters.channel_tx += 1;
+        // One datagram, or fragments of equal size (the last may be shorter) that leave
+        // together in one GSO send.
+        let (stride, count) = if length <= channel.datagram_bytes {
+            (length, 1)
+        } else {
+            match fragment::plan(length, channel.datagram_bytes) {
+                Some(plan) => plan,
+                None => return false,
+            }
+        };
+        if count > 1 {
+            self.counters.channel_fragmented_tx += 1;
+        }
+        for index in 0..count {
+            let size = if count == 1 {
+                length
+            } else {
+                fragment::HEADER_BYTES + (length - index * stride).min(stride)
+            };
+            if !channel.batch.accepts(size, self.max_segments) {
+                if self.ready.len() >= MAX_READY_BATCHES {
+                    self.counters.channel_queue_full += 1;
+                    return true;
+                }
+                let full =
+                    std::mem::replace(&mut channel.batch, self.spare.pop().unwrap_or_default());
+                self.ready.push((address, full));
+            }
+            if count == 1 {
+                channel.batch.bytes.extend_from_slice(head);
+                channel.batch.bytes.extend_from_slice(tail);
+            } else {
+                fragment::write(&mut channel.batch.bytes, head, tail, index, count, stride);
                 self.counters.channel_fragments_tx += 1;
             }
-            return true;
+            channel.batch.appended(size);
         }
-        if !channel.batch.accepts(length, self.max_segments) {
-            if self.ready.len() >= MAX_READY_BATCHES {
-                self.counters.channel_queue_full += 1;
-                return true;
-            }
-            let full = std::mem::replace(&mut channel.batch, self.spare.pop().unwrap_or_default());
-            self.ready.push((address, full));
-        }
-        match channel
-            .cipher
-            .seal_into(peer_index, payload, &mut channel.batch.bytes)
-        {
-            Ok(()) => {
-                channel.batch.appended(length);
-                self.counters.channel_tx += 1;
-                true
-            }
-            Err(error) => {
-                tracing::debug!(%error, "channel seal failed");
-                false
-            }
-        }
+        true
     }
 
     /// Sends every waiting batch.

@@ -10,6 +10,13 @@
 //! refuse repeats; nothing is acknowledged or retransmitted (the payloads are probes and IP
 //! packets, which tolerate loss).
 //!
+//! Overlay data packets go as `"xh"` packets: the same header, but only
+//! their first [`SEALED_PREFIX_BYTES`] (the overlay data header) are sealed, followed by the
+//! tag and then the rest of the payload as it is: that rest is an end-to-end session packet,
+//! already encrypted and authenticated between the end nodes, so a relay seals and opens 36
+//! bytes per packet instead of all of it. A change to the rest on a link makes the destination
+//! drop the packet (its session tag fails), like a loss.
+//!
 //! Packet (`"xl"`, all integers big-endian):
 //! `"xl"` | receiver index (4) | counter (8) | ciphertext | tag (16). The first 14 bytes are the
 //! associated data; the nonce is four zero bytes then the counter. The receiver index, chosen
@@ -36,6 +43,17 @@ pub const EXPORTER_LABEL: &[u8] = b"x0tta6bl4 link channel v1";
 
 /// Magic of channel packets.
 pub const MAGIC: [u8; 2] = *b"xl";
+
+/// Magic of channel packets that seal only a prefix of their payload (overlay data, whose
+/// body is already sealed end to end).
+pub const PREFIX_MAGIC: [u8; 2] = *b"xh";
+
+/// Bytes of payload an `"xh"` packet seals: the overlay data header (magic, version, hop
+/// limit, source and destination node).
+pub const SEALED_PREFIX_BYTES: usize = 36;
+
+/// Bytes an `"xh"` packet puts before the unsealed rest of its payload.
+pub const PREFIX_PACKET_HEAD_BYTES: usize = HEADER_BYTES + SEALED_PREFIX_BYTES + TAG_BYTES;
 
 /// Header bytes (the associated data).
 pub const HEADER_BYTES: usize = 14;
@@ -109,7 +127,7 @@ impl Offer {
 
 /// The receiver index a channel packet names; `None` if it is not a channel packet.
 pub fn receiver_index(packet: &[u8]) -> Option<u32> {
-    if packet.len() < OVERHEAD_BYTES || packet[..2] != MAGIC {
+    if packet.len() < OVERHEAD_BYTES || (packet[..2] != MAGIC && packet[..2] != PREFIX_MAGIC) {
         return None;
     }
     Some(u32::from_be_bytes([
@@ -227,6 +245,35 @@ impl LinkCipher {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
+        self.seal_with(MAGIC, receiver_index, payload, out)
+    }
+
+    /// Appends the head of an `"xh"` packet to `out`: header, `prefix` (exactly
+    /// [`SEALED_PREFIX_BYTES`], sealed) and tag. The packet is that head followed by the rest
+    /// of the payload as it is: only the prefix is protected by the link; the rest must carry
+    /// its own protection (an end-to-end session packet).
+    pub fn seal_prefix_into(
+        &mut self,
+        receiver_index: u32,
+        prefix: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        if prefix.len() != SEALED_PREFIX_BYTES {
+            return Err(TransportError::Link(format!(
+                "a sealed prefix is {SEALED_PREFIX_BYTES} bytes, not {}",
+                prefix.len()
+            )));
+        }
+        self.seal_with(PREFIX_MAGIC, receiver_index, prefix, out)
+    }
+
+    fn seal_with(
+        &mut self,
+        magic: [u8; 2],
+        receiver_index: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
         let counter = self.next_counter;
         let epoch = counter >> EPOCH_BITS;
         if epoch != self.send_epoch {
@@ -239,7 +286,7 @@ impl LinkCipher {
             .checked_add(counter_units(payload.len()))
             .ok_or_else(|| TransportError::Link("channel counter exhausted".to_string()))?;
         let start = out.len();
-        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&magic);
         out.extend_from_slice(&receiver_index.to_be_bytes());
         out.extend_from_slice(&counter.to_be_bytes());
         out.extend_from_slice(payload);
@@ -253,13 +300,32 @@ impl LinkCipher {
     }
 
     /// Authenticates and decrypts `packet` in place; returns the payload's range within it.
+    /// For an `"xh"` packet the opened prefix is moved next to the unsealed rest, so the
+    /// payload is contiguous as it was sent.
     pub fn open_in_place(
         &mut self,
         packet: &mut [u8],
     ) -> Result<std::ops::Range<usize>, OpenError> {
-        if packet.len() < OVERHEAD_BYTES || packet[..2] != MAGIC {
+        if packet.len() < OVERHEAD_BYTES {
             return Err(OpenError::Malformed);
         }
+        if packet[..2] == PREFIX_MAGIC {
+            if packet.len() < PREFIX_PACKET_HEAD_BYTES {
+                return Err(OpenError::Malformed);
+            }
+            let range = self.open_sealed(&mut packet[..PREFIX_PACKET_HEAD_BYTES])?;
+            let start = PREFIX_PACKET_HEAD_BYTES - SEALED_PREFIX_BYTES;
+            packet.copy_within(range, start);
+            return Ok(start..packet.len());
+        }
+        if packet[..2] != MAGIC {
+            return Err(OpenError::Malformed);
+        }
+        self.open_sealed(packet)
+    }
+
+    /// Opens `packet`, whose every byte after the header is ciphertext and tag.
+    fn open_sealed(&mut self, packet: &mut [u8]) -> Result<std::ops::Range<usize>, OpenError> {
         let mut counter_bytes = [0u8; 8];
         counter_bytes.copy_from_slice(&packet[6..14]);
         let counter = u64::from_be_bytes(counter_bytes);
@@ -545,6 +611,47 @@ mod tests {
         );
         assert_eq!(
             server.open_in_place(&mut [0u8; 10]),
+            Err(OpenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn prefix_packets_seal_the_header_only_and_open_to_the_payload_as_sent() {
+        let (mut client, mut server) = pair();
+        let payload: Vec<u8> = (0..500u16).map(|index| (index % 251) as u8).collect();
+        let (prefix, rest) = payload.split_at(SEALED_PREFIX_BYTES);
+        let mut packet = Vec::new();
+        client.seal_prefix_into(9, prefix, &mut packet).unwrap();
+        assert_eq!(packet.len(), PREFIX_PACKET_HEAD_BYTES);
+        packet.extend_from_slice(rest);
+        assert_eq!(receiver_index(&packet), Some(9));
+        assert_ne!(
+            &packet[HEADER_BYTES..HEADER_BYTES + 36],
+            prefix,
+            "the prefix is encrypted"
+        );
+        let mut copy = packet.clone();
+        let range = server.open_in_place(&mut copy).unwrap();
+        assert_eq!(&copy[range], &payload[..]);
+        assert_eq!(
+            server.open_in_place(&mut packet.clone()),
+            Err(OpenError::Replayed)
+        );
+        // The header and the prefix are authenticated; the rest is the end-to-end layer's.
+        for position in [3, 10, HEADER_BYTES + 5, PREFIX_PACKET_HEAD_BYTES - 1] {
+            let mut again = Vec::new();
+            client.seal_prefix_into(9, prefix, &mut again).unwrap();
+            again.extend_from_slice(rest);
+            again[position] ^= 1;
+            assert!(server.open_in_place(&mut again).is_err(), "{position}");
+        }
+        assert!(
+            client
+                .seal_prefix_into(9, &payload[..10], &mut Vec::new())
+                .is_err()
+        );
+        assert_eq!(
+            server.open_in_place(&mut packet[..PREFIX_PACKET_HEAD_BYTES - 1].to_vec()),
             Err(OpenError::Malformed)
         );
     }

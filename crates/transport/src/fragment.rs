@@ -64,19 +64,32 @@ pub fn plan(sealed: usize, datagram_bytes: usize) -> Option<(usize, usize)> {
     (count <= MAX_FRAGMENTS).then_some((stride, count))
 }
 
-/// Appends fragment `index` of `count` of the sealed channel packet `sealed` (at least its
-/// 14-byte header long) to `out`.
-pub fn write(out: &mut Vec<u8>, sealed: &[u8], index: usize, count: usize, stride: usize) {
-    let start = (index * stride).min(sealed.len());
-    let end = (start + stride).min(sealed.len());
+/// Appends fragment `index` of `count` of the channel packet `head` followed by `tail` (the
+/// head at least its 14-byte header long) to `out`.
+pub fn write(
+    out: &mut Vec<u8>,
+    head: &[u8],
+    tail: &[u8],
+    index: usize,
+    count: usize,
+    stride: usize,
+) {
+    let total = head.len() + tail.len();
+    let start = (index * stride).min(total);
+    let end = (start + stride).min(total);
     out.extend_from_slice(&MAGIC);
-    // Receiver index and counter, as the sealed packet's header has them (bytes 2..14).
-    out.extend_from_slice(sealed.get(2..14).unwrap_or(&[0; 12]));
+    // Receiver index and counter, as the packet's header has them (bytes 2..14).
+    out.extend_from_slice(head.get(2..14).unwrap_or(&[0; 12]));
     // `plan` bounds count by MAX_FRAGMENTS and stride by a datagram size, so both fit.
     out.push(index as u8);
     out.push(count as u8);
     out.extend_from_slice(&(stride as u16).to_be_bytes());
-    out.extend_from_slice(&sealed[start..end]);
+    if start < head.len() {
+        out.extend_from_slice(&head[start..end.min(head.len())]);
+    }
+    if end > head.len() {
+        out.extend_from_slice(&tail[start.max(head.len()) - head.len()..end - head.len()]);
+    }
 }
 
 /// Reassembly counters.
@@ -256,7 +269,16 @@ mod tests {
         (0..count)
             .map(|index| {
                 let mut out = Vec::new();
-                write(&mut out, packet, index, count, stride);
+                // Any split between head and tail gives the same bytes.
+                let split = (index * 977) % packet.len();
+                write(
+                    &mut out,
+                    &packet[..split.max(14)],
+                    &packet[split.max(14)..],
+                    index,
+                    count,
+                    stride,
+                );
                 assert!(out.len() <= datagram_bytes);
                 out
             })
