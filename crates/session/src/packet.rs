@@ -404,14 +404,16 @@ mod tests {
             decode(&[]),
             Err(DecodeError::Malformed("shorter than the header"))
         );
-        assert_eq!(decode(&[2, TYPE_DATA]), Err(DecodeError::Version(2)));
+        // Version 1 (ChaCha20-Poly1305, 1,400 bytes) is no longer understood.
+        assert_eq!(decode(&[1, TYPE_DATA]), Err(DecodeError::Version(1)));
+        assert_eq!(decode(&[3, TYPE_DATA]), Err(DecodeError::Version(3)));
         assert_eq!(
             decode(&[VERSION, 9]),
             Err(DecodeError::Malformed("unknown type"))
         );
         assert_eq!(
             decode(&[0; MAX_PACKET_BYTES + 1]),
-            Err(DecodeError::Oversized(1401))
+            Err(DecodeError::Oversized(MAX_PACKET_BYTES + 1))
         );
         let mut data = data_header(1, REJECT_AFTER_MESSAGES).to_vec();
         data.extend_from_slice(&[0; TAG_BYTES]);

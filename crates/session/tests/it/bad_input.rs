@@ -21,7 +21,7 @@ fn each_kind_of_bad_packet_is_dropped_and_counted() {
         ),
         (
             "wrong version",
-            [&[2u8][..], &sealed[1..]].concat(),
+            [&[VERSION - 1][..], &sealed[1..]].concat(),
             Dropped::Version,
         ),
         (
