@@ -12,8 +12,8 @@ pub const MAX_PEERS: usize = 65_536;
 /// this many full-size packets per peer is a flood, not a burst.
 pub const MAX_QUEUE_PER_PEER: usize = 1024;
 
-/// Plaintexts waiting for handshakes across all peers, whatever the per-peer bound: at most
-/// about 5.6 MB of 1,370-byte payloads.
+/// Plaintexts waiting for handshakes across all peers, whatever the per-peer bound (their
+/// bytes are bounded by [`MAX_QUEUED_BYTES`]).
 pub const MAX_QUEUED_TOTAL: usize = 4096;
 
 /// Most payload bytes queued across all peers: with 64 KB overlay packets, the count alone
@@ -59,14 +59,15 @@ pub struct SessionConfig {
 }
 
 impl Default for SessionConfig {
-    /// WireGuard's timers (rekey at 120 s, reject at 180 s), rekey after 2^28 messages (AES-GCM's
-    /// per-key limit for packets of this size, as TLS 1.3 counts it), a 10 s
+    /// WireGuard's timers (rekey at 120 s, reject at 180 s), rekey after 2^22 messages (2^22
+    /// packets of up to 64 KB are 256 GiB, within AES-GCM's per-key limit as TLS 1.3 counts
+    /// it, however fast the link), a 10 s
     /// grace period, retries every second for 10 s.
     fn default() -> Self {
         SessionConfig {
             max_peers: 4096,
             queue_per_peer: 64,
-            rekey_after_messages: 1 << 28,
+            rekey_after_messages: 1 << 22,
             rekey_after_us: 120_000_000,
             reject_after_us: 180_000_000,
             grace_us: 10_000_000,
