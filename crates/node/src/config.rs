@@ -805,6 +805,20 @@ mod tests {
     }
 
     #[test]
+    fn the_overlay_mtu_spans_ipv6_minimum_to_its_maximum_and_the_channel_can_be_turned_off() {
+        let defaults = parse("node_config: {}\n").unwrap();
+        assert_eq!(defaults.tun_mtu, 64_000);
+        assert!(defaults.link_channel);
+        let config =
+            parse("node_config:\n  network: { tun_mtu: 65535, link_channel: false }\n").unwrap();
+        assert_eq!(config.tun_mtu, 65_535);
+        assert!(!config.link_channel);
+        assert!(parse("node_config:\n  network: { tun_mtu: 1280 }\n").is_ok());
+        let error = parse("node_config:\n  network: { tun_mtu: 1279 }\n").unwrap_err();
+        assert!(error.to_string().contains("tun_mtu"), "{error}");
+    }
+
+    #[test]
     fn kv_section_is_read_with_defaults_and_absent_means_disabled() {
         assert_eq!(parse("node_config: {}\n").unwrap().kv, None);
         let text = "node_config:
