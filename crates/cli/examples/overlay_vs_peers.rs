@@ -253,7 +253,7 @@ fn our_idle_traffic(mesh: &NetnsMesh, window: Duration) -> (f64, String) {
     let reports = rise("healing", "reports_sent") + rise("healing", "reports_forwarded");
     let adverts = rise("transport", "datagrams_tx");
     // The healing loop refreshes its reports every second while it acts on something (on a
-    // loaded host, a CPU_OVERLOAD incident), every 4 s otherwise: say which it was.
+    // loaded host, a CPU_OVERLOAD incident), every 7.5 s otherwise: say which it was.
     let open_incidents: Vec<String> = status_after
         .iter()
         .map(|status| {

@@ -59,12 +59,14 @@ const REPORT_REFRESH: Duration = Duration::from_secs(1);
 const QUIET_REPORT_HOPS: u8 = 2;
 
 /// A report that tells of nothing receivers act on (every link good, nothing under action) is
-/// re-sent only often enough that the neighbours' views of it stay within `view_max_age` even
-/// if one refresh is lost: every `view_max_age × 2 / 5` (4 s by default). Any change to the
-/// bad links, an action or a notice still sends a report at once. At idle these refreshes,
-/// flooded a few hops, would otherwise be the largest share of a node's control traffic.
+/// re-sent only often enough that the neighbours' views of it stay within `view_max_age`: every
+/// `view_max_age × 3 / 4` (7.5 s by default). Reports travel on QUIC streams, which retransmit
+/// what is lost, so a refresh arrives late by a few round trips at worst, not a whole period.
+/// Any change to the bad links, an action or a notice still sends a report at once. At idle
+/// these refreshes, flooded two hops, would otherwise be the largest share of a node's control
+/// traffic after the probes.
 fn quiet_report_refresh(view_max_age: Duration) -> Duration {
-    (view_max_age * 2 / 5).max(REPORT_REFRESH)
+    (view_max_age * 3 / 4).max(REPORT_REFRESH)
 }
 
 /// Counters of the healing loop, in `/api/v1/status`.
