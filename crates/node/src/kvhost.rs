@@ -697,19 +697,15 @@ impl KvHost {
             let attempt = match target {
                 None => self.attempt_here(&request).await,
                 Some(node) => {
-                    // A write sent to a leader cannot be repeated elsewhere, so it waits for
-                    // its answer as long as the request may take (the entry may still commit,
-                    // and then the answer is definite); a read is given up on sooner and
-                    // repeated at the next leader.
-                    let read = is_read(&request);
-                    let attempt_deadline = if read {
-                        deadline.min(Instant::now() + self.attempt_bound())
-                    } else {
-                        deadline
-                    };
+                    // An attempt is given up after two election timeouts without an answer,
+                    // or at once when this node's replica sees another leader: a read is then
+                    // repeated at the next leader; a write, which cannot be repeated, answers
+                    // that it may or may not have been applied, so its client learns of the
+                    // election within two election timeouts instead of at the request's deadline.
+                    let attempt_deadline = deadline.min(Instant::now() + self.attempt_bound());
                     tokio::select! {
                         attempt = self.attempt_at(node, &request, attempt_deadline) => attempt,
-                        () = self.leader_moved_from(node), if read => self.abandoned(node, &request, "the leader changed")?,
+                        () = self.leader_moved_from(node) => self.abandoned(node, &request, "the leader changed")?,
                         () = tokio::time::sleep_until(attempt_deadline) => {
                             if Instant::now() >= deadline {
                                 // An earlier failure does not describe a write still in flight.
