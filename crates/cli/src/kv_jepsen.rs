@@ -23,6 +23,7 @@ use kv::lincheck::{self, History, Limits, Op, OpId, Outcome, Verdict};
 use crate::client::{ApiClient, ClientError, encode_key};
 use crate::localnet::{LocalNet, LocalNetOptions};
 use crate::netns::{NetnsMesh, NetnsNode};
+use crate::seeded::SplitMix64;
 
 /// Registers the clients contend on: few, so operations on one key overlap often.
 const KEYS: u64 = 4;
@@ -148,31 +149,6 @@ impl SeedReport {
             self.verdict,
             self.lost.len()
         )
-    }
-}
-
-/// splitmix64: the schedule depends on the seed only.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn index(&mut self, n: usize) -> usize {
-        usize::try_from(self.below(n as u64)).unwrap_or(0)
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.below(high.saturating_sub(low)))
     }
 }
 
@@ -513,13 +489,13 @@ fn failure_kind(error: &ClientError) -> (&'static str, bool) {
 }
 
 fn client_loop(recorder: &Recorder, api: &ApiClient, id: u32, seed: u64) -> ClientTally {
-    let mut rng = Rng(seed ^ (u64::from(id) << 40) ^ 0x00C1_1E47);
+    let mut rng = SplitMix64(seed ^ (u64::from(id) << 40) ^ 0x00C1_1E47);
     let mut tally = ClientTally::default();
     let mut counter = 0u64;
     let mut last_seen: Vec<Option<u64>> = vec![None; KEYS as usize];
     while !recorder.stop.load(Ordering::Relaxed) {
         let failed_before = tally.failed;
-        let key = rng.below(KEYS);
+        let key = rng.below(KEYS as usize) as u64;
         let roll = rng.below(100);
         counter += 1;
         // Unique per write, so the checker can tell every write apart.
@@ -738,7 +714,7 @@ fn run_with(
         })
         .collect();
 
-    let mut rng = Rng(options.seed);
+    let mut rng = SplitMix64(options.seed);
     let mut faults = Vec::new();
     let started = recorder.start;
     let stamp = |what: String| format!("{:>6} ms {what}", started.elapsed().as_millis());
@@ -749,7 +725,7 @@ fn run_with(
             let can_partition = partitions_skipped.is_none();
             match rng.below(if can_partition { 4 } else { 2 }) {
                 0 => {
-                    let victim = rng.index(nodes);
+                    let victim = rng.below(nodes);
                     nemesis.cluster.kill(victim)?;
                     faults.push(stamp(format!("SIGKILL node {}", victim + 1)));
                     std::thread::sleep(hold);
@@ -758,7 +734,7 @@ fn run_with(
                 }
                 1 => {
                     // The node leading now, as the seeded choice "the leader" resolves at run time.
-                    let victim = leader(&nemesis.cluster).unwrap_or_else(|| rng.index(nodes));
+                    let victim = leader(&nemesis.cluster).unwrap_or_else(|| rng.below(nodes));
                     nemesis.cluster.kill(victim)?;
                     faults.push(stamp(format!("SIGKILL leader node {}", victim + 1)));
                     std::thread::sleep(hold);
@@ -766,7 +742,7 @@ fn run_with(
                     faults.push(stamp(format!("restart node {}", victim + 1)));
                 }
                 2 => {
-                    let victim = rng.index(nodes);
+                    let victim = rng.below(nodes);
                     nemesis.partition(&[victim])?;
                     faults.push(stamp(format!("partition: node {} isolated", victim + 1)));
                     std::thread::sleep(hold);
@@ -777,7 +753,7 @@ fn run_with(
                     // A minority side of one or two nodes; with the leader in it or not.
                     let mut order: Vec<usize> = (0..nodes).collect();
                     for i in (1..order.len()).rev() {
-                        order.swap(i, rng.index(i + 1));
+                        order.swap(i, rng.below(i + 1));
                     }
                     let minority = &order[..(nodes - 1) / 2];
                     nemesis.partition(minority)?;

@@ -26,6 +26,7 @@ pub mod kv_jepsen;
 pub mod localnet;
 pub mod netns;
 pub mod render;
+pub mod seeded;
 
 use std::process::ExitCode;
 

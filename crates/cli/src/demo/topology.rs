@@ -143,7 +143,7 @@ fn grid_edges(count: usize) -> Vec<(usize, usize)> {
 /// any single failed relay can be routed around, which is what the demo shows. The chords
 /// make paths of different lengths and nodes of different degrees.
 fn random_edges(count: usize, seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = crate::seeded::SplitMix64(seed);
     let mut order: Vec<usize> = (0..count).collect();
     // Fisher-Yates shuffle.
     for i in (1..count).rev() {
@@ -166,25 +166,6 @@ fn random_edges(count: usize, seed: u64) -> Vec<(usize, usize)> {
         }
     }
     edges
-}
-
-/// SplitMix64: a tiny, well-distributed seeded generator, enough to draw demo graphs
-/// reproducibly without a dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..bound` (`bound` > 0); the modulo bias is irrelevant for graph drawing.
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
 }
 
 #[cfg(test)]
