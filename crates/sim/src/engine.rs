@@ -12,7 +12,9 @@ use routing::{Destination, DropReason, Event, MemoryUse, Router, Timestamp, Tran
 use wire::NodeId;
 
 use crate::config::IPV6_UDP_HEADER_BYTES;
-use crate::queue::{Action, EventQueue, MAX_QUEUED_DELIVERIES, PayloadSlab};
+use crate::queue::{
+    Action, EventQueue, MAX_PAYLOAD_BYTES_IN_FLIGHT, MAX_QUEUED_DELIVERIES, PayloadSlab,
+};
 use crate::rng::{SimRng, Stream};
 use crate::routed::RoutedPairs;
 use crate::walk::{Finding, MeshView, NextHop, Walker};
@@ -179,6 +181,9 @@ pub struct Simulation {
     /// Pending events past which packet copies are dropped: [`MAX_QUEUED_DELIVERIES`] (tests
     /// lower it).
     delivery_cap: usize,
+    /// Payload bytes in flight past which transmissions are dropped:
+    /// [`MAX_PAYLOAD_BYTES_IN_FLIGHT`] (tests lower it).
+    payload_bytes_cap: usize,
     payloads: PayloadSlab,
     network_rng: SimRng,
     /// Scratch: the receivers of the transmit being routed.
@@ -534,6 +539,7 @@ impl Simulation {
             wake_streak: vec![0; n],
             queue,
             delivery_cap: MAX_QUEUED_DELIVERIES,
+            payload_bytes_cap: MAX_PAYLOAD_BYTES_IN_FLIGHT,
             payloads: PayloadSlab::default(),
             network_rng: SimRng::for_stream(config.seed, Stream::Network),
             fanout: Vec::new(),
@@ -791,7 +797,10 @@ impl Simulation {
         }
         // The event queue is bounded: past its share for deliveries, copies are dropped and
         // counted like a congested link's, so wake-ups always find room.
-        let room = self.delivery_cap.saturating_sub(self.queue.len());
+        let mut room = self.delivery_cap.saturating_sub(self.queue.len());
+        if self.payloads.live_bytes() + transmit.payload.capacity() > self.payload_bytes_cap {
+            room = 0;
+        }
         if self.fanout.len() > room {
             self.counters.packets_dropped_queue_full += (self.fanout.len() - room) as u64;
             self.fanout.truncate(room);
@@ -1488,6 +1497,38 @@ mod tests {
             "{} events queued",
             report.peak_queued_events
         );
+        assert_eq!(
+            report.packets_sent,
+            report.packets_delivered
+                + report.packets_lost
+                + report.packets_to_dead_nodes
+                + report.packets_dropped_queue_full
+                + simulation.counters.packets_in_flight,
+            "every copy is accounted for"
+        );
+    }
+
+    #[test]
+    fn too_many_bytes_in_flight_drop_and_count_packet_copies() {
+        let config = SimConfig {
+            nodes: 30,
+            duration_us: 3_000_000,
+            ..SimConfig::default()
+        };
+        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
+        let mut simulation = Simulation::new(&config, topology).unwrap();
+        let cap = 20_000;
+        simulation.payload_bytes_cap = cap;
+        let mut peak = 0;
+        while simulation.now_us() < config.duration_us {
+            if simulation.dispatch_next().is_err() {
+                break;
+            }
+            peak = peak.max(simulation.payloads.live_bytes());
+        }
+        let report = simulation.report();
+        assert!(report.packets_dropped_queue_full > 0, "{report:?}");
+        assert!(peak <= cap, "{peak} payload bytes in flight");
         assert_eq!(
             report.packets_sent,
             report.packets_delivered

@@ -93,7 +93,8 @@ pub struct SimReport {
     /// Copies that arrived at a crashed or not yet started node.
     pub packets_to_dead_nodes: u64,
     /// Copies dropped because the engine's event queue held its most pending deliveries
-    /// ([`crate::queue::MAX_QUEUED_DELIVERIES`]); 0 unless routers flood without bound.
+    /// ([`crate::queue::MAX_QUEUED_DELIVERIES`]) or its most payload bytes in flight
+    /// ([`crate::queue::MAX_PAYLOAD_BYTES_IN_FLIGHT`]); 0 unless a mass failure floods.
     pub packets_dropped_queue_full: u64,
     /// Copies a receiver refused because its neighbour table was full.
     pub dropped_neighbour_limit: u64,
@@ -236,7 +237,7 @@ impl SimReport {
         }
         let _ = writeln!(
             out,
-            "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes, {} dropped by the full event queue; {} route changes, {} fast reroutes",
+            "  traffic        {} router steps, {} packets sent, {} lost, {} to dead nodes, {} dropped by the full event queue or byte bound; {} route changes, {} fast reroutes",
             self.events,
             self.packets_sent,
             self.packets_lost,
