@@ -168,7 +168,15 @@ impl RouteEntry {
         }
     }
 
+    /// Where `slot`'s advertisement is kept. Never an empty place: those carry `NO_SLOT`,
+    /// and an entry without a route selects `NO_SLOT`, which must not find them (it made
+    /// the empty place look like a selected route with sequence number 0 and infinite cost,
+    /// so a node without a route re-sent retractions, answered requests with them and
+    /// thought it could forward requests).
     pub fn candidate_index(&self, slot: Slot) -> Option<usize> {
+        if slot == NO_SLOT {
+            return None;
+        }
         self.candidates.iter().position(|c| c.slot == slot)
     }
 
@@ -703,6 +711,22 @@ mod tests {
         entry.newest_seq = 9;
         entry.note_advertised(6, 50);
         assert_eq!(entry.seqs_in_use(), [Some(7), None, None, Some(6), Some(9)]);
+    }
+
+    #[test]
+    fn an_entry_without_a_route_has_no_selected_candidate() {
+        let mut entry = RouteEntry::new(Timestamp::ZERO);
+        assert!(entry.selected_candidate().is_none());
+        entry.upsert(cand(0, 7, 100), |_| 0);
+        entry.selected = 0;
+        assert_eq!(entry.selected_candidate().map(|c| c.seq), Some(7));
+        entry.selected = NO_SLOT;
+        assert!(
+            entry.selected_candidate().is_none(),
+            "an empty place is no route"
+        );
+        assert!(!entry.remove_slot(NO_SLOT));
+        assert_eq!(entry.candidate_index(0), Some(0));
     }
 
     #[test]
