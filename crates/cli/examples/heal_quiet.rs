@@ -150,7 +150,7 @@ fn main() {
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        if started.elapsed().as_secs() % 60 == 0 && pair == 0 {
+        if started.elapsed().as_secs().is_multiple_of(60) && pair == 0 {
             eprintln!("{} s: {sent} datagrams sent", started.elapsed().as_secs());
         }
     }

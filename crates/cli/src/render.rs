@@ -445,46 +445,6 @@ pub fn raft(view: &node::kvhost::RaftView) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(destination: u64, next_hop: u64, alternates: &[u64]) -> RouteView {
-        RouteView {
-            destination: NodeId::from_index(destination),
-            next_hop: NodeId::from_index(next_hop),
-            next_hop_address: None,
-            cost: 10,
-            tq: 200,
-            hops: 2,
-            seq: 7,
-            alternates: alternates
-                .iter()
-                .map(|index| NodeId::from_index(*index))
-                .collect(),
-            changed_at_unix_ms: 0,
-            changed_ms_ago: 1500,
-        }
-    }
-
-    #[test]
-    fn routes_table_uses_the_labeller_for_every_node() {
-        let label = |id: &NodeId| format!("node-{}", id.0[15]);
-        let text = routes(&[route(4, 3, &[5])], &label);
-        for expected in ["node-4", "node-3", "node-5", "1.5 s ago", "200"] {
-            assert!(text.contains(expected), "missing {expected} in\n{text}");
-        }
-        assert_eq!(routes(&[], &short_id), "no routes");
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(format_duration_ms(250), "250 ms");
-        assert_eq!(format_duration_ms(1_250), "1.2 s");
-        assert_eq!(format_duration_ms(90_000), "1m30s");
-    }
-}
-
 /// One line for a healing event from `/api/v1/events`.
 pub fn event_line(text: &str) -> String {
     let Ok(event) = serde_json::from_str::<serde_json::Value>(text) else {
@@ -619,4 +579,44 @@ pub fn mesh_incidents(records: &[serde_json::Value], label: &impl Fn(&NodeId) ->
         ]);
     }
     table.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(destination: u64, next_hop: u64, alternates: &[u64]) -> RouteView {
+        RouteView {
+            destination: NodeId::from_index(destination),
+            next_hop: NodeId::from_index(next_hop),
+            next_hop_address: None,
+            cost: 10,
+            tq: 200,
+            hops: 2,
+            seq: 7,
+            alternates: alternates
+                .iter()
+                .map(|index| NodeId::from_index(*index))
+                .collect(),
+            changed_at_unix_ms: 0,
+            changed_ms_ago: 1500,
+        }
+    }
+
+    #[test]
+    fn routes_table_uses_the_labeller_for_every_node() {
+        let label = |id: &NodeId| format!("node-{}", id.0[15]);
+        let text = routes(&[route(4, 3, &[5])], &label);
+        for expected in ["node-4", "node-3", "node-5", "1.5 s ago", "200"] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        assert_eq!(routes(&[], &short_id), "no routes");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration_ms(250), "250 ms");
+        assert_eq!(format_duration_ms(1_250), "1.2 s");
+        assert_eq!(format_duration_ms(90_000), "1m30s");
+    }
 }

@@ -1247,7 +1247,8 @@ impl Node {
                 })
             })
         });
-        let advert_due = !every_interface_linked || self.advert_ticks % LINKED_ADVERT_TICKS == 0;
+        let advert_due =
+            !every_interface_linked || self.advert_ticks.is_multiple_of(LINKED_ADVERT_TICKS);
         if let Some(discovery) = self.discovery.as_mut().filter(|_| advert_due) {
             let advert = Advert {
                 node_id: self.router.local_id(),

@@ -611,9 +611,9 @@ mod tests {
             table.insert_new(NodeId::from_index(i), entry);
         }
         assert_eq!(table.len(), 5000);
-        table.retain(|id, _| id.0[15] % 3 != 0);
+        table.retain(|id, _| !id.0[15].is_multiple_of(3));
         let kept = (0..5000u64)
-            .filter(|i| NodeId::from_index(*i).0[15] % 3 != 0)
+            .filter(|i| !NodeId::from_index(*i).0[15].is_multiple_of(3))
             .count();
         assert_eq!(table.len(), kept);
         for i in 0..5000u64 {

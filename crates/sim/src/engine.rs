@@ -599,7 +599,7 @@ impl Simulation {
                 Some(at_us) if at_us <= next_check_us => {
                     self.dispatch_next()?;
                     dispatched += 1;
-                    if dispatched % TICK_EVENTS == 0 {
+                    if dispatched.is_multiple_of(TICK_EVENTS) {
                         tick(self);
                     }
                 }

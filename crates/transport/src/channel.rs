@@ -151,13 +151,24 @@ pub enum OpenError {
 /// Where the keys come from: the link's TLS session.
 pub trait KeyExporter {
     /// Fills `output` from the TLS exporter with `label` and `context`.
-    fn export(&self, output: &mut [u8], label: &[u8], context: &[u8]) -> Result<(), ()>;
+    fn export(&self, output: &mut [u8], label: &[u8], context: &[u8])
+    -> Result<(), KeyExportError>;
 }
 
+/// The TLS session could not export keying material (why, as the TLS library said it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS key export failed: {0}")]
+pub struct KeyExportError(pub String);
+
 impl KeyExporter for quinn::Connection {
-    fn export(&self, output: &mut [u8], label: &[u8], context: &[u8]) -> Result<(), ()> {
+    fn export(
+        &self,
+        output: &mut [u8],
+        label: &[u8],
+        context: &[u8],
+    ) -> Result<(), KeyExportError> {
         self.export_keying_material(output, label, context)
-            .map_err(|_| ())
+            .map_err(|error| KeyExportError(format!("{error:?}")))
     }
 }
 
@@ -170,7 +181,7 @@ fn epoch_keys(
     let mut material = [0u8; 64];
     exporter
         .export(&mut material, EXPORTER_LABEL, &epoch.to_be_bytes())
-        .map_err(|()| TransportError::Link("TLS key export failed".to_string()))?;
+        .map_err(|error| TransportError::Link(error.to_string()))?;
     let key = |bytes: &[u8]| -> Result<LessSafeKey, TransportError> {
         UnboundKey::new(&AES_256_GCM, bytes)
             .map(LessSafeKey::new)
@@ -561,7 +572,12 @@ mod tests {
     struct Fixed([u8; 8]);
 
     impl KeyExporter for Fixed {
-        fn export(&self, output: &mut [u8], label: &[u8], context: &[u8]) -> Result<(), ()> {
+        fn export(
+            &self,
+            output: &mut [u8],
+            label: &[u8],
+            context: &[u8],
+        ) -> Result<(), KeyExportError> {
             for (index, byte) in output.iter_mut().enumerate() {
                 *byte = self.0[index % 8]
                     ^ label[index % label.len()]

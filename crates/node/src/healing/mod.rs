@@ -484,11 +484,7 @@ fn held_by(incident: &Incident) -> Vec<NodeId> {
             | heal::Action::DeprefPeer {
                 peer: heal::PeerRef::Id(p),
                 penalty: 1..,
-            } => {
-                if !held.contains(p) {
-                    held.push(*p);
-                }
-            }
+            } if !held.contains(p) => held.push(*p),
             heal::Action::IsolatePeer {
                 peer: heal::PeerRef::Id(p),
                 release: true,
