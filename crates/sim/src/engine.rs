@@ -15,6 +15,7 @@ use crate::config::IPV6_UDP_HEADER_BYTES;
 use crate::queue::{
     Action, EventQueue, MAX_PAYLOAD_BYTES_IN_FLIGHT, MAX_QUEUED_DELIVERIES, PayloadSlab,
 };
+use crate::report::TrafficByKind;
 use crate::rng::{SimRng, Stream};
 use crate::routed::RoutedPairs;
 use crate::walk::{Finding, MeshView, NextHop, Walker};
@@ -149,6 +150,8 @@ struct Counters {
     peak_queued_events: usize,
     /// Packet copies scheduled for delivery and not delivered yet.
     packets_in_flight: u64,
+    /// Until the crash, the first second after it, and the rest.
+    traffic: [TrafficByKind; 3],
 }
 
 /// The simulation of one run. Build it with [`Simulation::new`], drive it with
@@ -781,6 +784,16 @@ impl Simulation {
             }
         }
         let copy_bytes = transmit.payload.len() as u64 + IPV6_UDP_HEADER_BYTES;
+        let window = match self.crash_at_us {
+            None => 0,
+            Some(crash_us) if self.now_us < crash_us + 1_000_000 => 1,
+            Some(_) => 2,
+        };
+        self.counters.traffic[window].count(
+            &transmit.payload,
+            copy_bytes,
+            self.fanout.len() as u64,
+        );
         self.counters.packets_sent += self.fanout.len() as u64;
         self.counters.bytes_sent += copy_bytes * self.fanout.len() as u64;
         // Loss is a fault: it stops when the fault-free heal phase starts.
@@ -1390,6 +1403,9 @@ impl Simulation {
             checker_lookups: self.checker_lookups.get(),
             packets_sent: self.counters.packets_sent,
             bytes_sent: self.counters.bytes_sent,
+            traffic_until_crash: self.counters.traffic[0],
+            traffic_crash_second: self.counters.traffic[1],
+            traffic_after_crash_second: self.counters.traffic[2],
             packets_delivered: self.counters.packets_delivered,
             packets_lost: self.counters.packets_lost,
             packets_to_dead_nodes: self.counters.packets_to_dead_nodes,
@@ -1538,6 +1554,37 @@ mod tests {
                 + simulation.counters.packets_in_flight,
             "every copy is accounted for"
         );
+    }
+
+    #[test]
+    fn traffic_by_kind_adds_up_and_shows_the_crash_storm() {
+        let config = SimConfig {
+            nodes: 40,
+            duration_us: 8_000_000,
+            ..SimConfig::default()
+        };
+        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
+        let mut simulation = Simulation::new(&config, topology).unwrap();
+        simulation.run_to_end().unwrap();
+        let report = simulation.report();
+        let windows = [
+            report.traffic_until_crash,
+            report.traffic_crash_second,
+            report.traffic_after_crash_second,
+        ];
+        assert_eq!(
+            windows.iter().map(|w| w.packets).sum::<u64>(),
+            report.packets_sent
+        );
+        assert_eq!(
+            windows.iter().map(|w| w.bytes).sum::<u64>(),
+            report.bytes_sent
+        );
+        let storm = report.traffic_crash_second;
+        assert!(storm.ogm_retractions > 0, "{storm:?}");
+        assert!(storm.seqno_requests > 0, "{storm:?}");
+        assert!(report.traffic_until_crash.ogm_floods > 0);
+        assert!(report.traffic_until_crash.probes > 0);
     }
 
     #[test]

@@ -4,6 +4,59 @@ use std::fmt::Write as _;
 
 use crate::TopologyKind;
 
+/// What the routers put on the links in one window of the run, by kind. Every count is per
+/// link copy, as the bytes are: a packet of 20 OGM entries sent to 3 neighbours counts 3
+/// packets and 60 entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficByKind {
+    /// Packet copies.
+    pub packets: u64,
+    /// Their bytes, headers included.
+    pub bytes: u64,
+    /// HELLO messages.
+    pub hellos: u64,
+    /// PROBE messages.
+    pub probes: u64,
+    /// SEQNO_REQUEST messages: requests and one-hop queries, sent or forwarded.
+    pub seqno_requests: u64,
+    /// OGM entries with infinite cost: retractions and poisoned-reverse entries.
+    pub ogm_retractions: u64,
+    /// OGM entries with TTL 0: triggered updates, request answers, table sync and dumps.
+    pub ogm_updates: u64,
+    /// OGM entries with a TTL above 0: originations and flood relays.
+    pub ogm_floods: u64,
+}
+
+impl TrafficByKind {
+    /// Adds one packet put on `copies` links.
+    pub(crate) fn count(&mut self, payload: &[u8], copy_bytes: u64, copies: u64) {
+        self.packets += copies;
+        self.bytes += copy_bytes * copies;
+        let Ok(packet) = wire::PacketView::parse(payload) else {
+            return;
+        };
+        for message in packet.messages() {
+            match message {
+                wire::MessageView::Hello(_) => self.hellos += copies,
+                wire::MessageView::Probe(_) => self.probes += copies,
+                wire::MessageView::SeqnoRequest(_) => self.seqno_requests += copies,
+                wire::MessageView::Ogms(batch) => {
+                    for ogm in batch {
+                        let kind = if ogm.cost == wire::COST_INFINITE {
+                            &mut self.ogm_retractions
+                        } else if ogm.ttl == 0 {
+                            &mut self.ogm_updates
+                        } else {
+                            &mut self.ogm_floods
+                        };
+                        *kind += copies;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Everything a run measured. All times are virtual seconds; `None` (JSON `null`) means the
 /// phase never happened (no convergence, nothing crashed, no recovery in time).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -86,6 +139,13 @@ pub struct SimReport {
     pub packets_sent: u64,
     /// Bytes of those copies, headers included.
     pub bytes_sent: u64,
+    /// Traffic by kind from the start until the crash (all of the run if nothing crashed).
+    pub traffic_until_crash: TrafficByKind,
+    /// Traffic by kind in the first simulated second after the crash: the storm of
+    /// retractions, requests and reroutes that recovery costs.
+    pub traffic_crash_second: TrafficByKind,
+    /// Traffic by kind from one second after the crash to the end.
+    pub traffic_after_crash_second: TrafficByKind,
     /// Copies handed to a live receiver.
     pub packets_delivered: u64,
     /// Copies dropped by the simulated loss.
@@ -246,6 +306,19 @@ impl SimReport {
             self.route_changes,
             self.fast_reroutes
         );
+        if self.fail_at_s.is_some() {
+            let storm = &self.traffic_crash_second;
+            let _ = writeln!(
+                out,
+                "  crash second   {} packets, {} bytes: {} seqno requests, {} OGM retractions, {} OGM updates, {} OGM flood entries (per link copy)",
+                storm.packets,
+                storm.bytes,
+                storm.seqno_requests,
+                storm.ogm_retractions,
+                storm.ogm_updates,
+                storm.ogm_floods
+            );
+        }
         if self.sign_ogms {
             let _ = writeln!(
                 out,
