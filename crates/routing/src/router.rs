@@ -118,6 +118,24 @@ const RETRACTION_REPEATS: u8 = 2;
 /// (TQ below 255): on clean links they would only double the traffic of a mass failure.
 const UPDATE_REPEATS: u8 = 1;
 const REPEAT_GAP: Duration = Duration::from_millis(50);
+/// Route advertisements one flush sends at most (about 45 KB per neighbour). The rest wait
+/// in the pending list for the next flush, `PACED_FLUSH_GAP` later, where a destination that
+/// changed again meanwhile goes out once, in its newest state. After a mass failure a node
+/// loses or reroutes thousands of destinations at once, and its neighbours do the same a few
+/// milliseconds later: unpaced, 6,000 survivors of 10,000 each put megabytes on every link
+/// within one link latency, and most of it described states that changed again before it
+/// arrived (the simulated run ran out of memory with 4 million packets in flight).
+const MAX_ADVERTS_PER_FLUSH: usize = 512;
+/// Pause between paced flushes: 512 entries per 10 ms is about 37 Mbit/s per link.
+const PACED_FLUSH_GAP: Duration = Duration::from_millis(10);
+/// Destinations asked for (a request or one-hop query to their neighbours) in a burst at
+/// most, and per second on average: beyond, new requests wait in the retry schedule without
+/// spending an attempt. A node that loses a few hundred routes asks at once; one that loses
+/// thousands (4,000 of 10,000 simulated nodes crashing) asks over a second or so instead of
+/// putting several megabytes of requests on its links within a millisecond, and its
+/// neighbours, which lost the same destinations, meanwhile answer or retract them.
+const REQUEST_BURST: u32 = 512;
+const REQUESTS_PER_SECOND: u64 = 5_000;
 /// Pending repeats at most; beyond it (a mass failure) updates go out once.
 const MAX_REPEATS: usize = 65_536;
 /// A signed OGM whose sequence number is this far or further behind the newest one verified
@@ -454,6 +472,12 @@ pub struct Router {
     next_sweep: Timestamp,
     /// The latest `now` passed in, to turn coarse stored times back into timestamps.
     last_now: Timestamp,
+    /// After a flush that left advertisements pending, urgent flushes wait until then.
+    paced_until: Option<Timestamp>,
+    /// Request token bucket (see `REQUEST_BURST`): tokens left, and up to when they were
+    /// refilled.
+    request_tokens: u32,
+    request_tokens_at: Timestamp,
     /// Sweeps so far; picks the slice of the table that the next sweep re-advertises.
     sweeps: u64,
     flush_at: Option<Timestamp>,
@@ -520,6 +544,9 @@ impl Router {
             next_hello: now,
             next_sweep: now + SWEEP_INTERVAL,
             last_now: now,
+            paced_until: None,
+            request_tokens: REQUEST_BURST,
+            request_tokens_at: now,
             sweeps: 0,
             flush_at: None,
             transmits: VecDeque::new(),
@@ -1495,15 +1522,23 @@ impl Router {
     }
 
     fn schedule_flush(&mut self, now: Timestamp) {
-        let at = now + self.config.flush_delay;
+        let mut at = now + self.config.flush_delay;
+        if let Some(paced) = self.paced_until.filter(|paced| *paced > at) {
+            at = paced;
+        }
         self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
     }
 
     /// Sends every pending advertisement, answer and table dump, one packet batch per neighbour.
     fn flush(&mut self, now: Timestamp, with_probes: bool) {
         self.flush_at = None;
-        let mut adverts = Vec::with_capacity(self.pending.len());
-        for destination in std::mem::take(&mut self.pending) {
+        let paced = self.pending.len().min(MAX_ADVERTS_PER_FLUSH);
+        let mut adverts = Vec::with_capacity(paced);
+        let mut batch = std::mem::take(&mut self.pending);
+        // The rest keep their order and their `Queued::Pending` mark, so a destination that
+        // changes again before its turn is not queued twice.
+        self.pending = batch.split_off(paced);
+        for destination in batch {
             match self.prepare_advert(now, destination) {
                 PreparedAdvert::Send(advert) => adverts.push(advert),
                 PreparedAdvert::Wait(deadline) => self.wait_for_relay(destination, deadline),
@@ -1587,8 +1622,18 @@ impl Router {
         for at in [next_wait, next_repeat].into_iter().flatten() {
             self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
         }
-        if !self.pending.is_empty() && self.flush_at.is_none() {
-            self.schedule_flush(now);
+        if paced == MAX_ADVERTS_PER_FLUSH {
+            // Paced: the neighbours get time to take in this batch before the next one.
+            let at = now + PACED_FLUSH_GAP.max(self.config.flush_delay);
+            self.paced_until = Some(at);
+            if !self.pending.is_empty() {
+                self.flush_at = Some(self.flush_at.map_or(at, |current| current.min(at)));
+            }
+        } else {
+            self.paced_until = None;
+            if !self.pending.is_empty() && self.flush_at.is_none() {
+                self.schedule_flush(now);
+            }
         }
     }
 
@@ -1871,7 +1916,7 @@ impl Router {
             // A neighbour answered the one-hop query with a route we cannot use yet: ask it
             // for a fresh one now rather than at the next retry.
             if pending.neighbours_queried && !pending.advertisers_asked {
-                self.send_request(destination);
+                self.send_request(now, destination);
             }
             return;
         }
@@ -1889,7 +1934,36 @@ impl Router {
         self.requests.insert(destination, request);
         self.schedule_request(destination, next_at);
         self.next_request_at = Some(self.next_request_at.map_or(next_at, |at| at.min(next_at)));
-        self.send_request(destination);
+        if !self.send_request(now, destination)
+            && let Some(request) = self.requests.get_mut(&destination)
+        {
+            // It waits for a token: the first attempt is not spent.
+            request.attempts_left = REQUEST_ATTEMPTS;
+        }
+    }
+
+    /// Takes a token from the request bucket, refilling it for the time passed.
+    fn take_request_token(&mut self, now: Timestamp) -> bool {
+        let refill_every = Duration::from_micros(1_000_000 / REQUESTS_PER_SECOND);
+        let elapsed = now.saturating_since(self.request_tokens_at);
+        let refills = elapsed.as_micros() / refill_every.as_micros();
+        if refills > 0 {
+            let refills = u32::try_from(refills).unwrap_or(u32::MAX);
+            self.request_tokens = self
+                .request_tokens
+                .saturating_add(refills)
+                .min(REQUEST_BURST);
+            self.request_tokens_at = if self.request_tokens == REQUEST_BURST {
+                now
+            } else {
+                self.request_tokens_at + refill_every * refills
+            };
+        }
+        if self.request_tokens == 0 {
+            return false;
+        }
+        self.request_tokens -= 1;
+        true
     }
 
     /// Asks the neighbours that still advertise some route to `destination` (they can
@@ -1905,9 +1979,12 @@ impl Router {
     /// loses packets. After a mass failure most lost destinations are dead: a
     /// forwarded request to every neighbour, five times, was two thirds of the packets
     /// of a 1,000-node crash and the storm a 10,000-node one ran out of memory in.
-    fn send_request(&mut self, destination: NodeId) {
+    ///
+    /// Returns false when the request bucket is empty (nothing was sent; ask again later),
+    /// true when the attempt is made (or there was nothing to send).
+    fn send_request(&mut self, now: Timestamp, destination: NodeId) -> bool {
         let Some(entry) = self.table.get(&destination) else {
-            return;
+            return true;
         };
         let base = if entry.fd_cost == COST_INFINITE {
             entry.newest_seq
@@ -1928,12 +2005,19 @@ impl Router {
             .collect();
         let targets: Vec<Slot> = if advertisers.is_empty() {
             let lossy = self.has_lossy_link();
-            let Some(pending) = self.requests.get_mut(&destination) else {
-                return;
-            };
-            if pending.neighbours_queried && !lossy {
-                return;
+            if self
+                .requests
+                .get(&destination)
+                .is_none_or(|pending| pending.neighbours_queried && !lossy)
+            {
+                return true;
             }
+            if !self.take_request_token(now) {
+                return false;
+            }
+            let Some(pending) = self.requests.get_mut(&destination) else {
+                return true;
+            };
             pending.neighbours_queried = true;
             pending.advertisers_asked = false;
             request.hop_limit = 1;
@@ -1941,6 +2025,9 @@ impl Router {
                 .filter(|&slot| self.usable_link_cost(slot).is_some())
                 .collect()
         } else {
+            if !self.take_request_token(now) {
+                return false;
+            }
             if let Some(pending) = self.requests.get_mut(&destination) {
                 pending.advertisers_asked = true;
             }
@@ -1949,6 +2036,7 @@ impl Router {
         for slot in targets {
             self.queue_request(slot, request);
         }
+        true
     }
 
     /// Queues a request for `slot`; the requests of one input share packets per neighbour
@@ -2022,6 +2110,17 @@ impl Router {
                 self.requests.remove(&destination);
                 continue;
             }
+            let asked = self.send_request(now, destination);
+            let Some(request) = self.requests.get_mut(&destination) else {
+                continue;
+            };
+            if !asked {
+                // Out of tokens: try again a little later, without spending an attempt.
+                request.next_at = now + REQUEST_RETRY;
+                let next_at = request.next_at;
+                self.request_schedule.push(Reverse((next_at, destination)));
+                continue;
+            }
             if request.attempts_left == 0 {
                 request.next_at = now + STARVED_REQUEST_INTERVAL;
             } else {
@@ -2031,7 +2130,6 @@ impl Router {
             }
             let next_at = request.next_at;
             self.request_schedule.push(Reverse((next_at, destination)));
-            self.send_request(destination);
         }
         self.next_request_at = self.request_schedule.peek().map(|Reverse((at, _))| *at);
     }

@@ -425,3 +425,118 @@ fn a_penalised_neighbour_is_routed_around_and_an_isolated_one_is_not_used() {
     assert_eq!(net.next_hop(0, relay), Some(relay), "lifted: direct again");
     net.routers[0].validate().expect("router invariants hold");
 }
+
+/// The line 0 - 1 - 2, converged, after node 1 heard of `count` new destinations behind
+/// node 0 in one burst of packets (recording what is sent from then on).
+fn line_learning_many_routes(count: usize) -> Net {
+    let mut net = Net::new(3, &[(0, 1), (1, 2)], RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_500));
+    net.record = true;
+    let mut writer = wire::PacketWriter::new(id(0));
+    for destination in 0..count {
+        writer.push_ogm(&wire::Ogm {
+            originator: id(1_000 + destination),
+            seq: 1,
+            cost: 200,
+            hops: 1,
+            ttl: 0,
+            flags: 0,
+            signature: wire::OgmSignature::ZERO,
+        });
+    }
+    for packet in writer.finish() {
+        net.inject(1, &packet);
+    }
+    net
+}
+
+/// Per instant, the OGM entries and sequence-number requests about the burst's destinations
+/// that node 1 sent to node 2.
+fn middle_to_right(net: &Net) -> Vec<(Timestamp, usize, usize)> {
+    let mut sent: Vec<(Timestamp, usize, usize)> = Vec::new();
+    for (at, from, to, bytes) in &net.sent {
+        if (*from, *to) != (1, 2) {
+            continue;
+        }
+        let packet = Packet::decode(bytes).expect("valid packet");
+        let mut ogms = 0;
+        let mut requests = 0;
+        for message in packet.messages {
+            match message {
+                Message::Ogms(entries) => {
+                    ogms += entries
+                        .iter()
+                        .filter(|o| support::index(o.originator) >= 1_000)
+                        .count()
+                }
+                Message::SeqnoRequest(request) if support::index(request.target) >= 1_000 => {
+                    requests += 1
+                }
+                _ => {}
+            }
+        }
+        match sent.last_mut() {
+            Some(last) if last.0 == *at => {
+                last.1 += ogms;
+                last.2 += requests;
+            }
+            _ if ogms + requests > 0 => sent.push((*at, ogms, requests)),
+            _ => {}
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_burst_of_route_changes_is_advertised_in_paced_batches() {
+    let mut net = line_learning_many_routes(2_000);
+    let until = net.now + Duration::from_millis(150);
+    net.run_until(until);
+    let sent = middle_to_right(&net);
+    let total: usize = sent.iter().map(|(_, ogms, _)| ogms).sum();
+    assert!(total >= 2_000, "every new route reaches node 2: {sent:?}");
+    assert!(
+        sent.iter().all(|(_, ogms, _)| *ogms <= 512 + 64),
+        "at most one batch per flush: {sent:?}"
+    );
+    let big: Vec<Timestamp> = sent
+        .iter()
+        .filter(|(_, ogms, _)| *ogms > 100)
+        .map(|(at, _, _)| *at)
+        .collect();
+    assert!(big.len() >= 4, "2,000 routes take four batches: {sent:?}");
+    for pair in big.windows(2) {
+        assert!(
+            pair[1].saturating_since(pair[0]) >= Duration::from_millis(10),
+            "batches are 10 ms apart: {sent:?}"
+        );
+    }
+    assert!(net.routers[2].next_hop(&id(2_999)).is_some());
+}
+
+#[test]
+fn thousands_of_lost_routes_are_asked_for_in_paced_bursts() {
+    let mut net = line_learning_many_routes(2_000);
+    let settled = net.now + Duration::from_millis(200);
+    net.run_until(settled);
+    net.sent.clear();
+    // Node 0 falls silent: node 1 loses all 2,000 routes at once, with no other advertiser,
+    // so it queries node 2 about each, in bursts of at most 512.
+    net.alive[0] = false;
+    let until = net.now + Duration::from_millis(1_000);
+    net.run_until(until);
+    let queries: Vec<(Timestamp, usize)> = middle_to_right(&net)
+        .into_iter()
+        .filter(|(_, _, requests)| *requests > 0)
+        .map(|(at, _, requests)| (at, requests))
+        .collect();
+    let total: usize = queries.iter().map(|(_, requests)| requests).sum();
+    assert!(
+        queries.first().is_some_and(|(_, first)| *first <= 512),
+        "the first burst is at most 512 queries: {queries:?}"
+    );
+    assert!(
+        total >= 1_500,
+        "the rest follow within the next second: {queries:?}"
+    );
+}

@@ -18,6 +18,9 @@ pub struct Net {
     queue: BinaryHeap<InFlight>,
     counter: u64,
     pub now: Timestamp,
+    /// Every packet put on a link while `record` is set: (when, from, to, bytes).
+    pub record: bool,
+    pub sent: Vec<(Timestamp, usize, usize, Vec<u8>)>,
 }
 
 pub fn id(i: usize) -> NodeId {
@@ -54,6 +57,8 @@ impl Net {
             queue: BinaryHeap::new(),
             counter: 0,
             now: Timestamp::ZERO,
+            record: false,
+            sent: Vec::new(),
         }
     }
 
@@ -72,6 +77,10 @@ impl Net {
             };
             for to in targets {
                 if self.links.contains(&(from, to)) {
+                    if self.record {
+                        self.sent
+                            .push((self.now, from, to, transmit.payload.clone()));
+                    }
                     self.counter += 1;
                     let at = self.now.as_micros() + self.latency_us;
                     self.queue.push(Reverse((
@@ -124,6 +133,13 @@ impl Net {
             }
         }
         self.now = until;
+    }
+
+    /// Hands `bytes` to node `to` now, as if a neighbour had sent them, and puts its
+    /// answers on the links.
+    pub fn inject(&mut self, to: usize, bytes: &[u8]) {
+        let _ = self.routers[to].handle_datagram(self.now, bytes);
+        self.drain(to);
     }
 
     pub fn next_hop(&self, from: usize, to: usize) -> Option<usize> {
