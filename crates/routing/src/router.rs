@@ -1309,8 +1309,11 @@ impl Router {
         if is_new_seq && ogm.cost != COST_INFINITE {
             entry.newest_seq = ogm.seq;
         }
+        let mut lost_last_advertiser = false;
         if ogm.cost == COST_INFINITE {
-            entry.remove_slot(slot);
+            lost_last_advertiser = entry.remove_slot(slot)
+                && entry.selected == NO_SLOT
+                && entry.candidates.iter().all(Candidate::is_empty);
         } else {
             let candidate = Candidate {
                 slot,
@@ -1352,6 +1355,12 @@ impl Router {
                 entry.relay_urgent = urgent;
                 self.queue_advert(now, ogm.originator, urgent);
             }
+        }
+        // The last neighbour that advertised a lost route withdrew it: neighbours whose
+        // advertisements did not fit in the entry may still have one, so the next attempt of
+        // the pending request queries every neighbour again.
+        if lost_last_advertiser && let Some(pending) = self.requests.get_mut(&ogm.originator) {
+            pending.neighbours_queried = false;
         }
         self.reselect(now, ogm.originator);
         self.pass_back_answer(now, ogm.originator);

@@ -540,3 +540,75 @@ fn thousands_of_lost_routes_are_asked_for_in_paced_bursts() {
         "the rest follow within the next second: {queries:?}"
     );
 }
+
+/// One OGM entry about `destination` as neighbour `from` would advertise it, as a packet.
+fn advert_packet(from: usize, destination: usize, seq: u32, cost: u32) -> Vec<u8> {
+    let mut writer = wire::PacketWriter::new(id(from));
+    writer.push_ogm(&wire::Ogm {
+        originator: id(destination),
+        seq,
+        cost,
+        hops: 2,
+        ttl: 0,
+        flags: 0,
+        signature: wire::OgmSignature::ZERO,
+    });
+    writer.finish().remove(0)
+}
+
+/// One-hop queries about `destination` node 1 sent to `to` since the recording started.
+fn queries_to(net: &Net, to: usize, destination: usize) -> usize {
+    net.sent
+        .iter()
+        .filter(|(_, from, dest, _)| (*from, *dest) == (1, to))
+        .map(|(_, _, _, bytes)| {
+            Packet::decode(bytes)
+                .expect("valid packet")
+                .messages
+                .into_iter()
+                .filter(|m| {
+                    matches!(m, Message::SeqnoRequest(r)
+                        if r.target == id(destination) && r.hop_limit == 1)
+                })
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn neighbours_are_queried_again_when_the_last_advertisers_of_a_lost_route_withdraw() {
+    // Node 1 in the middle of a star: 0 is its next hop towards 900; 2, 3 and 4 will
+    // advertise routes it cannot use yet; 5 has a route too, but a worse one, which does not
+    // fit among the three kept advertisements.
+    let edges = [(1, 0), (1, 2), (1, 3), (1, 4), (1, 5)];
+    let mut net = Net::new(6, &edges, RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_500));
+    net.inject(1, &advert_packet(0, 900, 10, 100));
+    let step = |net: &mut Net, ms: u64| {
+        let until = net.now + Duration::from_millis(ms);
+        net.run_until(until);
+    };
+    step(&mut net, 20);
+    assert_eq!(net.next_hop(1, 900), Some(0));
+    net.record = true;
+    // The route is lost and nobody else advertises it: every neighbour is queried once.
+    net.inject(1, &advert_packet(0, 900, 10, wire::COST_INFINITE));
+    step(&mut net, 5);
+    assert_eq!(net.next_hop(1, 900), None);
+    assert_eq!(queries_to(&net, 5, 900), 1);
+    // Three neighbours answer with routes too expensive to be feasible, then a fourth with
+    // an even worse one that is not kept; then the three withdraw theirs.
+    for from in [2, 3, 4] {
+        net.inject(1, &advert_packet(from, 900, 10, 400));
+    }
+    net.inject(1, &advert_packet(5, 900, 10, 600));
+    step(&mut net, 5);
+    for from in [2, 3, 4] {
+        net.inject(1, &advert_packet(from, 900, 10, wire::COST_INFINITE));
+    }
+    step(&mut net, 900);
+    assert!(
+        queries_to(&net, 5, 900) >= 2,
+        "node 5, whose advertisement was not kept, is asked again"
+    );
+}
