@@ -48,14 +48,17 @@ use crate::{NeighbourInfo, RouterConfig, Timestamp};
 const MAX_EVENTS: usize = 4096;
 /// Undrained packets kept at most; a caller that drains after every input never gets near.
 const MAX_TRANSMITS: usize = 65_536;
-/// Sequence-number requests of our own awaiting an answer, at most. 7/8 of 4,096, so the map
-/// fits in 4,096 buckets: one more entry would double it (a hash map keeps its buckets at
-/// most 7/8 full), and after a crash of 4,000 of 10,000 simulated nodes every survivor
-/// reaches the cap.
-const MAX_PENDING_REQUESTS: usize = 3584;
-/// Recently forwarded requests remembered for duplicate suppression, at most (7/8 of 4,096
+/// Sequence-number requests of our own awaiting an answer, at most. 7/8 of 2,048, so the map
+/// fits in 2,048 buckets: one more entry would double it (a hash map keeps its buckets at
+/// most 7/8 full). After a crash of 4,000 of 10,000 simulated nodes every survivor reaches
+/// the cap, and with 3,584 the request maps of the 6,000 survivors grew past 2.5 GB within
+/// 0.4 simulated seconds; a node that loses more routes than this at once mostly lost dead
+/// destinations, and the live ones come back through the requests of other nodes (whose
+/// answers flood the whole mesh) or the next triggered update.
+const MAX_PENDING_REQUESTS: usize = 1792;
+/// Recently forwarded requests remembered for duplicate suppression, at most (7/8 of 2,048
 /// for the same reason).
-const MAX_RECENT_REQUESTS: usize = 3584;
+const MAX_RECENT_REQUESTS: usize = 1792;
 /// How often an unanswered request of ours is repeated, and how many times.
 /// Doubles after every attempt (100, 200, 400, 800 ms): early attempts often die at nodes
 /// that lost the route in the same failure, later ones find the mesh repaired. After the
