@@ -1495,13 +1495,7 @@ mod tests {
 
     #[test]
     fn a_full_event_queue_drops_and_counts_packet_copies() {
-        let config = SimConfig {
-            nodes: 30,
-            duration_us: 3_000_000,
-            ..SimConfig::default()
-        };
-        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
-        let mut simulation = Simulation::new(&config, topology).unwrap();
+        let (config, mut simulation) = small_simulation(30, 3_000_000);
         let cap = 200;
         simulation.delivery_cap = cap;
         simulation.run_to_end().unwrap();
@@ -1514,6 +1508,18 @@ mod tests {
             report.peak_queued_events
         );
         assert_every_copy_accounted_for(&simulation, &report);
+    }
+
+    /// A seed-1 run of the default topology with `nodes` nodes for `duration_us`.
+    fn small_simulation(nodes: usize, duration_us: u64) -> (SimConfig, Simulation) {
+        let config = SimConfig {
+            nodes,
+            duration_us,
+            ..SimConfig::default()
+        };
+        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
+        let simulation = Simulation::new(&config, topology).unwrap();
+        (config, simulation)
     }
 
     fn assert_every_copy_accounted_for(simulation: &Simulation, report: &SimReport) {
@@ -1530,13 +1536,7 @@ mod tests {
 
     #[test]
     fn too_many_bytes_in_flight_drop_and_count_packet_copies() {
-        let config = SimConfig {
-            nodes: 30,
-            duration_us: 3_000_000,
-            ..SimConfig::default()
-        };
-        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
-        let mut simulation = Simulation::new(&config, topology).unwrap();
+        let (config, mut simulation) = small_simulation(30, 3_000_000);
         let cap = 20_000;
         simulation.payload_bytes_cap = cap;
         let mut peak = 0;
@@ -1554,13 +1554,7 @@ mod tests {
 
     #[test]
     fn traffic_by_kind_adds_up_and_shows_the_crash_storm() {
-        let config = SimConfig {
-            nodes: 40,
-            duration_us: 8_000_000,
-            ..SimConfig::default()
-        };
-        let topology = Topology::build(config.topology, config.nodes, config.seed).unwrap();
-        let mut simulation = Simulation::new(&config, topology).unwrap();
+        let (_, mut simulation) = small_simulation(40, 8_000_000);
         simulation.run_to_end().unwrap();
         let report = simulation.report();
         let windows = [
