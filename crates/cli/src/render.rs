@@ -432,7 +432,7 @@ pub fn raft(view: &node::kvhost::RaftView) -> String {
     };
     let optional = |value: Option<u64>| value.map_or("none".to_string(), |v| v.to_string());
     format!(
-        "node          {} (raft id {:016x})\nstate         {}\nleader        {}\nterm          {}\ncommit index  {}\nlast applied  {}\nvoters        {}\nlearners      {}",
+        "node          {} (raft id {:016x})\nstate         {}\nleader        {}\nterm          {}\ncommit index  {}\nlast applied  {}\nvoters        {}\nlearners      {}\nrestarts      {}",
         view.node,
         view.raft_id,
         view.state,
@@ -442,6 +442,7 @@ pub fn raft(view: &node::kvhost::RaftView) -> String {
         optional(view.last_applied),
         list(&view.voters),
         list(&view.learners),
+        view.replica_restarts,
     )
 }
 

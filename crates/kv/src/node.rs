@@ -592,6 +592,16 @@ impl KvNode {
         &self.raft
     }
 
+    /// Why Raft stopped on its own (a storage error or a panic in its core), `None` while it
+    /// runs or after [`KvNode::shutdown`]. openraft stops a replica at the first storage
+    /// error; the host reopens the store to bring it back.
+    pub fn stopped_by(&self) -> Option<String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
     /// Stops Raft and the lease task; the file is released when the last handle drops.
     pub async fn shutdown(&self) {
         self.lease_task.abort();

@@ -33,7 +33,7 @@
 //! that took effect late would overwrite later writes, which is not linearizable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -48,6 +48,18 @@ use wire::NodeId;
 
 use crate::NodeConfig;
 use crate::config::KvSettings;
+
+/// How often the host looks whether its replica's Raft stopped on its own.
+const REPLICA_CHECK: Duration = Duration::from_millis(200);
+
+/// Pause before the first reopening of a stopped replica; it doubles with every stop that
+/// follows soon after, up to [`REPLICA_RESTART_MAX`], so a disk that stays full is tried a
+/// few times a minute and never in a tight loop.
+const REPLICA_RESTART_FIRST: Duration = Duration::from_millis(500);
+const REPLICA_RESTART_MAX: Duration = Duration::from_secs(8);
+
+/// A replica that served this long before stopping starts again after the first pause.
+const REPLICA_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// Version byte of the request header.
 const VERSION: u8 = 1;
@@ -237,6 +249,9 @@ pub struct RaftView {
     pub voters: Vec<NodeId>,
     /// Learners.
     pub learners: Vec<NodeId>,
+    /// Times its replica reopened its store after Raft stopped on a storage error.
+    #[serde(default)]
+    pub replica_restarts: u64,
 }
 
 /// The answer to a [`ClientRequest`].
@@ -350,6 +365,8 @@ impl KvFailure {
 enum StoreState {
     Opening,
     Serving(Arc<KvNode>),
+    /// Raft stopped on a storage error; the store is being reopened (the reason).
+    Restarting(String),
     Refused(String),
 }
 
@@ -370,6 +387,10 @@ struct Shared {
     relays: Arc<Semaphore>,
     handlers: Arc<Semaphore>,
     next_voter: AtomicUsize,
+    /// Set by [`KvHost::shutdown`]: the replica is not reopened any more.
+    stopping: AtomicBool,
+    /// Times the replica was reopened after Raft stopped on its own.
+    restarts: AtomicU64,
 }
 
 /// The key-value store of a node. Clone freely.
@@ -452,13 +473,15 @@ impl KvHost {
             relays: Arc::new(Semaphore::new(MAX_RELAYS)),
             handlers: Arc::new(Semaphore::new(MAX_HANDLERS)),
             next_voter: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
         });
         let host = KvHost { shared };
         let (sender, receiver) = mpsc::channel(INCOMING_QUEUE);
         links.serve_requests(sender);
         tokio::spawn(host.clone().accept(receiver));
         let path = config.data_dir.join("kv");
-        tokio::spawn(host.clone().open(path));
+        tokio::spawn(host.clone().run_replica(path));
         Some(host)
     }
 
@@ -475,7 +498,11 @@ impl KvHost {
         )
     }
 
-    async fn open(self, path: std::path::PathBuf) {
+    /// Opens the replica and keeps it serving: openraft stops a replica at its first storage
+    /// error (a full disk, a failed write), and this reopens the store after a pause, so the
+    /// replica catches up from the leader once the disk takes writes again, without a restart
+    /// of the node. A store found corrupted is refused and stays refused.
+    async fn run_replica(self, path: std::path::PathBuf) {
         let settings = &self.shared.settings;
         let local = self.shared.local;
         let own = raft_id(&local);
@@ -489,37 +516,96 @@ impl KvHost {
             *write(&self.shared.state) = StoreState::Refused(reason);
             return;
         }
-        let mut config = KvConfig::new(own, local.to_string(), path);
+        let mut pause = REPLICA_RESTART_FIRST;
+        let mut first_open = true;
+        loop {
+            let node = match self.open_replica(&path, own).await {
+                Ok(node) => node,
+                Err(error) => {
+                    let reason = error.to_string();
+                    if first_open || matches!(error, KvError::Corrupted(_)) {
+                        tracing::error!(%reason, "key-value store refused; this node does not serve it");
+                        *write(&self.shared.state) = StoreState::Refused(reason);
+                        return;
+                    }
+                    tracing::warn!(%reason, ?pause, "key-value replica not reopened yet");
+                    *write(&self.shared.state) = StoreState::Restarting(reason);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(REPLICA_RESTART_MAX);
+                    continue;
+                }
+            };
+            if self.shared.stopping.load(Ordering::Acquire) {
+                node.shutdown().await;
+                return;
+            }
+            *write(&self.shared.state) = StoreState::Serving(node.clone());
+            tracing::info!(raft_id = %format!("{own:016x}"), voter = settings.voters.contains(&local), "key-value store open");
+            // Every configured voter creates the group with the same voters, so none is needed
+            // for the start (openraft: identical initial memberships are safe, the vote elects
+            // one leader); on a store that already has a group this does nothing.
+            if first_open && settings.voters.contains(&local) {
+                let voters: BTreeMap<u64, String> = settings
+                    .voters
+                    .iter()
+                    .map(|voter| (raft_id(voter), voter.to_string()))
+                    .collect();
+                if let Err(error) = node.initialize(voters).await {
+                    tracing::error!(%error, "cannot initialize the key-value group");
+                }
+            }
+            first_open = false;
+            let served_from = Instant::now();
+            let Some(reason) = self.wait_for_stop(&node).await else {
+                return;
+            };
+            tracing::error!(%reason, ?pause, "key-value replica stopped; reopening its store");
+            *write(&self.shared.state) = StoreState::Restarting(reason);
+            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+            node.shutdown().await;
+            // Requests in flight hold the old replica a little longer; the reopening waits
+            // for its file (`KvNode::open` retries a store held open).
+            drop(node);
+            if served_from.elapsed() >= REPLICA_HEALTHY_AFTER {
+                pause = REPLICA_RESTART_FIRST;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REPLICA_RESTART_MAX);
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    async fn open_replica(&self, path: &std::path::Path, own: u64) -> Result<Arc<KvNode>, KvError> {
+        let settings = &self.shared.settings;
+        let mut config = KvConfig::new(own, self.shared.local.to_string(), path);
         config.heartbeat = settings.heartbeat;
         config.election_timeout = settings.election_timeout;
         config.request_timeout = settings.request_timeout;
         let transport = Arc::new(MeshTransport {
             host: Arc::downgrade(&self.shared),
         });
-        let node = match KvNode::open(config, transport).await {
-            Ok(node) => Arc::new(node),
-            Err(error) => {
-                let reason = error.to_string();
-                tracing::error!(%reason, "key-value store refused; this node does not serve it");
-                *write(&self.shared.state) = StoreState::Refused(reason);
-                return;
+        KvNode::open(config, transport).await.map(Arc::new)
+    }
+
+    /// Waits until the replica's Raft stops on its own (the reason) or the node shuts down
+    /// (`None`).
+    async fn wait_for_stop(&self, node: &KvNode) -> Option<String> {
+        loop {
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return None;
             }
-        };
-        *write(&self.shared.state) = StoreState::Serving(node.clone());
-        tracing::info!(raft_id = %format!("{own:016x}"), voter = settings.voters.contains(&local), "key-value store open");
-        // Every configured voter creates the group with the same voters, so none is needed
-        // for the start (openraft: identical initial memberships are safe, the vote elects
-        // one leader); on a store that already has a group this does nothing.
-        if settings.voters.contains(&local) {
-            let voters: BTreeMap<u64, String> = settings
-                .voters
-                .iter()
-                .map(|voter| (raft_id(voter), voter.to_string()))
-                .collect();
-            if let Err(error) = node.initialize(voters).await {
-                tracing::error!(%error, "cannot initialize the key-value group");
+            if let Some(reason) = node.stopped_by() {
+                return Some(reason);
             }
+            tokio::time::sleep(REPLICA_CHECK).await;
         }
+    }
+
+    /// Times this node's replica was reopened after Raft stopped on a storage error.
+    pub fn replica_restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
     }
 
     /// Hook for the node's loop: a link to `peer` is up (`Some`) or gone (`None`).
@@ -562,6 +648,7 @@ impl KvHost {
 
     /// Stops Raft (on node shutdown).
     pub async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
         let node = match &*read(&self.shared.state) {
             StoreState::Serving(node) => Some(node.clone()),
             _ => None,
@@ -589,6 +676,9 @@ impl KvHost {
                 "the key-value store is still opening".to_string(),
             )),
             StoreState::Refused(reason) => Err(KvFailure::Corrupted(reason.clone())),
+            StoreState::Restarting(reason) => Err(KvFailure::Unavailable(format!(
+                "the key-value replica is reopening its store after: {reason}"
+            ))),
             StoreState::Serving(node) => Ok(node.clone()),
         }
     }
@@ -1107,6 +1197,7 @@ impl KvHost {
             last_applied: status.last_applied,
             voters: status.voters.into_iter().filter_map(name).collect(),
             learners: status.learners.into_iter().filter_map(name).collect(),
+            replica_restarts: self.replica_restarts(),
         })
     }
 
