@@ -183,6 +183,16 @@ impl NetnsMesh {
         edges: &[(usize, usize)],
         extra_yaml: &str,
     ) -> Result<NetnsMesh, NetnsError> {
+        NetnsMesh::start_each(binary, count, edges, &|_| extra_yaml.to_string())
+    }
+
+    /// As [`NetnsMesh::start`], with `network:` lines of its own for each node (by position).
+    pub fn start_each(
+        binary: &Path,
+        count: usize,
+        edges: &[(usize, usize)],
+        extra_yaml_of: &dyn Fn(usize) -> String,
+    ) -> Result<NetnsMesh, NetnsError> {
         if let Some(reason) = unavailable() {
             return Err(NetnsError::Unavailable(reason));
         }
@@ -276,7 +286,7 @@ impl NetnsMesh {
         }
         // The CA node first: the others enrol with it.
         for position in 0..mesh.nodes.len() {
-            mesh.configure(position, extra_yaml)?;
+            mesh.configure(position, &extra_yaml_of(position))?;
             mesh.launch(position)?;
             if position == 0 {
                 mesh.wait_api(0)?;

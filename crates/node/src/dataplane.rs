@@ -9,7 +9,11 @@
 //! IPv6 source address is the overlay address of the source NodeId.
 //!
 //! The body after the header is an end-to-end session packet (crates/session): relays cannot
-//! read or alter it. Its plaintext starts with a payload kind: [`PAYLOAD_IPV6`] (an IPv6
+//! read or alter it. The one exception is a relay's too-big notice ([`too_big_notice`]): a
+//! relay whose next link cannot carry a packet tells the packet's source node so, in a data
+//! packet of its own whose body starts with [`NOTICE_MARKER`] instead of a session version,
+//! and the source answers later packets of that size with ICMPv6 Packet Too Big
+//! ([`PathMtus`]), so path MTU discovery works across relays that cannot read the packet. Its plaintext starts with a payload kind: [`PAYLOAD_IPV6`] (an IPv6
 //! packet for the TUN interface) or [`PAYLOAD_APP`] (the datagram API over node ids, which
 //! works without a TUN: port (u16) then payload, delivered into the node's bounded inbox).
 
@@ -158,6 +162,133 @@ impl OverlayMap {
     }
 }
 
+/// First body byte of a too-big notice: session packets start with their version (2).
+pub const NOTICE_MARKER: u8 = 0x80;
+
+/// Notice kind: the packet was too big for a relay's next link.
+const NOTICE_TOO_BIG: u8 = 1;
+
+/// Bytes of a too-big notice body: marker, kind, the data packet's destination, the MTU.
+pub const TOO_BIG_NOTICE_BYTES: usize = 1 + 1 + NodeId::LEN + 2;
+
+/// Whether a data packet's body is a relay's notice rather than a session packet.
+pub fn is_notice(body: &[u8]) -> bool {
+    body.first() == Some(&NOTICE_MARKER)
+}
+
+/// The body of a notice that packets for `destination` larger than `mtu` bytes (IPv6 packet
+/// size) do not pass a relay.
+pub fn too_big_notice(destination: &NodeId, mtu: u16) -> Vec<u8> {
+    let mut body = Vec::with_capacity(TOO_BIG_NOTICE_BYTES);
+    body.extend_from_slice(&[NOTICE_MARKER, NOTICE_TOO_BIG]);
+    body.extend_from_slice(&destination.0);
+    body.extend_from_slice(&mtu.to_be_bytes());
+    body
+}
+
+/// The destination and MTU of a too-big notice body; `None` if malformed or of another kind.
+pub fn decode_too_big_notice(body: &[u8]) -> Option<(NodeId, u16)> {
+    if body.len() != TOO_BIG_NOTICE_BYTES || body[0] != NOTICE_MARKER || body[1] != NOTICE_TOO_BIG {
+        return None;
+    }
+    let destination = NodeId(body[2..2 + NodeId::LEN].try_into().ok()?);
+    let mtu = u16::from_be_bytes(body[2 + NodeId::LEN..].try_into().ok()?);
+    Some((destination, mtu))
+}
+
+/// How long a path MTU learned from a notice holds before larger packets are tried again
+/// (RFC 8201 §5.3: ten minutes).
+pub const PATH_MTU_AGE_MS: u64 = 600_000;
+
+/// Destinations whose path MTU is remembered; when full, the oldest entry goes.
+pub const MAX_PATH_MTUS: usize = 4096;
+
+/// Too-big notices a relay sends per second at most, in bursts of up to [`NOTICE_BURST`]:
+/// a sender keeps sending large packets until the notice arrives, and every one of them
+/// would otherwise cost the relay a notice.
+pub const NOTICES_PER_SECOND: u64 = 50;
+pub const NOTICE_BURST: u64 = 20;
+
+/// Path MTUs this node learned from relays' notices, per destination node, and the budget
+/// of notices this node sends as a relay. Time is an argument (milliseconds of any clock).
+#[derive(Debug)]
+pub struct PathMtus {
+    known: HashMap<NodeId, (usize, u64)>,
+    tokens: u64,
+    refilled_ms: u64,
+}
+
+impl Default for PathMtus {
+    fn default() -> Self {
+        PathMtus {
+            known: HashMap::new(),
+            tokens: NOTICE_BURST,
+            refilled_ms: 0,
+        }
+    }
+}
+
+impl PathMtus {
+    /// A relay said packets for `destination` above `mtu` bytes do not pass. Never below
+    /// IPv6's minimum (a notice cannot shrink packets further, RFC 8201 §4); a larger value
+    /// than the one held is ignored until that one ages out. Returns whether it applied.
+    pub fn learn(&mut self, destination: NodeId, mtu: u16, now_ms: u64) -> bool {
+        let mtu = usize::from(mtu).max(IPV6_MIN_MTU);
+        if let Some(&(held, _)) = self.known.get(&destination)
+            && held <= mtu
+        {
+            return false;
+        }
+        if self.known.len() >= MAX_PATH_MTUS
+            && !self.known.contains_key(&destination)
+            && let Some(oldest) = self
+                .known
+                .iter()
+                .min_by_key(|(_, (_, learned))| *learned)
+                .map(|(id, _)| *id)
+        {
+            self.known.remove(&oldest);
+        }
+        self.known.insert(destination, (mtu, now_ms));
+        true
+    }
+
+    /// The largest IPv6 packet known to reach `destination`, if a notice said so within
+    /// [`PATH_MTU_AGE_MS`].
+    pub fn limit(&mut self, destination: &NodeId, now_ms: u64) -> Option<usize> {
+        let &(mtu, learned) = self.known.get(destination)?;
+        if now_ms.saturating_sub(learned) >= PATH_MTU_AGE_MS {
+            self.known.remove(destination);
+            return None;
+        }
+        Some(mtu)
+    }
+
+    /// Takes one notice from the relay's budget; false when it is spent.
+    pub fn may_notify(&mut self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.refilled_ms) * NOTICES_PER_SECOND / 1000;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(NOTICE_BURST);
+            self.refilled_ms = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// Destinations with a learned path MTU.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+}
+
 /// ICMPv6 type of destination unreachable.
 pub const ICMP6_UNREACHABLE: u8 = 1;
 /// ICMPv6 type of packet too big.
@@ -263,6 +394,66 @@ mod tests {
             1420
         );
         assert_eq!(overlay_mtu(1000), IPV6_MIN_MTU);
+    }
+
+    #[test]
+    fn too_big_notices_round_trip_and_are_told_from_session_packets() {
+        let destination = NodeId::from_index(7);
+        let body = too_big_notice(&destination, 1340);
+        assert_eq!(body.len(), TOO_BIG_NOTICE_BYTES);
+        assert!(is_notice(&body));
+        assert_eq!(decode_too_big_notice(&body), Some((destination, 1340)));
+        assert_eq!(decode_too_big_notice(&body[..body.len() - 1]), None);
+        let mut other_kind = body.clone();
+        other_kind[1] = 9;
+        assert_eq!(decode_too_big_notice(&other_kind), None);
+        assert!(!is_notice(&[
+            session::packet::VERSION,
+            session::packet::TYPE_DATA
+        ]));
+        assert!(!is_notice(&[]));
+    }
+
+    #[test]
+    fn path_mtus_only_shrink_never_below_the_minimum_age_out_and_stay_bounded() {
+        let mut mtus = PathMtus::default();
+        let far = NodeId::from_index(3);
+        assert_eq!(mtus.limit(&far, 0), None);
+        assert!(mtus.learn(far, 1400, 0));
+        assert!(
+            !mtus.learn(far, 9000, 10),
+            "a larger MTU waits for the old one to age"
+        );
+        assert!(
+            mtus.learn(far, 600, 20),
+            "a smaller one applies, floored at 1,280"
+        );
+        assert_eq!(mtus.limit(&far, 30), Some(IPV6_MIN_MTU));
+        assert_eq!(mtus.limit(&far, 20 + PATH_MTU_AGE_MS), None, "aged out");
+        assert!(mtus.is_empty());
+        for index in 0..MAX_PATH_MTUS as u64 + 10 {
+            mtus.learn(NodeId::from_index(index + 100), 1300, index);
+        }
+        assert_eq!(mtus.len(), MAX_PATH_MTUS);
+        assert_eq!(
+            mtus.limit(&NodeId::from_index(100), 1),
+            None,
+            "the oldest went"
+        );
+        assert_eq!(
+            mtus.limit(&NodeId::from_index(MAX_PATH_MTUS as u64 + 109), 1),
+            Some(1300)
+        );
+    }
+
+    #[test]
+    fn notices_are_rate_limited_with_a_burst() {
+        let mut mtus = PathMtus::default();
+        let sent = (0..100).filter(|_| mtus.may_notify(1_000)).count();
+        assert_eq!(sent as u64, NOTICE_BURST);
+        // One more every 1000 / NOTICES_PER_SECOND ms.
+        assert!(mtus.may_notify(1_000 + 1000 / NOTICES_PER_SECOND));
+        assert!(!mtus.may_notify(1_000 + 1000 / NOTICES_PER_SECOND));
     }
 
     #[test]

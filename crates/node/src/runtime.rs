@@ -128,6 +128,8 @@ pub struct Node {
     kv: Option<KvHost>,
     /// Reused buffer for relayed packets.
     relay_scratch: Vec<u8>,
+    /// Path MTUs learned from relays' too-big notices, and this node's notice budget.
+    path_mtus: dataplane::PathMtus,
     /// Housekeeping ticks so far, for the advert schedule.
     advert_ticks: u32,
     /// The self-healing loop (`None` when `mapk.enabled` is false).
@@ -190,8 +192,15 @@ struct DataCounters {
     /// Packets with no route to their destination (answered with ICMPv6 unreachable when
     /// they came from the TUN).
     data_no_route: u64,
-    /// Packets too big for the next link (answered with ICMPv6 packet too big when local).
+    /// Packets too big for the next link or the known path MTU (answered with ICMPv6 packet
+    /// too big when local, with a too-big notice to the source node when relayed).
     data_too_big: u64,
+    /// Too-big notices sent to the sources of relayed packets that did not fit.
+    too_big_notices_sent: u64,
+    /// Too-big notices from relays that lowered a path MTU here.
+    too_big_notices_applied: u64,
+    /// Too-big notices ignored: malformed, or no lower than the path MTU already held.
+    too_big_notices_ignored: u64,
     /// Packets whose inner source address is not the source node's overlay address.
     data_spoofed_source: u64,
     /// Packets dropped because their hop limit ran out.
@@ -432,6 +441,7 @@ impl Node {
             carrier: HashMap::new(),
             kv,
             relay_scratch: Vec::new(),
+            path_mtus: dataplane::PathMtus::default(),
             advert_ticks: 0,
             healing,
             _own_handle: handle.clone(),
@@ -628,6 +638,19 @@ impl Node {
             );
             return;
         }
+        let now_ms = self.uptime_ms();
+        if let Some(mtu) = self.path_mtus.limit(&destination, now_ms)
+            && packet.len() > mtu
+        {
+            self.data.data_too_big += 1;
+            self.answer_icmp(
+                packet,
+                dataplane::ICMP6_PACKET_TOO_BIG,
+                0,
+                u32::try_from(mtu).unwrap_or(u32::MAX),
+            );
+            return;
+        }
         // Checked before sealing, against both limits at once (the next link's room and the
         // session's largest packet), so one Packet Too Big gives the MTU that fits.
         let room = self
@@ -677,7 +700,11 @@ impl Node {
             return;
         };
         if header.destination == self.node_id() {
-            self.open_and_deliver(header.source, inner);
+            if dataplane::is_notice(inner) {
+                self.on_too_big_notice(header.source, inner);
+            } else {
+                self.open_and_deliver(header.source, inner);
+            }
             return;
         }
         if !dataplane::take_hop(packet) {
@@ -688,8 +715,55 @@ impl Node {
         match self.send_data(&header.destination, packet) {
             DataSend::Sent => self.data.data_forwarded += 1,
             DataSend::NoRoute => self.data.data_no_route += 1,
-            DataSend::TooBig(_) => self.data.data_too_big += 1,
+            DataSend::TooBig(room) => {
+                self.data.data_too_big += 1;
+                let relayed_notice =
+                    dataplane::decode(packet).is_some_and(|(_, inner)| dataplane::is_notice(inner));
+                if !relayed_notice {
+                    self.send_too_big_notice(header.source, header.destination, room);
+                }
+            }
         }
+    }
+
+    /// Tells `source` that its packets for `destination` do not fit the next link here: the
+    /// inner packet is sealed end to end, so only its source node can answer the program that
+    /// sent it with Packet Too Big.
+    fn send_too_big_notice(&mut self, source: NodeId, destination: NodeId, room: usize) {
+        if !self.path_mtus.may_notify(self.uptime_ms()) {
+            return;
+        }
+        let mtu = u16::try_from(dataplane::overlay_mtu(room)).unwrap_or(u16::MAX);
+        let header = DataHeader {
+            hop_limit: dataplane::DATA_HOP_LIMIT,
+            source: self.node_id(),
+            destination: source,
+        };
+        let notice = dataplane::encode(&header, &dataplane::too_big_notice(&destination, mtu));
+        if matches!(self.send_data(&source, &notice), DataSend::Sent) {
+            self.data.too_big_notices_sent += 1;
+        }
+    }
+
+    /// A relay's notice that this node's packets for a destination were too big for it. Any
+    /// member relaying our packets could send one, and it could as well drop them: a notice
+    /// only ever makes packets smaller, and never below IPv6's minimum MTU.
+    fn on_too_big_notice(&mut self, relay: NodeId, body: &[u8]) {
+        let Some((destination, mtu)) = dataplane::decode_too_big_notice(body) else {
+            self.data.too_big_notices_ignored += 1;
+            return;
+        };
+        let now_ms = self.uptime_ms();
+        if self.path_mtus.learn(destination, mtu, now_ms) {
+            self.data.too_big_notices_applied += 1;
+            tracing::debug!(relay = %relay.short(), destination = %destination.short(), mtu, "path MTU lowered");
+        } else {
+            self.data.too_big_notices_ignored += 1;
+        }
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Encrypts `body` (tagged with its payload kind) for `destination` in its end-to-end

@@ -4,6 +4,7 @@
 //! failure.
 
 use cli::netns::{NetnsMesh, line, unavailable};
+use std::time::{Duration, Instant};
 
 use crate::support::binary;
 
@@ -263,18 +264,7 @@ fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let mtu: usize = text
-        .split("mtu")
-        .nth(1)
-        .and_then(|rest| {
-            let digits: String = rest
-                .trim_start_matches([' ', '=', ':'])
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("ping reports a path MTU:\n{text}"));
+    let mtu = reported_mtu(&text).unwrap_or_else(|| panic!("ping reports a path MTU:\n{text}"));
     assert!(
         (1280..1400).contains(&mtu),
         "advertised MTU {mtu} is below the packet and not below IPv6's minimum:\n{text}"
@@ -286,6 +276,96 @@ fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
         status["links"]
     );
     // A packet of exactly the advertised size crosses all three hops: no black hole below it.
+    let size = (mtu - 48).to_string();
+    let output = mesh
+        .command(0, "ping")
+        .args([
+            "-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", &size, &target,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains(" 0% packet loss"),
+        "a {mtu}-byte packet (the advertised MTU) crosses:\n{text}"
+    );
+}
+
+/// The MTU a `ping -M do` output reports after a Packet Too Big, if any.
+fn reported_mtu(text: &str) -> Option<usize> {
+    text.split("mtu").nth(1).and_then(|rest| {
+        let digits: String = rest
+            .trim_start_matches([' ', '=', ':'])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    })
+}
+
+#[test]
+fn a_relay_whose_next_link_is_too_small_makes_the_source_answer_packet_too_big() {
+    if let Some(reason) = unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    // Node 1's link to node 2 carries 64 KB packets (the link channel); node 3 runs on QUIC
+    // datagrams only, so the relay 2 cannot pass a large packet on to it. Only the relay
+    // knows, and only node 1 can answer the program with Packet Too Big.
+    let mesh = NetnsMesh::start_each(&binary(), 4, &line(4), &|position| {
+        if position == 2 {
+            "    link_channel: false\n".to_string()
+        } else {
+            String::new()
+        }
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let target = mesh.nodes()[3].id.overlay_addr().to_string();
+    let counter = |position: usize, name: &str| {
+        mesh.api(position, "status").unwrap()["links"][name]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mtu, text) = loop {
+        // 3,000-byte packets, never fragmented by the sender (-M do).
+        let output = mesh
+            .command(0, "ping")
+            .args([
+                "-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", "2952", &target,
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if let Some(mtu) = reported_mtu(&text)
+            && counter(0, "too_big_notices_applied") >= 1
+        {
+            break (mtu, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Packet Too Big from a relay's notice:\n{text}\nnode 2 links: {}\nnode 1 links: {}",
+            mesh.api(1, "status").unwrap()["links"],
+            mesh.api(0, "status").unwrap()["links"]
+        );
+    };
+    assert!(
+        (1280..3000).contains(&mtu),
+        "advertised MTU {mtu} is below the packet and not below IPv6's minimum:\n{text}"
+    );
+    assert!(
+        counter(1, "too_big_notices_sent") >= 1,
+        "the relay sent the notice"
+    );
+    assert!(
+        counter(1, "data_too_big") >= 1,
+        "the relay dropped and counted"
+    );
+    // A packet of exactly the advertised size crosses all three hops.
     let size = (mtu - 48).to_string();
     let output = mesh
         .command(0, "ping")
