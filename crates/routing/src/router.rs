@@ -622,6 +622,7 @@ impl Router {
                 MessageView::Hello(hello) => self.on_hello(slot, &hello),
                 MessageView::Probe(probe) => self.on_probe(now, slot, &probe),
                 MessageView::Ogms(ogms) => {
+                    self.table.warm(ogms.map(|ogm| ogm.originator));
                     for ogm in ogms {
                         self.on_ogm(now, slot, &ogm);
                     }

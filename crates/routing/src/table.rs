@@ -461,6 +461,36 @@ impl RouteTable {
         }
     }
 
+    /// Reads the home index slot of every id, then the entry it points at, as independent
+    /// loads the processor overlaps, so that the lookups of a batch of advertisements that
+    /// follow find them in cache instead of waiting for one cache miss after another (with
+    /// thousands of tables, nearly every first lookup of a destination misses). Changes
+    /// nothing; the return value only keeps the loads from being optimised away.
+    pub fn warm(&self, ids: impl Iterator<Item = NodeId>) -> u32 {
+        const BATCH: usize = 64;
+        if self.index.is_empty() {
+            return 0;
+        }
+        let mut homes = [(0usize, 0u32); BATCH];
+        let mut count = 0;
+        let mut touched = 0u32;
+        for id in ids.take(BATCH) {
+            let (at, tag) = self.home(&id);
+            touched ^= self.index[at];
+            homes[count] = (at, tag);
+            count += 1;
+        }
+        for &(at, tag) in &homes[..count] {
+            let slot = self.index[at];
+            if slot != FREE && slot & !POSITION_MASK == tag {
+                let position = (slot & POSITION_MASK) as usize;
+                touched ^= u32::from(self.ids.get(position).0[0]);
+                touched ^= self.entries.get(position).fd_cost;
+            }
+        }
+        std::hint::black_box(touched)
+    }
+
     pub fn contains_key(&self, id: &NodeId) -> bool {
         self.position(id).is_some()
     }
@@ -625,6 +655,15 @@ mod tests {
         }
         assert!(table.get(&NodeId::from_index(5000)).is_none());
         assert_eq!(table.keys().count(), kept);
+        // Warming the cache for present and absent ids, more than one batch, changes nothing.
+        let before: Vec<(NodeId, u32)> = table.iter().map(|(id, e)| (*id, e.newest_seq)).collect();
+        table.warm((4900..5100u64).map(NodeId::from_index));
+        let after: Vec<(NodeId, u32)> = table.iter().map(|(id, e)| (*id, e.newest_seq)).collect();
+        assert_eq!(before, after);
+        assert_eq!(
+            RouteTable::default().warm((0..3u64).map(NodeId::from_index)),
+            0
+        );
     }
 
     #[test]
