@@ -612,3 +612,53 @@ fn neighbours_are_queried_again_when_the_last_advertisers_of_a_lost_route_withdr
         "node 5, whose advertisement was not kept, is asked again"
     );
 }
+
+#[test]
+fn a_lost_route_is_asked_for_again_after_its_requests_ran_out() {
+    // Node 1 between 0 and 2: 0 advertises a destination, then withdraws it. Node 2 has no
+    // other route, so the one-hop queries and the retries find nothing and run out; a
+    // neighbour that gets a route later does not advertise it unless it changes, so node 1
+    // must ask again, at growing intervals, instead of waiting for a full-scope flood.
+    let mut net = Net::new(3, &[(0, 1), (1, 2)], RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_500));
+    net.inject(1, &advert_packet(0, 900, 10, 100));
+    let step = |net: &mut Net, ms: u64| {
+        let until = net.now + Duration::from_millis(ms);
+        net.run_until(until);
+    };
+    step(&mut net, 20);
+    assert_eq!(net.next_hop(1, 900), Some(0));
+    net.inject(1, &advert_packet(0, 900, 10, wire::COST_INFINITE));
+    let lost = net.now;
+    step(&mut net, 1_500);
+    assert_eq!(net.next_hop(1, 900), None);
+    net.record = true;
+    step(&mut net, 17_000);
+    let asked: Vec<Duration> = net
+        .sent
+        .iter()
+        .filter(|(_, from, to, bytes)| {
+            (*from, *to) == (1, 2)
+                && Packet::decode(bytes).is_ok_and(|p| {
+                    p.messages.iter().any(|m| {
+                        matches!(m, Message::SeqnoRequest(r)
+                            if r.target == id(900) && r.hop_limit == 1)
+                    })
+                })
+        })
+        .map(|(at, _, _, _)| at.saturating_since(lost))
+        .collect();
+    assert!(
+        asked.len() >= 3,
+        "asked again after the first round ran out: {asked:?}"
+    );
+    assert!(
+        asked.len() <= 6,
+        "at growing intervals, not at every sweep: {asked:?}"
+    );
+    let gaps: Vec<Duration> = asked.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "each interval longer than the one before: {asked:?}"
+    );
+}
