@@ -556,13 +556,13 @@ fn advert_packet(from: usize, destination: usize, seq: u32, cost: u32) -> Vec<u8
     writer.finish().remove(0)
 }
 
-/// One-hop queries about `destination` node 1 sent to `to` since the recording started.
-fn queries_to(net: &Net, to: usize, destination: usize) -> usize {
+/// When node 1 sent `to` one-hop queries about `destination` since the recording started.
+fn query_times(net: &Net, to: usize, destination: usize) -> Vec<Timestamp> {
     net.sent
         .iter()
         .filter(|(_, from, dest, _)| (*from, *dest) == (1, to))
-        .map(|(_, _, _, bytes)| {
-            Packet::decode(bytes)
+        .flat_map(|(at, _, _, bytes)| {
+            let queries = Packet::decode(bytes)
                 .expect("valid packet")
                 .messages
                 .into_iter()
@@ -570,9 +570,30 @@ fn queries_to(net: &Net, to: usize, destination: usize) -> usize {
                     matches!(m, Message::SeqnoRequest(r)
                         if r.target == id(destination) && r.hop_limit == 1)
                 })
-                .count()
+                .count();
+            std::iter::repeat_n(*at, queries)
         })
-        .sum()
+        .collect()
+}
+
+fn queries_to(net: &Net, to: usize, destination: usize) -> usize {
+    query_times(net, to, destination).len()
+}
+
+fn step(net: &mut Net, ms: u64) {
+    let until = net.now + Duration::from_millis(ms);
+    net.run_until(until);
+}
+
+/// A converged `Net` in which node 1 routes towards destination 900 via node 0, which
+/// advertised it (cost 100, sequence number 10).
+fn node_1_routing_900_via_0(nodes: usize, edges: &[(usize, usize)]) -> Net {
+    let mut net = Net::new(nodes, edges, RouterConfig::default());
+    net.run_until(Timestamp::from_millis(1_500));
+    net.inject(1, &advert_packet(0, 900, 10, 100));
+    step(&mut net, 20);
+    assert_eq!(net.next_hop(1, 900), Some(0));
+    net
 }
 
 #[test]
@@ -580,16 +601,7 @@ fn neighbours_are_queried_again_when_the_last_advertisers_of_a_lost_route_withdr
     // Node 1 in the middle of a star: 0 is its next hop towards 900; 2, 3 and 4 will
     // advertise routes it cannot use yet; 5 has a route too, but a worse one, which does not
     // fit among the three kept advertisements.
-    let edges = [(1, 0), (1, 2), (1, 3), (1, 4), (1, 5)];
-    let mut net = Net::new(6, &edges, RouterConfig::default());
-    net.run_until(Timestamp::from_millis(1_500));
-    net.inject(1, &advert_packet(0, 900, 10, 100));
-    let step = |net: &mut Net, ms: u64| {
-        let until = net.now + Duration::from_millis(ms);
-        net.run_until(until);
-    };
-    step(&mut net, 20);
-    assert_eq!(net.next_hop(1, 900), Some(0));
+    let mut net = node_1_routing_900_via_0(6, &[(1, 0), (1, 2), (1, 3), (1, 4), (1, 5)]);
     net.record = true;
     // The route is lost and nobody else advertises it: every neighbour is queried once.
     net.inject(1, &advert_packet(0, 900, 10, wire::COST_INFINITE));
@@ -619,34 +631,16 @@ fn a_lost_route_is_asked_for_again_after_its_requests_ran_out() {
     // other route, so the one-hop queries and the retries find nothing and run out; a
     // neighbour that gets a route later does not advertise it unless it changes, so node 1
     // must ask again, at growing intervals, instead of waiting for a full-scope flood.
-    let mut net = Net::new(3, &[(0, 1), (1, 2)], RouterConfig::default());
-    net.run_until(Timestamp::from_millis(1_500));
-    net.inject(1, &advert_packet(0, 900, 10, 100));
-    let step = |net: &mut Net, ms: u64| {
-        let until = net.now + Duration::from_millis(ms);
-        net.run_until(until);
-    };
-    step(&mut net, 20);
-    assert_eq!(net.next_hop(1, 900), Some(0));
+    let mut net = node_1_routing_900_via_0(3, &[(0, 1), (1, 2)]);
     net.inject(1, &advert_packet(0, 900, 10, wire::COST_INFINITE));
     let lost = net.now;
     step(&mut net, 1_500);
     assert_eq!(net.next_hop(1, 900), None);
     net.record = true;
     step(&mut net, 17_000);
-    let asked: Vec<Duration> = net
-        .sent
-        .iter()
-        .filter(|(_, from, to, bytes)| {
-            (*from, *to) == (1, 2)
-                && Packet::decode(bytes).is_ok_and(|p| {
-                    p.messages.iter().any(|m| {
-                        matches!(m, Message::SeqnoRequest(r)
-                            if r.target == id(900) && r.hop_limit == 1)
-                    })
-                })
-        })
-        .map(|(at, _, _, _)| at.saturating_since(lost))
+    let asked: Vec<Duration> = query_times(&net, 2, 900)
+        .into_iter()
+        .map(|at| at.saturating_since(lost))
         .collect();
     assert!(
         asked.len() >= 3,
