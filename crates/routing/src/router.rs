@@ -481,6 +481,13 @@ pub struct Router {
     /// refilled.
     request_tokens: u32,
     request_tokens_at: Timestamp,
+    /// The last sweep asked again for as many lost routes as the pending map holds and left
+    /// some due: the next sweep asks for every route-less destination, not only those whose
+    /// loss crossed a power of two since.
+    lost_routes_backlog: bool,
+    /// Table position the next round of asking again starts at, so a backlog larger than
+    /// one round is served in turn rather than from the first entries every time.
+    lost_routes_cursor: usize,
     /// Sweeps so far; picks the slice of the table that the next sweep re-advertises.
     sweeps: u64,
     flush_at: Option<Timestamp>,
@@ -550,6 +557,8 @@ impl Router {
             paced_until: None,
             request_tokens: REQUEST_BURST,
             request_tokens_at: now,
+            lost_routes_backlog: false,
+            lost_routes_cursor: 0,
             sweeps: 0,
             flush_at: None,
             transmits: VecDeque::new(),
@@ -2322,23 +2331,44 @@ impl Router {
             let before = if before > age { 0 } else { before };
             age >= FIRST_MS && (before < FIRST_MS || age.ilog2() > before.ilog2())
         };
-        let due: Vec<NodeId> = self
+        let backlog = std::mem::take(&mut self.lost_routes_backlog);
+        let due_now = |changed_ms: u32| {
+            crossed(changed_ms) || (backlog && now_ms.wrapping_sub(changed_ms) >= FIRST_MS)
+        };
+        let due: Vec<(usize, NodeId)> = self
             .table
             .iter()
-            .filter(|(destination, entry)| {
+            .enumerate()
+            .filter(|(_, (destination, entry))| {
                 entry.selected == NO_SLOT
                     && entry.adv_cost == COST_INFINITE
                     && !self.requests.contains_key(destination)
-                    && crossed(entry.changed_ms)
+                    && due_now(entry.changed_ms)
             })
-            .map(|(destination, _)| *destination)
+            .map(|(position, (destination, _))| (position, *destination))
             .collect();
-        for destination in due {
+        let cursor = std::mem::take(&mut self.lost_routes_cursor);
+        let (after, before): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|(position, _)| *position >= cursor);
+        for (position, destination) in after.into_iter().chain(before) {
             if self.requests.len() >= MAX_PENDING_REQUESTS {
+                // The rest go at the next sweep, not at their next power of two: a node
+                // that lost 9,000 routes would otherwise wait 32 s for the last of them.
                 self.stats.dropped_request_limit += 1;
+                self.lost_routes_backlog = true;
+                self.lost_routes_cursor = position;
                 break;
             }
             self.start_request(now, destination);
+            // One round of queries once sent (a request waiting for a token keeps its
+            // attempts): should an answer make the destination starved, its requests go on
+            // from there; otherwise the pending place is free for the next round.
+            if let Some(request) = self.requests.get_mut(&destination)
+                && request.attempts_left < REQUEST_ATTEMPTS
+            {
+                request.attempts_left = 0;
+            }
         }
     }
 

@@ -656,3 +656,36 @@ fn a_lost_route_is_asked_for_again_after_its_requests_ran_out() {
         "each interval longer than the one before: {asked:?}"
     );
 }
+
+#[test]
+fn more_lost_routes_than_pending_requests_are_all_asked_for_within_a_few_sweeps() {
+    // Node 1 loses 6,000 routes at once, more than three times what its pending requests
+    // hold; the destinations left over from one sweep's round go at the next sweep.
+    let mut net = line_learning_many_routes(6_000);
+    step(&mut net, 300);
+    net.alive[0] = false;
+    let lost = net.now;
+    step(&mut net, 1_900);
+    net.sent.clear();
+    step(&mut net, 12_600);
+    let mut asked = std::collections::HashSet::new();
+    for (at, from, to, bytes) in &net.sent {
+        if (*from, *to) != (1, 2) || at.saturating_since(lost) > Duration::from_millis(14_500) {
+            continue;
+        }
+        for message in Packet::decode(bytes).expect("valid packet").messages {
+            if let Message::SeqnoRequest(request) = message
+                && request.hop_limit == 1
+                && support::index(request.target) >= 1_000
+            {
+                asked.insert(request.target);
+            }
+        }
+    }
+    assert_eq!(
+        asked.len(),
+        6_000,
+        "every lost route asked for again within 14.5 s of the loss (a round per sweep; \
+         with a round only at each power of two, 16 s would pass)"
+    );
+}
