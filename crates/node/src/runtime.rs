@@ -563,7 +563,7 @@ impl Node {
                     self.active.get(&from),
                 ) {
                     let remote = link.info.remote;
-                    let now_ms = u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX);
+                    let now_ms = self.uptime_ms();
                     self.channel
                         .offer_received(&from, connection_id, remote, offer, now_ms);
                 }
@@ -699,8 +699,9 @@ impl Node {
             self.data.data_malformed += 1;
             return;
         };
+        let is_notice = dataplane::is_notice(inner);
         if header.destination == self.node_id() {
-            if dataplane::is_notice(inner) {
+            if is_notice {
                 self.on_too_big_notice(header.source, inner);
             } else {
                 self.open_and_deliver(header.source, inner);
@@ -717,9 +718,7 @@ impl Node {
             DataSend::NoRoute => self.data.data_no_route += 1,
             DataSend::TooBig(room) => {
                 self.data.data_too_big += 1;
-                let relayed_notice =
-                    dataplane::decode(packet).is_some_and(|(_, inner)| dataplane::is_notice(inner));
-                if !relayed_notice {
+                if !is_notice {
                     self.send_too_big_notice(header.source, header.destination, room);
                 }
             }
@@ -1330,7 +1329,7 @@ impl Node {
             };
             discovery.send_discovery(&advert.encode()).await;
         }
-        let now_ms = u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.uptime_ms();
         self.channel.expire_reassemblies(unix_millis());
         for (peer, offer) in self.channel.offers_due(now_ms) {
             if let Some(link) = self.active.get(&peer) {
@@ -1912,7 +1911,7 @@ impl Node {
         StatusView {
             node_id: self.node_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_ms: u64::try_from(self.clock.uptime().as_millis()).unwrap_or(u64::MAX),
+            uptime_ms: self.uptime_ms(),
             listen: self.local_addr(),
             interfaces: self
                 .discovery

@@ -481,13 +481,11 @@ pub struct Router {
     /// refilled.
     request_tokens: u32,
     request_tokens_at: Timestamp,
-    /// The last sweep asked again for as many lost routes as the pending map holds and left
-    /// some due: the next sweep asks for every route-less destination, not only those whose
-    /// loss crossed a power of two since.
-    lost_routes_backlog: bool,
-    /// Table position the next round of asking again starts at, so a backlog larger than
-    /// one round is served in turn rather than from the first entries every time.
-    lost_routes_cursor: usize,
+    /// Set when the last sweep asked again for as many lost routes as the pending map holds
+    /// and left some due: the table position the next round starts at, so a backlog larger
+    /// than one round is served in turn; that round asks for every route-less destination,
+    /// not only those whose loss crossed a power of two since.
+    lost_routes_backlog: Option<usize>,
     /// Sweeps so far; picks the slice of the table that the next sweep re-advertises.
     sweeps: u64,
     flush_at: Option<Timestamp>,
@@ -557,8 +555,7 @@ impl Router {
             paced_until: None,
             request_tokens: REQUEST_BURST,
             request_tokens_at: now,
-            lost_routes_backlog: false,
-            lost_routes_cursor: 0,
+            lost_routes_backlog: None,
             sweeps: 0,
             flush_at: None,
             transmits: VecDeque::new(),
@@ -2331,9 +2328,10 @@ impl Router {
             let before = if before > age { 0 } else { before };
             age >= FIRST_MS && (before < FIRST_MS || age.ilog2() > before.ilog2())
         };
-        let backlog = std::mem::take(&mut self.lost_routes_backlog);
+        let backlog = self.lost_routes_backlog.take();
         let due_now = |changed_ms: u32| {
-            crossed(changed_ms) || (backlog && now_ms.wrapping_sub(changed_ms) >= FIRST_MS)
+            crossed(changed_ms)
+                || (backlog.is_some() && now_ms.wrapping_sub(changed_ms) >= FIRST_MS)
         };
         let due: Vec<(usize, NodeId)> = self
             .table
@@ -2347,7 +2345,7 @@ impl Router {
             })
             .map(|(position, (destination, _))| (position, *destination))
             .collect();
-        let cursor = std::mem::take(&mut self.lost_routes_cursor);
+        let cursor = backlog.unwrap_or(0);
         let (after, before): (Vec<_>, Vec<_>) = due
             .into_iter()
             .partition(|(position, _)| *position >= cursor);
@@ -2356,8 +2354,7 @@ impl Router {
                 // The rest go at the next sweep, not at their next power of two: a node
                 // that lost 9,000 routes would otherwise wait 32 s for the last of them.
                 self.stats.dropped_request_limit += 1;
-                self.lost_routes_backlog = true;
-                self.lost_routes_cursor = position;
+                self.lost_routes_backlog = Some(position);
                 break;
             }
             self.start_request(now, destination);

@@ -461,11 +461,12 @@ impl RouteTable {
         }
     }
 
-    /// Reads the home index slot of every id, then the entry it points at, as independent
-    /// loads the processor overlaps, so that the lookups of a batch of advertisements that
-    /// follow find them in cache instead of waiting for one cache miss after another (with
-    /// thousands of tables, nearly every first lookup of a destination misses). Changes
-    /// nothing; the return value only keeps the loads from being optimised away.
+    /// Reads the home index slot of each of the first 64 ids (one packet's OGM batch holds
+    /// fewer), then the entry it points at, as independent loads the processor overlaps, so
+    /// that the lookups of the batch that follow find them in cache instead of waiting for
+    /// one cache miss after another (with thousands of tables, nearly every first lookup of
+    /// a destination misses). Changes nothing; the return value only keeps the loads from
+    /// being optimised away.
     pub fn warm(&self, ids: impl Iterator<Item = NodeId>) -> u32 {
         const BATCH: usize = 64;
         if self.index.is_empty() {
@@ -655,11 +656,9 @@ mod tests {
         }
         assert!(table.get(&NodeId::from_index(5000)).is_none());
         assert_eq!(table.keys().count(), kept);
-        // Warming the cache for present and absent ids, more than one batch, changes nothing.
-        let before: Vec<(NodeId, u32)> = table.iter().map(|(id, e)| (*id, e.newest_seq)).collect();
+        // Warming the cache reads within bounds for present and absent ids, beyond one batch
+        // (a read out of bounds panics), and an empty table has nothing to read.
         table.warm((4900..5100u64).map(NodeId::from_index));
-        let after: Vec<(NodeId, u32)> = table.iter().map(|(id, e)| (*id, e.newest_seq)).collect();
-        assert_eq!(before, after);
         assert_eq!(
             RouteTable::default().warm((0..3u64).map(NodeId::from_index)),
             0

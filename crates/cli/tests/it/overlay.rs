@@ -251,19 +251,8 @@ fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
     )
     .unwrap_or_else(|error| panic!("{error}"));
     let target = mesh.nodes()[3].id.overlay_addr().to_string();
-    // 1,352 bytes of ICMP payload make a 1,400-byte IPv6 packet; -M do forbids fragmenting it.
-    let output = mesh
-        .command(0, "ping")
-        .args([
-            "-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", "1352", &target,
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // 1,352 bytes of ICMP payload make a 1,400-byte IPv6 packet.
+    let text = ping_unfragmented(&mesh, &target, 1352, "2");
     let mtu = reported_mtu(&text).unwrap_or_else(|| panic!("ping reports a path MTU:\n{text}"));
     assert!(
         (1280..1400).contains(&mtu),
@@ -277,6 +266,23 @@ fn packets_too_big_for_a_link_get_packet_too_big_with_an_mtu_that_then_fits() {
     );
     // A packet of exactly the advertised size crosses all three hops: no black hole below it.
     assert_packets_of_mtu_cross(&mesh, &target, mtu);
+}
+
+/// Three pings from node 1 with `payload` bytes of ICMP payload that the sender must not
+/// fragment (`-M do`), waiting `wait_s` seconds for each reply: ping's stdout and stderr.
+fn ping_unfragmented(mesh: &NetnsMesh, target: &str, payload: usize, wait_s: &str) -> String {
+    let output = mesh
+        .command(0, "ping")
+        .args(["-c", "3", "-i", "0.3", "-W", wait_s, "-M", "do", "-s"])
+        .arg(payload.to_string())
+        .arg(target)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// The MTU a `ping -M do` output reports after a Packet Too Big, if any.
@@ -316,19 +322,8 @@ fn a_relay_whose_next_link_is_too_small_makes_the_source_answer_packet_too_big()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mtu, text) = loop {
-        // 3,000-byte packets, never fragmented by the sender (-M do).
-        let output = mesh
-            .command(0, "ping")
-            .args([
-                "-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", "2952", &target,
-            ])
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        // 3,000-byte packets.
+        let text = ping_unfragmented(&mesh, &target, 2952, "1");
         if let Some(mtu) = reported_mtu(&text)
             && counter(0, "too_big_notices_applied") >= 1
         {
